@@ -1,0 +1,43 @@
+"""Errors that the CLI turns into one line and a non-zero exit."""
+from __future__ import annotations
+
+
+class PamBenchError(Exception):
+    """Base class: the message is shown to the user as one line."""
+
+    exit_code = 2
+
+
+class InputError(PamBenchError):
+    """A user-supplied file or folder is missing, unreadable or malformed.
+
+    Always name the file: ``InputError(path, "what is wrong")``.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class MissingResource(PamBenchError):
+    """A weight file, checkpoint or optional package that is not here.
+
+    ``what`` names it, ``how`` says how to obtain it and where it goes.
+    """
+
+    exit_code = 3
+
+    def __init__(self, what: str, how: str):
+        self.what = what
+        self.how = how
+        super().__init__(f"missing {what}: {how}")
+
+
+class ChecksumError(PamBenchError):
+    def __init__(self, path, expected: str, actual: str):
+        super().__init__(f"{path}: sha256 {actual[:16]}... does not match the pinned {expected[:16]}...")
+
+
+class IncompatibleResults(PamBenchError):
+    """Results that must not be merged or compared (backends, manifests, identities differ)."""

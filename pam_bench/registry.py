@@ -1,0 +1,106 @@
+"""One lazy registry: name -> "module:Attr".
+
+Listing never imports the target modules (so ``pam-bench list`` never imports diffusers or a model).
+Each entry declares what it needs: python packages (checked with importlib.util.find_spec) and
+pinned weight files (checked on disk by pam_bench.weights), so ``list`` can say what is missing.
+Adding a dataset, method or metric is one file plus one line here.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PamBenchError
+
+KINDS = ("dataset", "method", "metric")
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    target: str  # "module:Attr"
+    summary: str
+    packages: tuple[str, ...] = ()
+    weights: tuple[str, ...] = ()  # names in pam_bench.weights.PINNED
+    user_files: str = ""  # what the user must supply (checkpoint dirs, datasets): shown by `list`
+    default_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+    def load(self):
+        mod_name, _, attr = self.target.partition(":")
+        module = importlib.import_module(mod_name)
+        return getattr(module, attr)
+
+    def missing(self) -> list[str]:
+        """What is missing here for this entry to run (cheap: no heavy import)."""
+        out = []
+        for pkg in self.packages:
+            try:
+                found = importlib.util.find_spec(pkg) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                out.append(f"python package '{pkg}'")
+        if self.weights:
+            from . import weights as W
+
+            for w in self.weights:
+                if W.locate(w) is None:
+                    out.append(f"weights '{w}' (run: pam-bench weights fetch {w})")
+        return out
+
+
+class Registry:
+    def __init__(self):
+        self._entries: dict[tuple[str, str], Entry] = {}
+
+    def add(self, kind: str, name: str, target: str, summary: str, **kw) -> None:
+        if kind not in KINDS:
+            raise ValueError(kind)
+        key = (kind, name)
+        if key in self._entries:
+            raise ValueError(f"duplicate registry entry {kind} {name}")
+        self._entries[key] = Entry(kind, name, target, summary, **kw)
+
+    def get(self, kind: str, name: str) -> Entry:
+        try:
+            return self._entries[(kind, name)]
+        except KeyError:
+            known = ", ".join(self.names(kind))
+            raise PamBenchError(f"unknown {kind} '{name}'; known: {known}") from None
+
+    def names(self, kind: str) -> list[str]:
+        return [n for (k, n) in self._entries if k == kind]
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        return [e for (k, _), e in self._entries.items() if kind is None or k == kind]
+
+    def load(self, kind: str, name: str):
+        return self.get(kind, name).load()
+
+
+REGISTRY = Registry()
+_add = REGISTRY.add
+
+# --- datasets -------------------------------------------------------------------------------
+_add("dataset", "synthetic", "pam_bench.datasets.synthetic:SyntheticHOI",
+     "embedded procedural HOI clips (offline default): hand + object, RGB/depth/seg/joints/conditions")
+_add("dataset", "pam-eval-dir", "pam_bench.datasets.folder:PamEvalDir",
+     "the folder the official PAM evaluation script writes: gt/gt_XXXX.mp4 (GT side)")
+
+# --- methods --------------------------------------------------------------------------------
+_add("method", "oracle", "baselines.reference:Oracle", "the GT video (upper bound)")
+_add("method", "static", "baselines.reference:Static", "the GT first frame held (no-motion bound)")
+_add("method", "sim-render", "baselines.reference:SimRender",
+     "the condition videos composited as RGB (a simulator without appearance)")
+_add("method", "folder", "baselines.folder:FolderMethod",
+     "videos generated elsewhere: generated/generated_XXXX.mp4 or <video_id>.mp4",
+     user_files="--videos DIR")
+
+# --- metrics --------------------------------------------------------------------------------
+_add("metric", "ssim", "pam_bench.metrics.pixel:SSIM", "SSIM (Wang et al. 2004, gaussian 11x11 sigma 1.5), per frame")
+_add("metric", "psnr", "pam_bench.metrics.pixel:PSNR", "PSNR (data range 255), per frame")
+_add("metric", "lpips", "pam_bench.metrics.pixel:LPIPS", "LPIPS AlexNet v0.1, per frame",
+     packages=("lpips",), weights=("lpips-alexnet",))

