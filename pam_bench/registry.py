@@ -104,3 +104,5 @@ _add("metric", "ssim", "pam_bench.metrics.pixel:SSIM", "SSIM (Wang et al. 2004, 
 _add("metric", "psnr", "pam_bench.metrics.pixel:PSNR", "PSNR (data range 255), per frame")
 _add("metric", "lpips", "pam_bench.metrics.pixel:LPIPS", "LPIPS AlexNet v0.1, per frame",
      packages=("lpips",), weights=("lpips-alexnet",))
+_add("metric", "fvd", "pam_bench.metrics.fvd:FVD", "FVD (StyleGAN-V protocol: 16-frame clips, I3D K400)",
+     weights=("i3d-k400",))
