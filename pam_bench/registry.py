@@ -106,3 +106,9 @@ _add("metric", "lpips", "pam_bench.metrics.pixel:LPIPS", "LPIPS AlexNet v0.1, pe
      packages=("lpips",), weights=("lpips-alexnet",))
 _add("metric", "fvd", "pam_bench.metrics.fvd:FVD", "FVD (StyleGAN-V protocol: 16-frame clips, I3D K400)",
      weights=("i3d-k400",))
+_add("metric", "mf", "pam_bench.metrics.motion:MotionFidelity",
+     "Motion Fidelity: two-sided track-direction agreement, 100 foreground points (LK default; cotracker3)",
+     packages=("cv2",))
+_add("metric", "mpjpe", "pam_bench.metrics.hand:HandMPJPE",
+     "root-aligned 3D hand MPJPE (mm) on the generated video (MediaPipe default; hamer)",
+     packages=("mediapipe",), weights=("hand-landmarker",))
