@@ -7,7 +7,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,10 +38,32 @@ def read_video(path, max_frames: int | None = None) -> Video:
         return _read_pyav(path, max_frames)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence codec libraries' own log lines (ffmpeg, dmlc) while opening a file: a bad file is reported
+    once, by us, as one line naming it."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # captured stderr (pytest): nothing to silence
+        yield
+        return
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _read_decord(path: Path, max_frames):
     import decord
 
-    vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    with _quiet_native_stderr():
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     n = len(vr)
     if n == 0:
         raise InputError(path, "no decodable frames")
@@ -51,7 +75,9 @@ def _read_decord(path: Path, max_frames):
 
 def _read_pyav(path: Path, max_frames):
     import av
+    import av.logging
 
+    av.logging.set_level(av.logging.PANIC)
     frames = []
     try:
         with av.open(str(path)) as c:

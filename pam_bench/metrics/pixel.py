@@ -118,7 +118,11 @@ def build_lpips(device: str = "cpu", net: str = "alex"):
 
     wname = {"alex": "lpips-alexnet", "vgg": "lpips-vgg16"}[net]
     ckpt = W.load_numpy_pickle(W.path(wname))
-    model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    import warnings
+
+    with warnings.catch_warnings():  # torchvision's deprecation notes about 'pretrained'
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
     convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
     top = ckpt["AlexNet_0"] if net == "alex" else ckpt[next(k for k in ckpt if k.lower().startswith("vgg"))]
     names = sorted((k for k in top if k.startswith("Conv_")), key=lambda s: int(s.split("_")[1]))
@@ -144,8 +148,8 @@ def lpips_frames(model, a: np.ndarray, b: np.ndarray, device: str = "cpu", chunk
     out = np.empty(a.shape[0], dtype=np.float64)
     with torch.inference_mode():
         for s in range(0, a.shape[0], chunk):
-            x = torch.from_numpy(np.ascontiguousarray(a[s:s + chunk])).to(device).permute(0, 3, 1, 2).float()
-            y = torch.from_numpy(np.ascontiguousarray(b[s:s + chunk])).to(device).permute(0, 3, 1, 2).float()
+            x = torch.from_numpy(np.array(a[s:s + chunk])).to(device).permute(0, 3, 1, 2).float()
+            y = torch.from_numpy(np.array(b[s:s + chunk])).to(device).permute(0, 3, 1, 2).float()
             d = model(x / 127.5 - 1.0, y / 127.5 - 1.0)
             out[s:s + x.shape[0]] = d.flatten().double().cpu().numpy()
     return out

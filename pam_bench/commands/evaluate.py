@@ -1,0 +1,144 @@
+"""``pam-bench evaluate`` and ``pam-bench table``."""
+from __future__ import annotations
+
+import click
+
+from ..errors import PamBenchError
+
+
+def parse_kv(pairs) -> dict:
+    """``-o key=value`` pairs; values parsed as int/float/bool when they look like one."""
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise PamBenchError(f"option {p!r} must look like key=value")
+        k, v = p.split("=", 1)
+        out[k.strip().replace("-", "_")] = _coerce(v.strip())
+    return out
+
+
+def _coerce(v: str):
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    for t in (int, float):
+        try:
+            return t(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _metric_options(pairs) -> dict:
+    """``-m fvd.detector=stylegan-v-torchscript`` -> {"fvd": {"detector": ...}}."""
+    out: dict = {}
+    for k, v in parse_kv(pairs).items():
+        if "." not in k:
+            raise PamBenchError(f"metric option {k!r} must look like metric.key=value")
+        m, key = k.split(".", 1)
+        out.setdefault(m, {})[key] = v
+    return out
+
+
+@click.command("evaluate")
+@click.option("--method", "method", required=True, help="a method name (pam-bench list)")
+@click.option("--dataset", default=None, help="dataset name [synthetic; pam-eval-dir with --method folder]")
+@click.option("--root", type=click.Path(), default=None, help="dataset root folder")
+@click.option("--split", default=None, help="split name (dataset-specific)")
+@click.option("--videos", type=click.Path(), default=None, help="folder method: the folder of generated videos")
+@click.option("--checkpoint", type=click.Path(), default=None, help="model checkpoint directory")
+@click.option("--metrics", default=None, help="comma-separated metric names [ssim,psnr,lpips]")
+@click.option("--out", type=click.Path(), default=None, help="run folder [runs/<method>-<dataset>]")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--seed", default=42, show_default=True, type=int, help="base seed (per-clip seeds derive from it)")
+@click.option("--limit", type=int, default=None, help="evaluate only the first N clips of the split")
+@click.option("--shard", default=None, help="i/N: evaluate every N-th clip from i (merge with pam-bench merge)")
+@click.option("-o", "--option", "options", multiple=True, help="method option key=value (repeatable)")
+@click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="dataset option key=value")
+@click.option("-m", "--metric-option", "metric_options", multiple=True, help="metric option metric.key=value")
+@click.option("--codec", type=click.Choice(["lossless", "h264"]), default="lossless", show_default=True)
+@click.option("--trim", is_flag=True, help="trim generated videos longer than the reference to its length")
+@click.option("--resize", is_flag=True, help="stretch generated frames to the reference size (bilinear)")
+@click.option("--force", is_flag=True, help="discard a run folder that holds a different run")
+@click.option("--gt-cache", type=click.Path(), default=None, help="GT-feature cache [$PAM_BENCH_HOME/gt_cache]")
+@click.option("--no-progress", is_flag=True)
+def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, device, seed, limit, shard,
+             options, dataset_options, metric_options, codec, trim, resize, force, gt_cache, no_progress):
+    """Generate (or read) videos for a dataset split and score them."""
+    from ..harness import DEFAULT_METRICS
+    from ..harness import evaluate as run
+
+    mopts = parse_kv(options)
+    if checkpoint:
+        mopts["checkpoint"] = checkpoint
+    if videos:
+        mopts["videos"] = videos
+    if dataset is None:
+        dataset = "pam-eval-dir" if method == "folder" and videos and not root else "synthetic"
+        if dataset == "pam-eval-dir":
+            root = videos
+    names = [m.strip() for m in metrics.split(",")] if metrics else list(DEFAULT_METRICS)
+    out = out or f"runs/{method}-{dataset}"
+    res = run(method=method, dataset=dataset, metrics=names, out=out, device=device, seed=seed, root=root,
+              split=split, limit=limit, shard=shard, method_options=mopts,
+              dataset_options=parse_kv(dataset_options), metric_options=_metric_options(metric_options),
+              force=force, codec=codec, progress=not no_progress, gt_cache=gt_cache, trim=trim, resize=resize)
+    click.echo(format_results([res]))
+    click.echo(f"\nwrote {out}/results.json and {out}/per_video.jsonl")
+
+
+def format_results(results: list[dict], tablefmt: str = "github") -> str:
+    """One row per result; columns are metric name + backend, so different backends never share one."""
+    from tabulate import tabulate
+
+    from ..results import column_key
+
+    cols: list[tuple] = []
+    meta = {}
+    for r in results:
+        for name, m in r["metrics"].items():
+            ck = column_key(name, m)
+            if ck not in cols:
+                cols.append(ck)
+                meta[ck] = m
+    names = [c[0] for c in cols]
+    headers = ["method", "dataset", "N"]
+    for c in cols:
+        arrow = "↓" if meta[c]["direction"] == "lower" else "↑"
+        label = f"{c[0]} {arrow}"
+        if names.count(c[0]) > 1:
+            label += f" [{c[1]}]"
+        headers.append(label)
+    rows = []
+    for r in results:
+        row = [r["method"]["name"], f"{r['dataset']['name']}/{r['dataset'].get('split')}",
+               f"{r['n_evaluated']}/{r['n_expected']}"]
+        for c in cols:
+            m = r["metrics"].get(c[0])
+            if m is None or column_key(c[0], m) != c:
+                row.append("")
+            elif m["value"] is None:
+                row.append("n/a")
+            else:
+                row.append(_fmt(m))
+        rows.append(row)
+    backends = "; ".join(f"{c[0]}={c[1]}@{c[2]}" for c in cols)
+    return tabulate(rows, headers=headers, tablefmt=tablefmt) + f"\n\nbackends: {backends}"
+
+
+def _fmt(m: dict) -> str:
+    v = m["value"]
+    s = f"{v:.4g}" if abs(v) < 1000 else f"{v:.1f}"
+    if m.get("ci95"):
+        lo, hi = m["ci95"]
+        s += f" ±{(hi - lo) / 2:.2g}"
+    return s
+
+
+@click.command("table")
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["github", "simple", "latex", "tsv"]), default="github")
+def table(results, fmt):
+    """Print results (results.json files or run folders) side by side, one row per run."""
+    from ..results import load_results
+
+    click.echo(format_results([load_results(r) for r in results], tablefmt=fmt))

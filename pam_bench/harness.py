@@ -1,0 +1,239 @@
+"""The evaluate loop: manifest -> generate (or read) -> metrics -> results.
+
+Data flows one way: dataset -> generator -> store -> metrics -> results. Per-video work is cached in the
+run store (videos, payloads), so a killed run resumes and recomputes nothing that finished. Reference-side
+payloads (e.g. FVD features of GT clips) are cached across runs under $PAM_BENCH_HOME/gt_cache, keyed by the
+dataset manifest hash and the metric key, so evaluating a new checkpoint computes only the generated side.
+Decoding/loading the next sample overlaps with the current sample's generation and metrics (a one-thread
+prefetch), and memory stays bounded to ~two samples.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import InputError, PamBenchError
+from .registry import REGISTRY
+from .results import SCHEMA_VERSION, env_info
+from .store import RunStore, atomic_write_bytes, atomic_write_json, read_payload, safe_id, write_payload
+from .types import Dataset, Generator, Sample, Split, Video, derive_seed
+
+DEFAULT_METRICS = ("ssim", "psnr", "lpips")
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    if not shard:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise PamBenchError(f"--shard must look like i/N (e.g. 0/4), got {shard!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise PamBenchError(f"--shard {shard}: need 0 <= i < N")
+    return i, n
+
+
+def select_ids(split: Split, limit: int | None = None, shard: tuple[int, int] = (0, 1)) -> list[str]:
+    ids = list(split.ids)[: limit if limit else None]
+    i, n = shard
+    return ids[i::n]
+
+
+def build_dataset(name: str, root=None, split=None, **options) -> Dataset:
+    cls = REGISTRY.load("dataset", name)
+    kw = {k: v for k, v in {"root": root, "split": split}.items() if v is not None}
+    return cls(**kw, **options)
+
+
+def build_method(name: str, device: str = "cpu", **options) -> Generator:
+    cls = REGISTRY.load("method", name)
+    return cls(device=device, **options)
+
+
+def build_metrics(names: Sequence[str], device: str = "cpu", options: dict | None = None) -> list:
+    out = []
+    for n in names:
+        cls = REGISTRY.load("metric", n)
+        out.append(cls(device=device, **((options or {}).get(n, {}))))
+    return out
+
+
+def gt_cache_dir(manifest_hash: str, metric_key: str, root: Path | None = None) -> Path:
+    from .weights import home
+
+    base = Path(root) if root else home() / "gt_cache"
+    return base / manifest_hash[:16] / metric_key
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="video", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
+
+
+def _check_shape(sample: Sample, video: Video, where) -> None:
+    if sample.video is None:
+        return
+    if video.frames.shape != sample.video.frames.shape:
+        g, r = video.frames.shape, sample.video.frames.shape
+        raise InputError(where, f"generated video is {g[0]} frames of {g[1]}x{g[2]} but the reference clip "
+                                f"is {r[0]} frames of {r[1]}x{r[2]} (pass --trim/--resize to adapt explicitly)")
+
+
+def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
+             metrics: Sequence[str] = DEFAULT_METRICS, out: str | Path = "runs/eval", device: str = "cpu",
+             seed: int = 42, root=None, split: str | None = None, limit: int | None = None,
+             shard: str | None = None, method_options: dict | None = None,
+             dataset_options: dict | None = None, metric_options: dict | None = None,
+             force: bool = False, codec: str = "lossless", progress: bool = True,
+             gt_cache: str | Path | None = None, save_videos: bool = True,
+             trim: bool = False, resize: bool = False) -> dict:
+    """Evaluate a method on a dataset split; returns the results dict (also written to OUT/results.json).
+
+    Resumable: videos and per-video payloads already in OUT are reused. ``shard="i/N"`` evaluates every
+    N-th clip starting at i (for job arrays; merge the shard folders with :func:`merge`).
+    """
+    ds = dataset if isinstance(dataset, Dataset) else build_dataset(dataset, root, split, **(dataset_options or {}))
+    gen = method if isinstance(method, Generator) else build_method(method, device, **(method_options or {}))
+    mets = build_metrics(metrics, device, metric_options)
+    gen.check_ready()
+    for m in mets:
+        m.check_ready()
+    sp = ds.split()
+    shard_t = parse_shard(shard)
+    ids = select_ids(sp, limit, shard_t)
+    if not ids:
+        raise PamBenchError(f"dataset '{sp.dataset}' split '{sp.name}' selects no clips")
+    store = RunStore(Path(out))
+    identity = {
+        "method": gen.identity(),
+        "dataset": ds.identity(),
+        "seed": int(seed),
+        "limit": limit,
+        "shard": list(shard_t),
+        "conform": {"trim": bool(trim), "resize": bool(resize)},
+        "metrics": {m.name: m.config() for m in mets},
+    }
+    store.open(identity, force=force)
+
+    def todo(vid: str) -> tuple[bool, list]:
+        need_vid = gen.writes_videos and save_videos and not store.has_video(vid)
+        need_m = any(not store.has_payload(m.key, vid) for m in mets)
+        return need_vid, need_m
+
+    pending = [v for v in ids if any(todo(v))]
+    index = {v: i for i, v in enumerate(sp.ids)}
+
+    def load(vid: str) -> Sample:
+        sample = ds.load(vid)
+        sample.meta.setdefault("index", index[vid])  # position in the ordered split (official file names)
+        return sample
+
+    bar = _progress(len(ids), f"{gen.name} on {sp.dataset}", progress)
+    bar.update(len(ids) - len(pending))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fut = pool.submit(load, pending[0]) if pending else None
+        for k, vid in enumerate(pending):
+            sample = fut.result()
+            fut = pool.submit(load, pending[k + 1]) if k + 1 < len(pending) else None
+            _run_one(vid, sample, gen, mets, store, sp, seed, codec, save_videos, gt_cache, trim, resize)
+            bar.update(1)
+    bar.close()
+    return finalize(store, mets, sp, ids, identity, device, gt_cache, load)
+
+
+def _run_one(vid, sample, gen, mets, store: RunStore, sp: Split, seed, codec, save_videos, gt_cache, trim, resize):
+    from .video import conform
+
+    need_vid, need_m = (gen.writes_videos and save_videos and not store.has_video(vid),
+                        [m for m in mets if not store.has_payload(m.key, vid)])
+    if gen.writes_videos and store.has_video(vid):
+        video = store.read_video(vid)
+    else:
+        video = gen.generate(sample, derive_seed(seed, vid))
+        if sample.video is not None and (trim or resize):
+            video = conform(video, vid, sample.video.num_frames, sample.video.size, trim, resize)
+        _check_shape(sample, video, getattr(gen, "source_of", lambda v: v)(vid))
+        if need_vid:
+            store.write_video(vid, video, codec=codec)
+    _check_shape(sample, video, store.video_path(vid) if gen.writes_videos else vid)
+    for m in need_m:
+        payload = m.measure(sample, video)
+        store.write_payload(m.key, vid, payload)
+        if hasattr(m, "measure_reference"):
+            reference_payload(m, sample, sp, gt_cache)
+
+
+def reference_payload(metric, sample: Sample, sp: Split, gt_cache=None) -> dict:
+    """The GT-side payload of a metric, from the cross-run cache or computed (then cached)."""
+    d = gt_cache_dir(sp.manifest_hash, metric.key, gt_cache)
+    for ext in (".npz", ".json"):
+        p = d / f"{safe_id(sample.id)}{ext}"
+        if p.is_file():
+            return read_payload(p)
+    payload = metric.measure_reference(sample)
+    write_payload(d / safe_id(sample.id), payload)
+    return payload
+
+
+def _cached_reference(metric, vid: str, sp: Split, gt_cache) -> dict | None:
+    d = gt_cache_dir(sp.manifest_hash, metric.key, gt_cache)
+    for ext in (".npz", ".json"):
+        p = d / f"{safe_id(vid)}{ext}"
+        if p.is_file():
+            return read_payload(p)
+    return None
+
+
+def collect(store: RunStore, mets, ids: Iterable[str], sp: Split, gt_cache=None, datasets_load=None):
+    """Feed every cached payload of ``ids`` to the metrics (reset first); returns per-video rows."""
+    rows = []
+    for m in mets:
+        m.reset()
+    for vid in ids:
+        row: dict[str, Any] = {"video_id": vid}
+        for m in mets:
+            if not store.has_payload(m.key, vid):
+                continue
+            payload = store.read_payload(m.key, vid)
+            if hasattr(m, "measure_reference"):
+                ref = _cached_reference(m, vid, sp, gt_cache)
+                if ref is None:
+                    if datasets_load is None:
+                        raise InputError(gt_cache_dir(sp.manifest_hash, m.key, gt_cache),
+                                         f"reference payload of {vid} is missing from the GT cache")
+                    ref = reference_payload(m, datasets_load(vid), sp, gt_cache)
+                payload = {**ref, **payload}
+            m.update(payload)
+            v = payload.get("value")
+            if m.kind == "per_video":
+                row[m.name] = v if v is None else float(v)
+        rows.append(row)
+    return rows
+
+
+def finalize(store: RunStore, mets, sp: Split, ids: list[str], identity: dict, device: str,
+             gt_cache=None, datasets_load=None) -> dict:
+    rows = collect(store, mets, ids, sp, gt_cache, datasets_load)
+    atomic_write_bytes(store.out / "per_video.jsonl",
+                       "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+    n_eval = sum(1 for vid in ids if all(store.has_payload(m.key, vid) for m in mets))
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "method": identity["method"],
+        "dataset": identity["dataset"],
+        "seed": identity["seed"],
+        "shard": identity.get("shard"),
+        "n_expected": len(ids),
+        "n_evaluated": n_eval,
+        "metrics": {m.name: m.compute().to_json() for m in mets},
+        "env": env_info(device),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(store.out / "results.json", results)
+    return results
