@@ -89,6 +89,8 @@ _add("dataset", "synthetic", "pam_bench.datasets.synthetic:SyntheticHOI",
      "embedded procedural HOI clips (offline default): hand + object, RGB/depth/seg/joints/conditions")
 _add("dataset", "pam-eval-dir", "pam_bench.datasets.folder:PamEvalDir",
      "the folder the official PAM evaluation script writes: gt/gt_XXXX.mp4 (GT side)")
+_add("dataset", "dexycb", "pam_bench.datasets.dexycb:DexYCB", "DexYCB s0 clips (PAM's 1,600-clip val by default), 49 frames at 480x720, PAM conditions", user_files="--root DEXYCB_DIR")
+_add("dataset", "oakink2", "pam_bench.datasets.oakink2:OakInk2", "OAKINK2 49-frame chunks at 480x720, PAM-prepared conditions; joints need MANO", packages=(), user_files="--root OAKINK2_DIR [--clip-list F] [-o mano_dir=...]")
 
 # --- methods --------------------------------------------------------------------------------
 _add("method", "oracle", "baselines.reference:Oracle", "the GT video (upper bound)")
