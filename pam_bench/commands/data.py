@@ -1,0 +1,153 @@
+"""``pam-bench data verify`` and ``pam-bench data show``: check a dataset folder, look at one clip."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .evaluate import parse_kv
+
+PANEL_ORDER = ("seg", "hand", "depth")
+
+
+def _build(dataset: str, root: str, split: str | None, clip_list: str | None, options) -> object:
+    from ..harness import build_dataset
+
+    opts = parse_kv(options)
+    if clip_list:
+        opts["clip_list"] = clip_list
+    return build_dataset(dataset, root=root, split=split, **opts)
+
+
+def _common(f):
+    f = click.option("-o", "--option", "options", multiple=True, help="dataset option key=value (repeatable)")(f)
+    f = click.option("--clip-list", type=click.Path(), default=None, help="clip list file (oakink2)")(f)
+    f = click.option("--split", default=None, help="split name (dataset-specific)")(f)
+    f = click.option("--root", required=True, type=click.Path(), help="dataset root folder")(f)
+    f = click.option("--dataset", required=True, help="dataset name (pam-bench list --kind dataset)")(f)
+    return f
+
+
+@click.group("data")
+def data():
+    """Check real dataset folders and look at their clips."""
+
+
+@data.command("verify")
+@_common
+@click.option("--deep", is_flag=True, help="also decode every clip (slow)")
+@click.option("--max-problems", default=200, show_default=True, type=int, help="stop listing after this many")
+@click.pass_context
+def verify(ctx, dataset, root, split, clip_list, options, deep, max_problems):
+    """Count what is there and list every missing or unreadable file; exit 1 when incomplete."""
+    ds = _build(dataset, root, split, clip_list, options)
+    if hasattr(ds, "verify"):
+        rep = ds.verify(deep=deep, max_problems=max_problems)
+    else:
+        rep = _generic_verify(ds, max_problems)
+    click.echo(f"{rep.dataset} {rep.split} at {rep.root}")
+    for k, v in rep.counts.items():
+        click.echo(f"  {k}: {v}")
+    for note in rep.notes:
+        click.echo(f"  note: {note}")
+    for path, reason in rep.problems[:max_problems]:
+        click.echo(f"  {path}: {reason}")
+    if rep.problems:
+        click.echo(f"INCOMPLETE: {len(rep.problems)} problem(s)")
+        ctx.exit(1)
+    click.echo("OK")
+
+
+def _generic_verify(ds, max_problems: int):
+    """Datasets without their own verify: load every sample and collect the errors."""
+    from ..datasets._common import VerifyReport
+    from ..errors import PamBenchError
+
+    s = ds.split()
+    rep = VerifyReport(ds.name, str(getattr(ds, "root", "")), s.name, {"clips": len(s)})
+    for sid in s.ids:
+        try:
+            ds.load(sid)
+            rep.bump("complete")
+        except PamBenchError as e:
+            rep.add(getattr(e, "path", sid), getattr(e, "problem", str(e)))
+            if len(rep.problems) >= max_problems:
+                break
+    return rep
+
+
+@data.command("show")
+@_common
+@click.option("--id", "sample_id", default=None, help="clip id [the split's first]")
+@click.option("--frame", default=0, show_default=True, type=int, help="frame for a .png")
+@click.option("--out", required=True, type=click.Path(), help="F.png (one frame) or F.mp4 (the clip)")
+def show(dataset, root, split, clip_list, options, sample_id, frame, out):
+    """Write frame | conditions | joints overlay side by side."""
+    from ..errors import InputError
+
+    ds = _build(dataset, root, split, clip_list, options)
+    sid = sample_id or ds.split().ids[0]
+    sample = ds.load(sid)
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".png", ".mp4"):
+        raise InputError(out, "use a .png (one frame) or .mp4 (the whole clip) output")
+    t = sample.video.num_frames
+    if suffix == ".png":
+        if not 0 <= frame < t:
+            raise InputError("--frame", f"{frame} is outside 0..{t - 1}")
+        from PIL import Image
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(side_by_side(sample, frame)).save(out)
+    else:
+        import numpy as np
+
+        from ..types import Video
+        from ..video import write_video
+
+        frames = np.stack([side_by_side(sample, i) for i in range(t)])
+        write_video(out, Video(frames, sample.video.fps), codec="h264")
+    click.echo(f"wrote {out} ({sid}: frame | {' | '.join(PANEL_ORDER)} | joints)")
+
+
+def side_by_side(sample, i: int):
+    """One row: RGB, each condition (a grey 'no X' panel when absent), RGB with the GT joints drawn."""
+    import cv2
+    import numpy as np
+
+    rgb = sample.video.frames[i]
+    h, w = rgb.shape[:2]
+    panels = [rgb]
+    for name in PANEL_ORDER:
+        c = sample.conditions.get(name)
+        if c is None:
+            p = np.full((h, w, 3), 64, np.uint8)
+            cv2.putText(p, f"no {name}", (20, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (220, 220, 220), 2)
+        else:
+            p = c.frames[min(i, c.num_frames - 1)]
+        panels.append(p)
+    panels.append(joints_overlay(rgb, None if sample.joints_2d is None else sample.joints_2d[i]))
+    return np.concatenate(panels, axis=1)
+
+
+def joints_overlay(rgb, joints_2d):
+    """RGB with each hand's 21 joints and bones drawn (a 'no joints' label when unavailable)."""
+    import cv2
+    import numpy as np
+
+    from ..render import LIMBS, code_color
+
+    img = np.ascontiguousarray(rgb.copy())
+    if joints_2d is None:
+        cv2.putText(img, "no joints", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 2)
+        return img
+    for hand in np.asarray(joints_2d):
+        if not np.isfinite(hand).all():
+            continue
+        pts = np.round(hand).astype(int)
+        for n, (a, b) in enumerate(LIMBS):
+            cv2.line(img, tuple(map(int, pts[a])), tuple(map(int, pts[b])), code_color(n), 2)
+        for p in pts:
+            cv2.circle(img, (int(p[0]), int(p[1])), 3, (255, 255, 255), -1)
+    return img
