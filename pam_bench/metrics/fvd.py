@@ -26,7 +26,8 @@ Videos shorter than the clip get no feature (StyleGAN-V drops them); they are co
 With fewer than 2 videos on either side FVD is not computed (value None with a reason). With fewer
 than 401 videos the covariance is rank-deficient and the result carries a warning: small-N FVD is
 biased upwards and not comparable across different N. ``bootstrap=K`` adds a seeded percentile 95%
-interval from K resamplings of the videos (paired: a resampled video brings both its features).
+interval from K resamplings of the videos (paired: a resampled video brings both its features); the
+point value is always the full-set StyleGAN-V computation.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import numpy as np
 
 from ..types import Sample, Video, derive_seed
 from .base import Metric, MetricResult, Payload
-from .frechet import FrechetStats, frechet_distance, frechet_from_stats
+from .frechet import FrechetStats, frechet_distance_symmetric, frechet_from_stats
 
 FEATURE_DIM = 400
 DETECTORS = ("i3d-k400-port", "stylegan-v-torchscript")
@@ -246,7 +247,13 @@ class FVD(Metric):
             extras["warning"] = (f"only {n} videos: the {FEATURE_DIM}-d covariance is rank-deficient "
                                  f"(needs >= {FEATURE_DIM + 1}); small-N FVD is biased and noisy, "
                                  f"compare only at equal N")
-        value = frechet_from_stats(self._gen, self._real)
+        import warnings
+
+        from scipy.linalg import LinAlgWarning
+
+        with warnings.catch_warnings():  # singular products when n <= 400: already warned above
+            warnings.simplefilter("ignore", LinAlgWarning)
+            value = frechet_from_stats(self._gen, self._real)
         ci = self._bootstrap_ci() if self.bootstrap else None
         if self.bootstrap:
             extras["bootstrap"] = {"replicates": self.bootstrap, "seed": self.bootstrap_seed}
@@ -256,7 +263,8 @@ class FVD(Metric):
         """Percentile 95% interval of FVD over K resamplings of the videos (seeded, paired).
 
         A resampled video brings whichever of its features exist; the statistics of a replicate are
-        the count-weighted mean and biased covariance of the drawn rows.
+        the count-weighted mean and biased covariance of the drawn rows. Replicates use the symmetric
+        eigendecomposition form of the trace term (same quantity, ~20x faster than scipy's sqrtm).
         """
         rows = self._rows
         rng = np.random.default_rng(self.bootstrap_seed)
@@ -278,7 +286,7 @@ class FVD(Metric):
                 stats.append((mu, (feats * w[:, None]).T @ feats / n - np.outer(mu, mu)))
             if len(stats) == 2:
                 (mr, sr), (mg, sg) = stats
-                vals.append(frechet_distance(mg, sg, mr, sr))
+                vals.append(frechet_distance_symmetric(mg, sg, mr, sr))
         if len(vals) < 2:
             return None
         return float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))
