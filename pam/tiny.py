@@ -1,0 +1,115 @@
+"""Tiny random configs of the real architectures, and a tiny checkpoint folder for tests and demos.
+
+The configs follow diffusers' own test components (CogVideoX: 2 heads x 16, 4 down/up blocks of 8 channels,
+latent 4, temporal ratio 4; Flux: patch 1, heads 2 x 16, rope axes [4,4,8], joint_attention 32,
+pooled 32), sized so that the spatial compression (8x) matches the real models: a tiny checkpoint runs at
+an internal 32x48 (H x W), 9 frames. ``write_tiny_checkpoint`` writes EXACTLY the layout of a real
+checkpoint folder (see ``pam.checkpoint``); only the sizes differ. Its outputs are noise: it exists to
+exercise every code path, never to produce a number anyone should read as PAM's.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: Internal tiny size: latent 4x6 (8x VAE), tokens 2x3 (patch 2); 9 frames -> 3 latent frames.
+TINY_HEIGHT, TINY_WIDTH, TINY_FRAMES = 32, 48, 9
+
+TINY_COGVIDEOX_TRANSFORMER: dict[str, Any] = dict(
+    num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=2,
+    text_embed_dim=32, num_layers=2, sample_width=TINY_WIDTH // 8, sample_height=TINY_HEIGHT // 8,
+    sample_frames=TINY_FRAMES, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=16,
+    use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True,
+)
+TINY_NUM_TRACKING_BLOCKS = 1
+TINY_TEXT_LEN = 16
+
+TINY_COGVIDEOX_VAE: dict[str, Any] = dict(
+    in_channels=3, out_channels=3,
+    down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
+    block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2,
+    temporal_compression_ratio=4,
+)
+
+#: The real CogVideoX-5B-I2V scheduler_config.json values that matter (CogVideoXDPMScheduler).
+COGVIDEOX_SCHEDULER: dict[str, Any] = dict(
+    beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085, clip_sample=False,
+    num_train_timesteps=1000, prediction_type="v_prediction", rescale_betas_zero_snr=True,
+    sample_max_value=1.0, set_alpha_to_one=True, snr_shift_scale=1.0, steps_offset=0,
+    timestep_spacing="trailing", trained_betas=None,
+)
+
+TINY_FLUX_TRANSFORMER: dict[str, Any] = dict(
+    patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+    num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
+    guidance_embeds=True,
+)
+TINY_FLUX_VAE: dict[str, Any] = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+    latent_channels=16, norm_num_groups=2, sample_size=32, scaling_factor=0.3611, shift_factor=0.1159,
+    use_quant_conv=False, use_post_quant_conv=False,
+)
+TINY_FLUX_TEXT_LEN = 8
+#: XLabs ControlNetFlux: controlnet_depth=2 double blocks, 6-channel hint input.
+TINY_XLABS_DEPTH = 2
+
+
+def tiny_transformer(seed: int = 0):
+    """A random tiny PAM Stage III transformer (condition branch randomised too, so it does something)."""
+    import torch
+
+    from .stage3_motion import PAMCogVideoXTransformer3DModel
+
+    torch.manual_seed(seed)
+    model = PAMCogVideoXTransformer3DModel(num_tracking_blocks=TINY_NUM_TRACKING_BLOCKS,
+                                           **TINY_COGVIDEOX_TRANSFORMER)
+    return model.eval()
+
+
+def tiny_cogvideox_vae(seed: int = 0):
+    import torch
+    from diffusers import AutoencoderKLCogVideoX
+
+    torch.manual_seed(seed)
+    return AutoencoderKLCogVideoX(**TINY_COGVIDEOX_VAE).eval()
+
+
+def write_tiny_checkpoint(path, mode: str = "full", seed: int = 0) -> Path:
+    """Write a tiny random checkpoint folder in the real layout (``pam.checkpoint.LAYOUT``).
+
+    ``mode="full"`` also writes the ``flux/`` part (Stage II); ``"i2v"`` only Stage III.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from . import stage2_appearance as s2
+    from .stage3_motion import save_transformer
+
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    model = tiny_transformer(seed)
+    # Non-zero branch so that conditions matter in the tiny model (a trained PAM's are non-zero too).
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for lin in [*model.combine_linears, model.initial_combine_linear]:
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.05)
+    save_transformer(model, root / "transformer")
+    tiny_cogvideox_vae(seed).save_pretrained(root / "vae", safe_serialization=True)
+    _write_json(root / "scheduler" / "scheduler_config.json",
+                {"_class_name": "CogVideoXDPMScheduler", **COGVIDEOX_SCHEDULER})
+    dim = TINY_COGVIDEOX_TRANSFORMER["text_embed_dim"]
+    save_file({"prompt_embeds": torch.randn(1, TINY_TEXT_LEN, dim, generator=g),
+               "negative_prompt_embeds": torch.randn(1, TINY_TEXT_LEN, dim, generator=g)},
+              str(root / "prompt_embeds.safetensors"))
+    if mode == "full":
+        s2.write_tiny_flux(root / "flux", seed)
+    elif mode != "i2v":
+        raise ValueError(f"mode must be 'full' or 'i2v', got {mode!r}")
+    return root
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2))
