@@ -87,13 +87,24 @@ def seg_condition(labels: np.ndarray) -> np.ndarray:
     palette[k]. Works on one frame or a whole clip. Labels 150..254 have no colour in PAM's table
     (its lookup would fail) and raise ValueError.
     """
+    import cv2
+
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iub":
         raise ValueError(f"seg labels must be integers, got {lab.dtype}")
-    bad = (lab < 0) | ((lab >= 150) & (lab != HAND_LABEL)) | (lab > 255)
-    if bad.any():
-        raise ValueError(f"seg labels must be 0, 1..149 or 255; found {np.unique(lab[bad])[:5].tolist()}")
-    return _SEG_LUT[lab.astype(np.intp)]
+    if lab.dtype != np.uint8:
+        if lab.size and (lab.min() < 0 or lab.max() > 255):
+            raise ValueError(f"seg labels must be 0, 1..149 or 255; found values outside 0..255")
+        lab = lab.astype(np.uint8)
+    frames = lab.reshape((-1,) + lab.shape[-2:]) if lab.ndim >= 2 else lab.reshape(1, 1, -1)
+    lut = _SEG_LUT.reshape(256, 1, 3)
+    out = np.empty(frames.shape + (3,), np.uint8)
+    for i, f in enumerate(frames):
+        f = np.ascontiguousarray(f)
+        if cv2.countNonZero(cv2.inRange(f, 150, 254)):
+            raise ValueError("seg labels must be 0, 1..149 or 255; found labels in 150..254")
+        out[i] = cv2.LUT(cv2.merge([f, f, f]), lut)
+    return out.reshape(lab.shape + (3,))
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +159,7 @@ def nearest_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
         return image
     rows = (np.arange(height) * h0) // height
     cols = (np.arange(width) * w0) // width
-    return image[rows][:, cols]
+    return np.take(np.take(image, rows, axis=0), cols, axis=1)
 
 
 def _per_hand(value, k: int) -> list[float | None]:
@@ -285,10 +296,10 @@ def composite(conditions: Mapping[str, np.ndarray]) -> np.ndarray:
     """What the ``sim-render`` method shows: one uint8 [H, W, 3] frame from the conditions.
 
     The seg colours, multiplied by a depth shade, with the hand skeleton drawn on top:
-    ``shade = COMPOSITE_MIN_SHADE + (1 - COMPOSITE_MIN_SHADE) * p`` where ``p`` in [0, 1] is the
-    position of the depth pixel on the inferno map (read back through a 32^3 quantised inverse
-    table, so it tolerates video compression; 1 = nearest); pixels without depth colour keep
-    shade 1. Non-black skeleton pixels replace what is under them. Background stays black.
+    ``shade = COMPOSITE_MIN_SHADE + (1 - COMPOSITE_MIN_SHADE) * v`` where ``v`` in [0, 1] is the
+    normalised inverse depth of :func:`depth_condition` (1 = nearest), read back from the
+    inferno colour through a 32^3 quantised inverse table (so it tolerates video compression);
+    pixels without depth colour keep shade 1. Non-black skeleton pixels replace what is under them. Background stays black.
     Needs ``seg``; ``depth`` and ``hand`` are optional.
     """
     if "seg" not in conditions:
@@ -303,7 +314,8 @@ def composite(conditions: Mapping[str, np.ndarray]) -> np.ndarray:
         has = depth.max(-1) > 16
         q = depth[has] >> 3
         pos = _inferno_inverse()[q[:, 0], q[:, 1], q[:, 2]]
-        shade[has] = COMPOSITE_MIN_SHADE + (1.0 - COMPOSITE_MIN_SHADE) * pos
+        v = np.clip((pos - DEPTH_FLOOR) / (1.0 - DEPTH_FLOOR), 0.0, 1.0)
+        shade[has] = COMPOSITE_MIN_SHADE + (1.0 - COMPOSITE_MIN_SHADE) * v
     out = np.clip(np.rint(seg * shade[..., None]), 0, 255).astype(np.uint8)
     hand = conditions.get("hand")
     if hand is not None:
