@@ -16,6 +16,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "evaluate": "pam_bench.commands.evaluate:evaluate",
     "table": "pam_bench.commands.evaluate:table",
     "data": "pam_bench.commands.data:data",
+    "weights": "pam_bench.commands.weights:weights",
 }
 
 

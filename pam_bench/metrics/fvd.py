@@ -78,11 +78,11 @@ class StyleGANVTorchScript:
         return W.path("stylegan-v-i3d")  # MissingResource (with where to put it) when absent
 
     def _model(self):
-        key = self.device
+        path = self.file()  # verified to exist before torch.jit.load touches anything
+        key = (str(path), path.stat().st_mtime_ns, self.device)
         if key not in _TS_CACHE:
             import torch
 
-            path = self.file()  # verified to exist before torch.jit.load touches anything
             _TS_CACHE[key] = torch.jit.load(str(path), map_location=self.device).eval()
         return _TS_CACHE[key]
 
