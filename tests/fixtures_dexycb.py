@@ -81,7 +81,8 @@ def _hand_joints(t: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_dexycb_clip(root: Path, subject: str, seq: str, serial: str, n_frames: int = 100,
-                     no_hand=(3,), write_depth: bool = True, jpeg_quality: int = 90) -> dict:
+                     no_hand=(4,), write_depth: bool = True, write_color: bool = True,
+                     jpeg_quality: int = 90) -> dict:
     """One clip in the toolkit's formats. Returns ground truth per source frame."""
     from PIL import Image
 
@@ -93,7 +94,8 @@ def make_dexycb_clip(root: Path, subject: str, seq: str, serial: str, n_frames: 
     gt = {"joint_2d": [], "joint_3d": [], "seg": [], "depth": []}
     for t in range(n_frames):
         img = np.stack([(xx + 3 * t) % 256, (yy * 2) % 256, np.full_like(xx, 40 + t)], -1).astype(np.uint8)
-        Image.fromarray(img).save(d / f"color_{t:06d}.jpg", quality=jpeg_quality)
+        if write_color:
+            Image.fromarray(img).save(d / f"color_{t:06d}.jpg", quality=jpeg_quality)
         seg = np.zeros((480, 640), np.uint8)
         seg[100:200, 400:520] = 5                      # an object (YCB id 5)
         if t in no_hand:
