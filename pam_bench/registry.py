@@ -100,6 +100,9 @@ _add("method", "sim-render", "baselines.reference:SimRender",
 _add("method", "folder", "baselines.folder:FolderMethod",
      "videos generated elsewhere: generated/generated_XXXX.mp4 or <video_id>.mp4",
      user_files="--videos DIR")
+_add("method", "pam", "pam.generator:PAMGenerator",
+     "PAM: CogVideoX-5B-I2V + multi-condition branch (i2v), or + FLUX double-ControlNet first frame (full)",
+     packages=("diffusers", "transformers"), user_files="--checkpoint PAM_DIR")
 
 # --- metrics --------------------------------------------------------------------------------
 _add("metric", "ssim", "pam_bench.metrics.pixel:SSIM", "SSIM (Wang et al. 2004, gaussian 11x11 sigma 1.5), per frame")

@@ -1,0 +1,201 @@
+"""The PAM pipeline: load a checkpoint folder once, then Stage II (first frame) and Stage III (video).
+
+Sizes: a checkpoint runs at its native size, read from the Stage III transformer config (the learned
+positional embedding of CogVideoX-5B-I2V fixes 480x720; its ``sample_frames`` is 49). Inputs at another
+size are adapted at the edges only (:func:`to_internal` / :func:`from_internal`): conditions are resized
+with nearest-neighbour (they are label-like images) and the first frame bilinearly; frames are picked by
+nearest index. With a real checkpoint and protocol clips (49 x 480 x 720) both are the identity.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from pam_bench.errors import InputError
+from pam_bench.video import resize_frames
+
+from . import checkpoint as ckpt
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """'auto' -> bf16 on CUDA, fp32 elsewhere; or 'fp32' / 'bf16' / 'fp16'."""
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in table:
+        raise ValueError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
+    return table[dtype]
+
+
+def frame_indices(n_src: int, n_dst: int) -> np.ndarray:
+    """Nearest-index resampling of n_src frames to n_dst (identity when equal)."""
+    if n_src == n_dst:
+        return np.arange(n_dst)
+    return np.rint(np.linspace(0, n_src - 1, n_dst)).astype(int)
+
+
+def to_internal(frames: np.ndarray, n: int, size: tuple[int, int], nearest: bool) -> np.ndarray:
+    fr = frames[frame_indices(len(frames), n)]
+    return fr if fr.shape[1:3] == tuple(size) else resize_frames(fr, size, nearest=nearest)
+
+
+def from_internal(frames: np.ndarray, n: int, size: tuple[int, int]) -> np.ndarray:
+    fr = frames[frame_indices(len(frames), n)]
+    return fr if fr.shape[1:3] == tuple(size) else resize_frames(fr, size)
+
+
+@dataclass
+class Prompt:
+    prompt_embeds: torch.Tensor
+    negative_prompt_embeds: torch.Tensor | None
+
+
+class PAMPipeline:
+    """Stage II + Stage III from one checkpoint folder (layout: ``pam.checkpoint``)."""
+
+    def __init__(self, root, mode: str = "i2v", device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 offload: bool = False, vae_tiling: bool = False, compile: bool = False):
+        from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
+
+        from . import stage3_motion as s3
+
+        self.root, self.mode = Path(root), mode
+        ckpt.required_files(self.root, mode)  # clear MissingResource before any loading
+        self.device, self.dtype, self.offload = torch.device(device), dtype, offload
+        self.home = torch.device("cpu") if offload else self.device
+        tr, self.transformer_info = s3.load_transformer(self.root / "transformer", dtype=dtype)
+        vae = AutoencoderKLCogVideoX.from_pretrained(self.root / "vae", torch_dtype=dtype)
+        if vae_tiling:
+            vae.enable_tiling()
+            vae.enable_slicing()
+        sched = CogVideoXDPMScheduler.from_pretrained(self.root / "scheduler")
+        self.motion = s3.MotionPipeline(tr.to(self.home), vae.to(self.home).eval(), sched, self.device, dtype,
+                                        compile=compile)
+        self.appearance = self._load_flux() if mode == "full" else None
+
+    def _load_flux(self):
+        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+        from . import stage2_appearance as s2
+
+        f = self.root / "flux"
+        tr = FluxTransformer2DModel.from_pretrained(f / "transformer", torch_dtype=self.dtype).eval()
+        vae = AutoencoderKL.from_pretrained(f / "vae", torch_dtype=self.dtype).eval()
+        sched = FlowMatchEulerDiscreteScheduler.from_pretrained(f / "scheduler")
+        n1, n2 = s2.load_double_controlnet(ckpt.controlnet_file(self.root), dict(tr.config), self.dtype)
+        mods = [m.to(self.home) for m in (tr, vae, n1, n2)]
+        return s2.AppearancePipeline(mods[0], mods[1], sched, mods[2], mods[3], self.device, self.dtype)
+
+    # -- properties
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.motion.size
+
+    @property
+    def num_frames(self) -> int:
+        return self.motion.num_frames
+
+    # -- offload: whole models move to the device only while they run
+    @contextlib.contextmanager
+    def _on_device(self, *modules):
+        if not self.offload:
+            yield
+            return
+        for m in modules:
+            m.to(self.device)
+        try:
+            yield
+        finally:
+            for m in modules:
+                m.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    # -- prompts
+    def prompt(self, sample_id: str | None = None) -> Prompt:
+        """Per-video ``prompt_embeds/<id>.safetensors`` if present, else the folder-wide one."""
+        from safetensors.torch import load_file
+
+        per = self.root / "prompt_embeds" / f"{sample_id}.safetensors" if sample_id else None
+        f = per if per is not None and per.is_file() else self.root / "prompt_embeds.safetensors"
+        sd = load_file(str(f))
+        if "prompt_embeds" not in sd:
+            raise InputError(f, "needs a 'prompt_embeds' tensor [1, L, D]")
+        want = self.motion.transformer.config.text_embed_dim
+        if sd["prompt_embeds"].ndim != 3 or sd["prompt_embeds"].shape[-1] != want:
+            raise InputError(f, f"prompt_embeds shape {tuple(sd['prompt_embeds'].shape)}; expected [1, L, {want}]")
+        return Prompt(sd["prompt_embeds"], sd.get("negative_prompt_embeds"))
+
+    def flux_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        f = self.root / "flux" / "prompt_embeds.safetensors"
+        sd = load_file(str(f))
+        if not {"prompt_embeds", "pooled_prompt_embeds"} <= set(sd):
+            raise InputError(f, "needs 'prompt_embeds' and 'pooled_prompt_embeds'")
+        return sd["prompt_embeds"], sd["pooled_prompt_embeds"]
+
+    # -- stages
+    def first_frame(self, conditions: Mapping[str, np.ndarray], seed: int, normals: np.ndarray | None = None
+                    ) -> np.ndarray:
+        """Stage II: the first frame from the conditions' first frames (at the internal size)."""
+        from . import stage2_appearance as s2
+
+        if self.appearance is None:
+            raise ValueError("Stage II needs mode='full' (a checkpoint with flux/)")
+        missing = [n for n in ("depth", "seg", "hand") if n not in conditions]
+        if missing:
+            raise ValueError(f"Stage II needs depth, seg and hand conditions; missing {missing}")
+        d, s, h = (conditions[n][0] for n in ("depth", "seg", "hand"))
+        n = s2.normals_from_depth_condition(d) if normals is None else normals
+        pe, pooled = self.flux_prompt()
+        a = self.appearance
+        with self._on_device(a.transformer, a.vae, a.net1, a.net2):
+            return a(d, n, h, s, pe, pooled, seed=seed)
+
+    def animate(self, first_frame: np.ndarray, conditions: Mapping[str, np.ndarray], selected: Sequence[str],
+                seed: int, steps: int = 50, guidance: float = 6.0, use_dynamic_cfg: bool = True,
+                sample_id: str | None = None) -> np.ndarray:
+        """Stage III: uint8 [T, H, W, 3] at the internal size."""
+        p = self.prompt(sample_id)
+        m = self.motion
+        with self._on_device(m.transformer, m.vae):
+            return m(first_frame, conditions, selected, p.prompt_embeds, p.negative_prompt_embeds, seed=seed,
+                     steps=steps, guidance=guidance, use_dynamic_cfg=use_dynamic_cfg)
+
+    def run(self, conditions: Mapping[str, np.ndarray], selected: Sequence[str], seed: int,
+            first_frame: np.ndarray | None = None, steps: int = 50, guidance: float = 6.0,
+            use_dynamic_cfg: bool = True, sample_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Any-size inputs -> (video uint8 [T, H, W, 3] at the inputs' size, first frame used).
+
+        ``first_frame`` None: Stage II makes it (mode 'full'); else it is used as is (mode 'i2v').
+        """
+        T, H, W = next(iter(conditions.values())).shape[:3]
+        n, size = self.num_frames, self.size
+        inner = {k: to_internal(v, n, size, nearest=True) for k, v in conditions.items()}
+        if first_frame is None:
+            ff = self.first_frame(inner, seed)
+        else:
+            ff = to_internal(first_frame[None], 1, size, nearest=False)[0]
+        video = self.animate(ff, inner, selected, seed, steps, guidance, use_dynamic_cfg, sample_id)
+        return from_internal(video, T, (H, W)), from_internal(ff[None], 1, (H, W))[0]
+
+    def from_pose(self, seq, seed: int, steps: int = 50, guidance: float = 6.0,
+                  selected: Sequence[str] = ("depth", "seg", "hand"), K: np.ndarray | None = None):
+        """Stage I -> II -> III: a ``PoseSequence`` rendered at the internal size, then the full chain.
+
+        Returns (video uint8 [T,H,W,3], conditions {name: Video}, sim RGB Video)."""
+        from . import stage1_pose as s1
+
+        h, w = self.size
+        K = s1.default_intrinsics(h, w) if K is None else K
+        conds, sim, _ = s1.render_conditions(seq, K, h, w)
+        arrays = s1.conditions_as_arrays(conds)
+        video, _ = self.run(arrays, selected, seed, None, steps, guidance)
+        return video, conds, sim
