@@ -1,0 +1,382 @@
+"""``coshand``: CosHand (Sudhakar et al., ECCV'24) rebuilt on diffusers, applied frame by frame.
+
+CosHand is an IMAGE model on the CompVis LDM code (SruthiSudhakar/CosHand, configs/sd-*-finetune.yaml,
+run_results_on_final_eval_set.py). Facts it is rebuilt from:
+
+- UNet: LDM ``UNetModel`` in 16 -> out 4, model_channels 320, channel_mult (1,2,4,4), 2 res blocks,
+  attention at downsampling 4,2,1, 8 heads, context 768 (SD 1.x layout). Here: diffusers
+  ``UNet2DConditionModel`` with the same numbers (``attention_head_dim=8`` is diffusers' SD1 spelling of 8 heads).
+- Input channels: ``cat([noisy latent, c_concat])`` with c_concat = [VAE(hand mask of the input frame),
+  VAE(input frame), VAE(target hand mask)], each the posterior MODE, unscaled (only the denoised latent
+  uses scale_factor 0.18215). Mask images are white hand on black, RGB, in [-1, 1].
+- Cross-attention context: ``cc_projection`` (Linear 768->768) of the CLIP ViT-L/14 image embedding of the
+  input frame ([-1,1] -> bicubic 224 align_corners -> CLIP mean/std), one token. (CosHand's training code
+  feeds ``cc_projection(zeros)`` - the null prompt - while its released inference uses the image embedding;
+  we follow the inference script, option ``context='image'``; ``context='null'`` gives the training one.)
+- Sampling: DDIM 50 steps, eta 1.0, classifier-free guidance 1.5 with zero c_concat and zero context as the
+  unconditional branch; LDM 'uniform' DDIM timesteps (= diffusers "leading" + steps_offset 1), betas
+  scaled_linear 0.00085..0.012, final alpha = alphas_cumprod[0]. EMA weights when the checkpoint has them.
+- 256x256 native. Video policy (recorded in identity): frame 0 is the GT first frame; frame t is predicted
+  from the conditioning frame (``mode='autoregressive'``: the previous generated frame and its hand mask;
+  ``mode='from-first'``: the GT first frame and hand mask 0) and hand mask t. Frames are stretched to 256x256
+  (no crop, so the whole protocol frame is seen) and predictions stretched back to the protocol size bilinearly.
+
+Checkpoint: the official ``coshandrelease.ckpt`` (LDM/Lightning layout), converted by ``convert_ldm_checkpoint``;
+architecture numbers are read from the tensor shapes (heads: 8, the config's value, or ``num_heads``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pam_bench.errors import InputError, MissingResource
+from pam_bench.types import Generator, Sample, Video
+
+from ._common import hand_masks, mask_to_rgb, resize_video, target_shape
+
+CKPT_NAME = "coshandrelease.ckpt"
+HOW_TO_GET = ("download coshandrelease.ckpt from the CosHand release (github.com/SruthiSudhakar/CosHand README) "
+              "and pass --checkpoint DIR (the folder holding it, or the file itself); "
+              "default folder: $PAM_BENCH_HOME/models/coshand/")
+SCALE_FACTOR = 0.18215
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+UNET = "model.diffusion_model."
+VAE = "first_stage_model."
+CLIP = "cond_stage_model.model.visual."
+
+
+# ---------------------------------------------------------------------------------------------------
+# architecture from the LDM tensor shapes
+def ldm_unet_arch(sd: dict, num_heads: int = 8) -> dict[str, Any]:
+    """The LDM UNetModel numbers, read from the checkpoint's tensor shapes."""
+    w0 = sd[UNET + "input_blocks.0.0.weight"]
+    mc, in_ch = int(w0.shape[0]), int(w0.shape[1])
+    ids = sorted({int(k[len(UNET + "input_blocks."):].split(".")[0]) for k in sd if k.startswith(UNET + "input_blocks.")})
+    # a level ends with a downsampler (".0.op.weight"), except the last one
+    down = [i for i in ids if UNET + f"input_blocks.{i}.0.op.weight" in sd]
+    levels = len(down) + 1
+    nres = (len(ids) - 1 - len(down)) // levels
+    mult, attn = [], []
+    for lvl in range(levels):
+        first = 1 + lvl * (nres + 1)
+        mult.append(int(sd[UNET + f"input_blocks.{first}.0.out_layers.3.weight"].shape[0]) // mc)
+        attn.append(UNET + f"input_blocks.{first}.1.norm.weight" in sd)
+    ctx = next(v for k, v in sd.items() if k.startswith(UNET) and k.endswith("attn2.to_k.weight"))
+    return {"in_channels": in_ch, "out_channels": int(sd[UNET + "out.2.weight"].shape[0]), "model_channels": mc,
+            "channel_mult": tuple(mult), "num_res_blocks": nres, "attention_levels": tuple(attn),
+            "num_heads": int(num_heads), "context_dim": int(ctx.shape[1])}
+
+
+def ldm_vae_arch(sd: dict) -> dict[str, Any]:
+    ch = int(sd[VAE + "encoder.conv_in.weight"].shape[0])
+    levels = len({k.split(".")[3] for k in sd if k.startswith(VAE + "encoder.down.")})
+    nres = len({k.split(".")[5] for k in sd if k.startswith(VAE + "encoder.down.0.block.")})
+    mult = tuple(int(sd[VAE + f"encoder.down.{i}.block.{nres - 1}.conv2.weight"].shape[0]) // ch
+                 for i in range(levels))
+    return {"ch": ch, "ch_mult": mult, "num_res_blocks": nres, "z_channels": int(sd[VAE + "post_quant_conv.weight"].shape[0]),
+            "in_channels": int(sd[VAE + "encoder.conv_in.weight"].shape[1])}
+
+
+def clip_arch(sd: dict) -> dict[str, Any] | None:
+    if CLIP + "conv1.weight" not in sd:
+        return None
+    conv = sd[CLIP + "conv1.weight"]
+    width, patch = int(conv.shape[0]), int(conv.shape[2])
+    n_tok = int(sd[CLIP + "positional_embedding"].shape[0])
+    layers = len({k.split(".")[5] for k in sd if k.startswith(CLIP + "transformer.resblocks.")})
+    return {"width": width, "patch": patch, "image_size": int(round((n_tok - 1) ** 0.5)) * patch, "layers": layers,
+            "heads": max(width // 64, 1), "output_dim": int(sd[CLIP + "proj"].shape[1])}
+
+
+def unet_config(a: dict) -> dict[str, Any]:
+    """diffusers UNet2DConditionModel config for an LDM UNetModel (SD 1.x conventions)."""
+    n = len(a["channel_mult"])
+    down = ["CrossAttnDownBlock2D" if a["attention_levels"][i] else "DownBlock2D" for i in range(n)]
+    up = ["CrossAttnUpBlock2D" if a["attention_levels"][n - 1 - i] else "UpBlock2D" for i in range(n)]
+    return {"sample_size": 32, "in_channels": a["in_channels"], "out_channels": a["out_channels"],
+            "down_block_types": down, "up_block_types": up, "layers_per_block": a["num_res_blocks"],
+            "block_out_channels": [a["model_channels"] * m for m in a["channel_mult"]],
+            "cross_attention_dim": a["context_dim"], "attention_head_dim": a["num_heads"], "norm_num_groups": 32,
+            "flip_sin_to_cos": True, "freq_shift": 0}
+
+
+def vae_config(a: dict) -> dict[str, Any]:
+    n = len(a["ch_mult"])
+    return {"in_channels": a["in_channels"], "out_channels": a["in_channels"], "latent_channels": a["z_channels"],
+            "down_block_types": ["DownEncoderBlock2D"] * n, "up_block_types": ["UpDecoderBlock2D"] * n,
+            "block_out_channels": [a["ch"] * m for m in a["ch_mult"]], "layers_per_block": a["num_res_blocks"],
+            "norm_num_groups": 32, "scaling_factor": SCALE_FACTOR, "sample_size": 256}
+
+
+def clip_config(a: dict):
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(hidden_size=a["width"], intermediate_size=4 * a["width"], num_hidden_layers=a["layers"],
+                            num_attention_heads=a["heads"], image_size=a["image_size"], patch_size=a["patch"],
+                            projection_dim=a["output_dim"], hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# LDM -> diffusers conversion
+def _with_ema(sd: dict) -> tuple[dict, bool]:
+    """Replace the UNet weights by their EMA copies (LitEma keys: 'model_ema.' + name without dots)."""
+    ema = {k for k in sd if k.startswith("model_ema.")}
+    if not ema:
+        return sd, False
+    out = dict(sd)
+    for k in sd:
+        if k.startswith(UNET):
+            flat = "model_ema." + "".join(k.split(".")[1:])
+            if flat not in sd:
+                raise InputError("checkpoint", f"has EMA weights but none for {k}")
+            out[k] = sd[flat]
+    return out, True
+
+
+def convert_clip_visual(sd: dict) -> dict:
+    """OpenAI CLIP ``visual.*`` (in_proj q|k|v stacked, ``proj`` [width, out]) -> HF CLIPVisionModelWithProjection."""
+    g = lambda k: sd[CLIP + k]  # noqa: E731
+    out = {"vision_model.embeddings.class_embedding": g("class_embedding"),
+           "vision_model.embeddings.patch_embedding.weight": g("conv1.weight"),
+           "vision_model.embeddings.position_embedding.weight": g("positional_embedding"),
+           "vision_model.pre_layrnorm.weight": g("ln_pre.weight"), "vision_model.pre_layrnorm.bias": g("ln_pre.bias"),
+           "vision_model.post_layernorm.weight": g("ln_post.weight"),
+           "vision_model.post_layernorm.bias": g("ln_post.bias"), "visual_projection.weight": g("proj").t().contiguous()}
+    layers = len({k.split(".")[5] for k in sd if k.startswith(CLIP + "transformer.resblocks.")})
+    for i in range(layers):
+        src, dst = f"transformer.resblocks.{i}.", f"vision_model.encoder.layers.{i}."
+        for which in ("weight", "bias"):
+            q, k, v = g(src + f"attn.in_proj_{which}").chunk(3, dim=0)
+            out[dst + f"self_attn.q_proj.{which}"] = q.contiguous()
+            out[dst + f"self_attn.k_proj.{which}"] = k.contiguous()
+            out[dst + f"self_attn.v_proj.{which}"] = v.contiguous()
+            for a, b in (("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
+                         ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
+                out[dst + f"{b}.{which}"] = g(src + f"{a}.{which}")
+    return out
+
+
+def convert_ldm_checkpoint(sd: dict, num_heads: int = 8, use_ema: bool = True) -> dict[str, Any]:
+    """CosHand's LDM state_dict -> {'unet', 'vae', 'clip' (or None), 'cc_projection', configs, 'ema'}.
+
+    UNet and VAE key renaming is diffusers' own SD conversion (``convert_ldm_unet_checkpoint``,
+    ``convert_ldm_vae_checkpoint``); the CLIP visual tower and ``cc_projection`` are mapped here.
+    """
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    for key in (UNET + "input_blocks.0.0.weight", VAE + "encoder.conv_in.weight", "cc_projection.weight"):
+        if key not in sd:
+            raise InputError("checkpoint", f"is not a CosHand LDM checkpoint: no '{key}'")
+    src, ema = _with_ema(sd) if use_ema else (sd, False)
+    ua, va, ca = ldm_unet_arch(src, num_heads), ldm_vae_arch(src), clip_arch(src)
+    ucfg, vcfg = unet_config(ua), vae_config(va)
+    unet_sd = convert_ldm_unet_checkpoint({k: v for k, v in src.items() if k.startswith(UNET)}, ucfg)
+    vae_sd = convert_ldm_vae_checkpoint({k: v for k, v in src.items() if k.startswith(VAE)}, vcfg)
+    return {"unet": unet_sd, "vae": vae_sd, "clip": convert_clip_visual(src) if ca else None,
+            "cc_projection": {"weight": src["cc_projection.weight"], "bias": src["cc_projection.bias"]},
+            "unet_config": ucfg, "vae_config": vcfg, "clip_arch": ca, "unet_arch": ua, "ema": ema}
+
+
+# ---------------------------------------------------------------------------------------------------
+class CosHandModel:
+    """The four CosHand parts on one device: unet, vae, image encoder, cc_projection."""
+
+    def __init__(self, parts: dict[str, Any], device: str, dtype, clip_dir: Path | None = None):
+        import torch
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPVisionModelWithProjection
+
+        self.unet = UNet2DConditionModel(**parts["unet_config"])
+        self.unet.load_state_dict(parts["unet"], strict=True)
+        self.vae = AutoencoderKL(**parts["vae_config"])
+        self.vae.load_state_dict(parts["vae"], strict=True)
+        if parts["clip"] is not None:
+            self.clip = CLIPVisionModelWithProjection(clip_config(parts["clip_arch"]))
+            missing, unexpected = self.clip.load_state_dict(parts["clip"], strict=False)
+            missing = [k for k in missing if not k.endswith("position_ids")]
+            if missing or unexpected:
+                raise InputError("checkpoint", f"CLIP visual tower does not match: missing {missing[:3]}, "
+                                               f"unexpected {unexpected[:3]}")
+        elif clip_dir is not None:
+            self.clip = CLIPVisionModelWithProjection.from_pretrained(str(clip_dir), local_files_only=True)
+        else:
+            raise MissingResource("CosHand CLIP image encoder (the checkpoint has no cond_stage_model weights)",
+                                  "pass -o clip=DIR with a local openai/clip-vit-large-patch14 "
+                                  "CLIPVisionModelWithProjection folder")
+        w = parts["cc_projection"]["weight"]
+        self.cc_projection = torch.nn.Linear(w.shape[1], w.shape[0])
+        self.cc_projection.load_state_dict(parts["cc_projection"])
+        for m in (self.unet, self.vae, self.clip, self.cc_projection):
+            m.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.device, self.dtype = device, dtype
+
+    def clip_context(self, img):
+        """[B,3,H,W] in [-1,1] -> [B,1,context] (FrozenCLIPImageEmbedder + cc_projection)."""
+        import torch
+        import torch.nn.functional as F
+
+        size = self.clip.config.image_size
+        x = F.interpolate(img.float(), size=(size, size), mode="bicubic", align_corners=True)
+        x = (x + 1.0) / 2.0
+        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        x = ((x - mean) / std).to(self.dtype)
+        emb = self.clip(pixel_values=x).image_embeds.unsqueeze(1)
+        return self.cc_projection(emb)
+
+    def encode_mode(self, img):
+        return self.vae.encode(img.to(self.dtype)).latent_dist.mode()
+
+    def decode(self, z):
+        return self.vae.decode(z / SCALE_FACTOR).sample
+
+
+def ddim_scheduler(steps: int):
+    from diffusers import DDIMScheduler
+
+    s = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                      clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+    s.set_timesteps(steps)
+    return s
+
+
+def sample_frame(model: CosHandModel, frame, mask_in, mask_target, steps: int, guidance: float, eta: float,
+                 generator, context: str = "image"):
+    """One CosHand prediction. Tensors [1,3,S,S] in [-1,1]; returns [1,3,S,S] in [-1,1]."""
+    import torch
+
+    from ._diffusers_util import randn
+
+    with torch.no_grad():
+        c_concat = torch.cat([model.encode_mode(mask_in), model.encode_mode(frame), model.encode_mode(mask_target)], 1)
+        ctx = model.clip_context(frame)
+        if context == "null":
+            ctx = model.cc_projection(torch.zeros_like(ctx))
+        sched = ddim_scheduler(steps)
+        h, w = c_concat.shape[-2:]
+        x = randn((1, model.unet.config.out_channels, h, w), generator, model.device, model.dtype)
+        cc2 = torch.cat([torch.zeros_like(c_concat), c_concat])
+        ctx2 = torch.cat([torch.zeros_like(ctx), ctx])
+        for t in sched.timesteps:
+            inp = torch.cat([torch.cat([x, x]), cc2], 1)
+            eps = model.unet(inp, t, encoder_hidden_states=ctx2).sample
+            e_u, e_c = eps.chunk(2)
+            eps = e_u + guidance * (e_c - e_u)
+            x = sched.step(eps.float(), t, x.float(), eta=eta, generator=generator).prev_sample.to(model.dtype)
+        return model.decode(x).float().clamp(-1, 1)
+
+
+def _to_tensor(frames: np.ndarray, device: str):
+    """uint8 [N,H,W,3] -> float [N,3,H,W] in [-1,1]."""
+    import torch
+
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+
+
+def _to_uint8(x) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _default_dir() -> Path:
+    from pam_bench.weights import home
+
+    return home() / "models" / "coshand"
+
+
+class CosHand(Generator):
+    """CosHand image model, applied frame by frame from the GT first frame and the hand-mask sequence."""
+
+    name: ClassVar[str] = "coshand"
+    needs: ClassVar[tuple[str, ...]] = ("first_frame", "conditions")
+    MODES = ("autoregressive", "from-first")
+
+    def __init__(self, device: str = "cpu", checkpoint=None, steps: int = 50, guidance: float = 1.5,
+                 eta: float = 1.0, mode: str = "autoregressive", resolution: int = 256, context: str = "image",
+                 num_heads: int = 8, ema: bool = True, dtype: str = "auto", clip=None, **options: Any):
+        if options:
+            raise InputError("options", f"coshand does not know {', '.join(sorted(options))}")
+        if mode not in self.MODES:
+            raise InputError("mode", f"unknown mode {mode!r}; use {' or '.join(self.MODES)}")
+        if context not in ("image", "null"):
+            raise InputError("context", f"unknown context {context!r}; use image or null")
+        self.device = device
+        self.steps, self.guidance, self.eta = int(steps), float(guidance), float(eta)
+        self.mode, self.resolution, self.context = mode, int(resolution), context
+        self.num_heads, self.use_ema = int(num_heads), str(ema).lower() not in ("0", "false", "no")
+        self.dtype_name = dtype
+        self.clip_dir = Path(clip) if clip else None
+        self.checkpoint = Path(checkpoint) if checkpoint else _default_dir()
+        self._model: CosHandModel | None = None
+        self._sha: str | None = None
+        self._loaded_how = None
+
+    def _ckpt_file(self) -> Path:
+        p = self.checkpoint
+        return p / CKPT_NAME if p.is_dir() or p.suffix != ".ckpt" else p
+
+    def check_ready(self) -> None:
+        import importlib.util
+
+        for pkg in ("diffusers", "transformers"):
+            if importlib.util.find_spec(pkg) is None:
+                raise MissingResource(f"python package '{pkg}'", "pip install 'pam-bench[models]'")
+        f = self._ckpt_file()
+        if not f.is_file():
+            raise MissingResource(f"CosHand checkpoint {CKPT_NAME} (looked at {f})", HOW_TO_GET)
+
+    def _load(self) -> CosHandModel:
+        if self._model is None:
+            from pam_bench.weights import sha256_file
+
+            from ._diffusers_util import load_torch_state_dict, pick_dtype
+
+            self.check_ready()
+            f = self._ckpt_file()
+            sd, self._loaded_how = load_torch_state_dict(f)
+            parts = convert_ldm_checkpoint(sd, self.num_heads, self.use_ema)
+            self._sha = sha256_file(f)
+            self._ema = parts["ema"]
+            self._model = CosHandModel(parts, self.device, pick_dtype(self.device, self.dtype_name), self.clip_dir)
+        return self._model
+
+    def identity(self) -> dict[str, Any]:
+        f = self._ckpt_file()
+        if self._sha is None and f.is_file():
+            from pam_bench.weights import sha256_file
+
+            self._sha = sha256_file(f)
+        return {"name": self.name, "checkpoint": str(f.name), "checkpoint_sha256": self._sha,
+                "native_resolution": [self.resolution, self.resolution], "native_frames": 1,
+                "video_policy": f"{self.mode}: frame t from "
+                + ("the previous generated frame + its hand mask" if self.mode == "autoregressive"
+                   else "the GT first frame + hand mask 0") + " and hand mask t; frame 0 = GT first frame",
+                "resize": "stretch to native (no crop), bilinear back to the protocol size",
+                "sampler": "DDIM (LDM uniform timesteps)", "steps": self.steps, "guidance": self.guidance,
+                "eta": self.eta, "context": self.context, "num_heads": self.num_heads, "ema": self.use_ema,
+                "dtype": self.dtype_name if self.dtype_name != "auto" else
+                ("bf16" if str(self.device).startswith("cuda") else "fp32"),
+                "seed_policy": "one CPU torch.Generator per video seeded with the per-sample seed, consumed in frame order"}
+
+    def generate(self, sample: Sample, seed: int) -> Video:
+        from ._diffusers_util import torch_generator
+
+        model = self._load()
+        t, h, w = target_shape(sample)
+        s = (self.resolution, self.resolution)
+        masks = resize_video(mask_to_rgb(hand_masks(sample)[:t]), s)
+        first = resize_video(sample.first_frame[None], s)
+        gen = torch_generator(seed, self.device)
+        out = [sample.first_frame]
+        cond_frame, cond_mask = _to_tensor(first, self.device), _to_tensor(masks[:1], self.device)
+        for i in range(1, t):
+            pred = sample_frame(model, cond_frame, cond_mask, _to_tensor(masks[i:i + 1], self.device), self.steps,
+                                self.guidance, self.eta, gen, self.context)
+            out.append(resize_video(_to_uint8(pred), (h, w))[0])
+            if self.mode == "autoregressive":
+                cond_frame, cond_mask = pred.to(self.device), _to_tensor(masks[i:i + 1], self.device)
+        fps = sample.video.fps if sample.video is not None else next(iter(sample.conditions.values())).fps
+        return Video(np.stack(out).astype(np.uint8), fps)
+
