@@ -6,9 +6,13 @@ Facts follow PAM's ``training/hoi_utils.py`` and ``training/dataset.py`` (see
 
 - **seg**: instance labels -> ADE20K palette: background 0 -> black, hand 255 -> palette[149]
   = (92, 0, 255), object id k -> palette[k] (1 -> (180, 120, 120)). PAM feeds these arrays to the
-  model as RGB tensors without any channel swap, so the triples are RGB. (The released sample
-  ``val_seg_mask.mp4`` shows the hand near (185, 0, 255) instead; we follow the code.)
+  model as RGB tensors without any channel swap, so the triples are RGB. Known disagreement:
+  the released sample ``val_seg_mask.mp4`` shows the hand near (184, 0, 255) (= palette[106]),
+  not palette[149] = (92, 0, 255); we follow the code (tests/test_render.py records this).
 - **hand**: PAM's ``showHandJoints`` drawing rules on a black canvas (see :func:`keypoint_condition`).
+  The colour triples are used as RGB (no BGR swap in PAM's training loader). The sample
+  ``val_hand_keypoints.mp4`` is smeared by chroma subsampling of its thin lines (median RGB
+  distance to the code's colours about 57; 86 if the channels were swapped, so RGB fits better).
 - **depth**: PAM uses DepthCrafter videos (relative inverse depth, normalised per video and coloured
   with the *inferno* colour map; the sample ``val_depth.mp4`` matches inferno to a median 7/255) and
   sets the background (seg == 0) to black. Offline we colour the depth we have the same way
@@ -288,6 +292,18 @@ def _inferno_inverse() -> np.ndarray:
 
 _INFERNO_INV: np.ndarray | None = None
 
+
+def depth_position(depth_rgb: np.ndarray) -> np.ndarray:
+    """Read a coloured depth condition back: float32 [..., H, W] normalised inverse depth ``v`` of
+    :func:`depth_condition` (1 = nearest, 0 = farthest foreground), NaN on the black background.
+    Uses a 32^3 quantised inverse of the inferno map, so compressed videos read back to ~1/50."""
+    d = np.asarray(depth_rgb, np.uint8)
+    q = d >> 3
+    pos = _inferno_inverse()[q[..., 0], q[..., 1], q[..., 2]]
+    v = np.clip((pos - DEPTH_FLOOR) / (1.0 - DEPTH_FLOOR), 0.0, 1.0).astype(np.float32)
+    v[d.max(-1) <= 16] = np.nan
+    return v
+
 #: Darkest shade factor :func:`composite` applies (farthest foreground).
 COMPOSITE_MIN_SHADE = 0.35
 
@@ -311,11 +327,9 @@ def composite(conditions: Mapping[str, np.ndarray]) -> np.ndarray:
         depth = np.asarray(depth, np.uint8)
         if depth.shape != seg.shape:
             raise ValueError(f"depth {depth.shape} and seg {seg.shape} differ in size")
-        has = depth.max(-1) > 16
-        q = depth[has] >> 3
-        pos = _inferno_inverse()[q[:, 0], q[:, 1], q[:, 2]]
-        v = np.clip((pos - DEPTH_FLOOR) / (1.0 - DEPTH_FLOOR), 0.0, 1.0)
-        shade[has] = COMPOSITE_MIN_SHADE + (1.0 - COMPOSITE_MIN_SHADE) * v
+        v = depth_position(depth)
+        has = np.isfinite(v)
+        shade[has] = COMPOSITE_MIN_SHADE + (1.0 - COMPOSITE_MIN_SHADE) * v[has]
     out = np.clip(np.rint(seg * shade[..., None]), 0, 255).astype(np.uint8)
     hand = conditions.get("hand")
     if hand is not None:
@@ -624,13 +638,14 @@ def _rays(K: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarra
 
 
 def render_scene(primitives: Sequence[Primitive], K: np.ndarray, height: int, width: int,
-                 background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 background: np.ndarray | None = None, normals: bool = False):
     """Ray-cast ``primitives`` through the pinhole camera ``K`` (camera at the origin, +z forward).
 
     Returns ``(rgb uint8 [H,W,3], depth float32 [H,W] camera z in metres (inf = background),
-    labels uint8 [H,W] (0 = background))``. One ray per pixel centre, z-buffered; colour =
-    albedo * (AMBIENT + DIFFUSE * max(0, n . LIGHT_DIR)) (Lambert); ``background`` (uint8
-    [H,W,3]) fills pixels that hit nothing (default black).
+    labels uint8 [H,W] (0 = background))``, plus ``normals`` float32 [H,W,3] (unit, camera frame,
+    zeros on the background) as a fourth item when ``normals=True``. One ray per pixel centre,
+    z-buffered; colour = albedo * (AMBIENT + DIFFUSE * max(0, n . LIGHT_DIR)) (Lambert);
+    ``background`` (uint8 [H,W,3]) fills pixels that hit nothing (default black).
     """
     K = np.asarray(K, np.float64)
     rays, sq = _rays(K, height, width)
@@ -649,6 +664,7 @@ def render_scene(primitives: Sequence[Primitive], K: np.ndarray, height: int, wi
         owner[v0:v1, u0:u1][closer] = i
     rgb = np.zeros((height, width, 3), np.uint8) if background is None else np.array(background, np.uint8)
     labels = np.zeros((height, width), np.uint8)
+    normal_map = np.zeros((height, width, 3), np.float32) if normals else None
     hit_pixels = owner >= 0
     if hit_pixels.any():
         idx = np.flatnonzero(hit_pixels)
@@ -669,8 +685,12 @@ def render_scene(primitives: Sequence[Primitive], K: np.ndarray, height: int, wi
             lam = AMBIENT + DIFFUSE * np.clip(n @ LIGHT_DIR, 0.0, None)
             flat_rgb[pix] = np.clip(np.rint(prim.albedo(local) * lam[:, None]), 0, 255).astype(np.uint8)
             flat_lab[pix] = prim.label
+            if normal_map is not None:
+                normal_map.reshape(-1, 3)[pix] = n
     depth = (tbuf * rays[..., 2]).astype(np.float32)
     depth[~hit_pixels] = np.inf
+    if normal_map is not None:
+        return rgb, depth, labels, normal_map
     return rgb, depth, labels
 
 

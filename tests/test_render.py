@@ -204,6 +204,17 @@ def test_depth_condition_fixed_range_clips():
     assert idx[0] == idx[1] == 255 and idx[2] == idx[3] == round(255 * R.DEPTH_FLOOR)
 
 
+def test_depth_position_reads_back():
+    depth = np.tile(np.linspace(0.4, 0.9, 50), (4, 1))
+    mask = np.ones_like(depth, bool)
+    mask[0] = False
+    v = R.depth_position(R.depth_condition(depth, mask))
+    assert np.isnan(v[0]).all()
+    inv = 1 / depth[1:]
+    ref = (inv - inv.min()) / (inv.max() - inv.min())
+    np.testing.assert_allclose(v[1:], ref, atol=0.03)  # 32-level quantised inverse table
+
+
 def test_composite():
     labels = np.zeros((20, 30), np.uint8)
     labels[2:10, 2:12] = 255
@@ -269,6 +280,17 @@ def test_sphere_depth_matches_closed_form():
     np.testing.assert_allclose(depth[hit], z[hit], rtol=1e-6)
     assert set(np.unique(labels)) == {0, 7}
     assert (labels == 7).sum() == hit.sum() and rgb[~hit].max() == 0
+
+
+def test_sphere_normals_closed_form():
+    c, r = np.array([0.0, 0.01, 0.45]), 0.07
+    _, depth, _, nrm = R.render_scene([R.Sphere(center=c, radius=r)], K_SMALL, 60, 80, normals=True)
+    hit = np.isfinite(depth)
+    u, v = np.meshgrid(np.arange(80.0), np.arange(60.0))
+    p = np.stack([(u - K_SMALL[0, 2]) / K_SMALL[0, 0], (v - K_SMALL[1, 2]) / K_SMALL[1, 1],
+                  np.ones_like(u)], -1) * depth[..., None].astype(np.float64)
+    np.testing.assert_allclose(nrm[hit], (p[hit] - c) / r, atol=1e-4)
+    assert (nrm[~hit] == 0).all() and (nrm[hit][:, 2] < 0.05).all()  # visible side faces the camera
 
 
 def _sphere_trace(sdf, K, h, w, steps=400):

@@ -75,7 +75,7 @@ def hand_joints_local(curl: float, spread: float = 1.0) -> np.ndarray:
     d0 /= np.linalg.norm(d0)
     axis = np.cross(d0, np.array([-0.35, 0.45, 0.82]))
     for s in range(3):
-        d = _rot(axis, (0.15 + 0.55 * curl) * (s + 1) * 0.6) @ d0
+        d = _rot(axis, (0.2 + 0.9 * curl) * (s + 1) * 0.5) @ d0
         j[2 + s] = j[1 + s] + _THUMB_LEN[s] * d
     return j
 
@@ -135,7 +135,7 @@ def _draw_spec(rng: np.random.Generator) -> _ClipSpec:
         grasp_yaw=float(rng.uniform(-0.35, 0.35)), grasp_pitch=float(rng.uniform(-0.2, 0.2)),
         approach=np.array([rng.uniform(0.12, 0.2), rng.uniform(-0.10, -0.03), rng.uniform(-0.05, 0.05)]),
         approach_yaw=float(rng.uniform(0.2, 0.5)),
-        lift=np.array([rng.uniform(-0.07, 0.05), rng.uniform(-0.14, -0.09), rng.uniform(-0.04, 0.04)]),
+        lift=np.array([rng.uniform(-0.07, 0.05), rng.uniform(-0.11, -0.06), rng.uniform(-0.04, 0.04)]),
         lift_rot_axis=rng.normal(size=3), lift_rot=float(rng.uniform(-0.45, 0.45)),
         grasp_curl=float(rng.uniform(0.55, 0.85)), skin=_SKIN[int(rng.integers(len(_SKIN)))],
         bg_seed=int(rng.integers(2**31)), t_grasp=float(rng.uniform(0.32, 0.42)),
@@ -168,7 +168,8 @@ def background_texture(seed: int, height: int, width: int) -> np.ndarray:
     noise = sum(_value_noise(rng, height, width, c) * a for c, a in ((6, 0.5), (24, 0.3), (96, 0.2)))
     horizon = int(height * rng.uniform(0.32, 0.45))
     wall = np.asarray(_color(rng, sat=(0.05, 0.3), val=(0.55, 0.85)), np.float32)
-    table = np.asarray(_color(rng, sat=(0.2, 0.6), val=(0.35, 0.7)), np.float32)
+    hue = rng.uniform(0.04, 0.12) if rng.random() < 0.6 else rng.random()  # mostly wood tones
+    table = np.asarray(colorsys.hsv_to_rgb(hue, rng.uniform(0.15, 0.6), rng.uniform(0.35, 0.7)), np.float32) * 255
     img = np.empty((height, width, 3), np.float32)
     img[:horizon] = wall
     img[horizon:] = table
