@@ -27,7 +27,8 @@ per backend and only root-relative comparisons are meaningful:
   deviation (those detectors are extra multi-GB downloads). Not run here (no checkpoint offline).
 
 ``match_to_gt`` assigns detections to the GT hands: by handedness first (GT ``hand_sides``), then,
-for GT hands still unmatched, the unassigned detection with the nearest 2D wrist.
+for GT hands still unmatched, the unassigned detection with the nearest 2D wrist if it lies within
+the GT hand's 2D box diagonal of the GT wrist.
 """
 from __future__ import annotations
 
@@ -81,9 +82,8 @@ class HandPoseBackend(ABC):
     #: what the 3D joints are relative to (recorded with results)
     frame_3d: ClassVar[str]
 
-    def __init__(self, device: str = "cpu", **options):
+    def __init__(self, device: str = "cpu"):
         self.device = device
-        self.options = options
 
     def check_ready(self) -> None:
         """Raise MissingResource if packages or weights are missing (cheap)."""
@@ -113,8 +113,8 @@ class MediaPipeHands(HandPoseBackend):
 
     def __init__(self, device: str = "cpu", mode: str = "image", num_hands: int = 2,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, **options):
-        super().__init__(device, **options)
+                 min_tracking_confidence: float = 0.5):
+        super().__init__(device)
         if mode not in self.MODES:
             raise ValueError(f"mediapipe mode must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
@@ -188,14 +188,13 @@ class HaMeRHands(HandPoseBackend):
     PIP = 'pip install "hamer @ git+https://github.com/geopavlakos/hamer"'
     RESCALE_FACTOR = 2.0  # HaMeR demo.py's default box padding
 
-    def __init__(self, device: str = "cpu", hamer_dir: str | None = None, **options):
-        super().__init__(device, **options)
+    def __init__(self, device: str = "cpu", hamer_dir: str | None = None, min_detection_confidence: float = 0.5):
+        super().__init__(device)
         where = hamer_dir or os.environ.get("PAM_BENCH_HAMER_DIR")
         self.hamer_dir = Path(where) if where else None
         self._model = None
         self._cfg = None
-        self._boxes = MediaPipeHands(device, **{k: v for k, v in options.items()
-                                                if k in ("min_detection_confidence",)})
+        self._boxes = MediaPipeHands(device, min_detection_confidence=min_detection_confidence)
 
     def _files(self) -> dict[str, Path]:
         where = ("the HaMeR _DATA folder (from HaMeR's fetch_demo_data.sh, plus MANO_RIGHT.pkl from "
@@ -314,19 +313,28 @@ def get_backend(name: str, device: str = "cpu", **options) -> HandPoseBackend:
         from .errors import PamBenchError
 
         raise PamBenchError(f"unknown hand-pose backend '{name}'; known: {', '.join(BACKENDS)}") from None
-    return cls(device=device, **options)
+    try:
+        return cls(device=device, **options)
+    except TypeError as e:
+        from .errors import PamBenchError
+
+        raise PamBenchError(f"hand-pose backend '{name}': bad option(s) {sorted(options)} ({e})") from None
 
 
 def match_to_gt(dets: Sequence[HandDetection], gt_sides: Sequence[str],
-                gt_wrists: np.ndarray | None = None) -> tuple[list[HandDetection | None], list[str]]:
+                gt_wrists: np.ndarray | None = None, gate_px: np.ndarray | None = None,
+                ) -> tuple[list[HandDetection | None], list[str]]:
     """Assign detections to K GT hands: same handedness first (nearest wrist among several), then
-    nearest 2D wrist among the unassigned detections for GT hands still unmatched.
+    nearest 2D wrist among the unassigned detections for GT hands still unmatched, accepted only
+    within ``gate_px[k]`` pixels of the GT wrist (the metric passes the GT hand's 2D box diagonal, so
+    a far-away mislabelled detection of something else is never matched by the fallback).
 
     ``gt_wrists``: float [K, 2] pixels (NaN where unknown). Returns (detection or None per GT hand,
     how each was matched: "side" | "wrist" | "none").
     """
     k = len(gt_sides)
     wr = np.full((k, 2), np.nan) if gt_wrists is None else np.asarray(gt_wrists, dtype=np.float64)
+    gate = np.full(k, np.inf) if gate_px is None else np.asarray(gate_px, dtype=np.float64)
     free = list(range(len(dets)))
     match: list[HandDetection | None] = [None] * k
     how = ["none"] * k
@@ -345,6 +353,7 @@ def match_to_gt(dets: Sequence[HandDetection], gt_sides: Sequence[str],
     for i in range(k):
         if match[i] is None and free and np.isfinite(wr[i]).all():
             j = min(free, key=lambda c: dist(i, c))
-            match[i], how[i] = dets[j], "wrist"
-            free.remove(j)
+            if dist(i, j) <= gate[i]:
+                match[i], how[i] = dets[j], "wrist"
+                free.remove(j)
     return match, how

@@ -68,7 +68,7 @@ class LucasKanadeTracker:
     name = "lk"
 
     def __init__(self, device: str = "cpu", win_size: int = 21, levels: int = 3, fb_threshold: float = 1.0,
-                 max_iter: int = 30, eps: float = 0.01, **_ignored):
+                 max_iter: int = 30, eps: float = 0.01):
         del device  # CPU only (OpenCV)
         self.win_size = int(win_size)
         self.levels = int(levels)
@@ -133,7 +133,7 @@ class CoTracker3Tracker:
     WINDOW_LEN = 60  # hubconf's cotracker3_offline
     PIP = 'pip install "cotracker @ git+https://github.com/facebookresearch/co-tracker"'
 
-    def __init__(self, device: str = "cpu", checkpoint: str | Path | None = None, **_ignored):
+    def __init__(self, device: str = "cpu", checkpoint: str | Path | None = None):
         self.device = device
         self.checkpoint = checkpoint
         self._model = None
@@ -221,4 +221,9 @@ def get_tracker(name: str, device: str = "cpu", **options) -> PointTracker:
         from .errors import PamBenchError
 
         raise PamBenchError(f"unknown point tracker '{name}'; known: {', '.join(TRACKERS)}") from None
-    return cls(device=device, **options)
+    try:
+        return cls(device=device, **options)
+    except TypeError as e:
+        from .errors import PamBenchError
+
+        raise PamBenchError(f"point tracker '{name}': bad option(s) {sorted(options)} ({e})") from None

@@ -125,8 +125,11 @@ def test_matching_by_side_then_nearest_wrist():
     match, how = match_to_gt(dets, ("left", "right"), np.array([[110.0, 100.0], [490.0, 100.0]]))
     assert match[0] is dets[1] and match[1] is dets[0] and how == ["side", "side"]  # side beats distance
     # a mislabelled single detection: falls back to the nearest wrist
-    match, how = match_to_gt([det(480, "left")], ("right",), np.array([[490.0, 100.0]]))
+    match, how = match_to_gt([det(480, "left")], ("right",), np.array([[490.0, 100.0]]), np.array([50.0]))
     assert match[0] is not None and how == ["wrist"]
+    # ... but only within the gate (the GT hand's box diagonal): a far detection is something else
+    match, how = match_to_gt([det(100, "left")], ("right",), np.array([[490.0, 100.0]]), np.array([50.0]))
+    assert match == [None] and how == ["none"]
     # no GT wrist and no side match: unmatched (never guessed)
     match, how = match_to_gt([det(480, "left")], ("right",), None)
     assert match == [None] and how == ["none"]

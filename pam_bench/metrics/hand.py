@@ -3,7 +3,8 @@
 Per video, the hand-pose backend (``mediapipe`` offline default, ``hamer`` the paper's) runs on the
 GENERATED clip only; GT joints come from the dataset (``sample.joints_3d`` metres, ``joints_2d`` px,
 [T, K, 21, *], NaN where a hand is missing). Each GT hand is matched per frame to one detection
-(``pam_bench.hands.match_to_gt``: handedness from ``sample.hand_sides``, then nearest 2D wrist).
+(``pam_bench.hands.match_to_gt``: handedness from ``sample.hand_sides``, then nearest 2D wrist within
+the GT hand's 2D box diagonal).
 
 - **Hand-frames.** A (frame, GT hand) pair is *with GT* when that hand's 21 GT 3D joints are finite
   (or, for the 2D extras, its 2D joints). Pairs without GT are counted (``n_frames_gt_missing``); pairs
@@ -63,6 +64,12 @@ def _gt_arrays(sample: Sample, t_len: int) -> tuple[np.ndarray | None, np.ndarra
     return out[0], out[1]
 
 
+def _box_diagonal(j2: np.ndarray) -> np.ndarray:
+    """Diagonal of each hand's 2D joint box [K] (NaN where the hand is missing)."""
+    with np.errstate(invalid="ignore"):
+        return np.linalg.norm(j2.max(axis=-2) - j2.min(axis=-2), axis=-1)
+
+
 def evaluate_hands(dets_per_frame, gt3: np.ndarray | None, gt2: np.ndarray | None,
                    hand_sides, pck_px: float = 10.0) -> dict[str, Any]:
     """Match detections to GT per frame and accumulate every count and error (see the module doc)."""
@@ -82,7 +89,8 @@ def evaluate_hands(dets_per_frame, gt3: np.ndarray | None, gt2: np.ndarray | Non
         if not has_gt[t].any():
             continue
         wrists = gt2[t, :, 0] if gt2 is not None else None
-        match, how = match_to_gt(dets_per_frame[t], sides[:k], wrists)
+        gate = _box_diagonal(gt2[t]) if gt2 is not None else None
+        match, how = match_to_gt(dets_per_frame[t], sides[:k], wrists, gate)
         for i in range(k):
             if not has_gt[t, i] or match[i] is None:
                 continue
@@ -138,8 +146,11 @@ class HandMPJPE(MeanMetric):
 
     @property
     def key(self) -> str:
-        extra = "-".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k not in ("backend", "hamer_dir"))
-        return f"{self.name}@{self.version}-{self.backend}" + (f"-{extra}" if extra else "")
+        from ..types import stable_hash
+
+        other = {k: str(v) for k, v in self.options.items() if k not in ("backend", "hamer_dir", "pck_px")}
+        suffix = f"-o{stable_hash(other)[:8]}" if other else ""
+        return f"{self.name}@{self.version}-{self.backend}-pck{self.pck_px:g}{suffix}"
 
     def config(self) -> dict:
         cfg = super().config()

@@ -17,13 +17,19 @@ Protocol (paper section 4.1, made exact here; see /work/shared/docs/protocol.md)
 4. **Step cosine.** A step is *zero* when ``|v| < min_step_px`` (0.01 px). cos(v, v~) is the cosine
    of the two steps when both are non-zero, **1 when both are zero** (both sides agree: no motion),
    **0 when exactly one is zero** (motion against no motion). It is never NaN.
-5. **Track correlation.** ``corr(tau, tau~)`` = mean of the step cosines over the steps valid in
-   *both* tracks. A pair with no common valid step has no correlation (excluded from the max below).
-6. **MF.** ``A = mean_tau max_tau~ corr``, ``B = mean_tau~ max_tau corr``. A track with no valid step,
-   or with no comparable partner, is dropped from its mean (counted in the payload). Convention
+5. **Track correlation.** Each direction averages over the steps of the track it starts from (its
+   own valid steps; steps after it is lost are excluded from its mean): in ``A`` (GT -> generated),
+   ``corr(tau, tau~) = (1/|K_tau|) sum_{k in K_tau} c_k`` with ``K_tau`` the valid steps of the GT
+   track and ``c_k`` the step cosine, or **0 where the generated track has no valid step k** (it lost
+   or cannot see the point: no agreement); ``B`` (generated -> GT) is the same with the roles
+   swapped. With every step valid both equal the printed ``(1/F) sum_k``. (Averaging only over the
+   steps valid in *both* tracks would let a track that is lost after one step match anything.)
+6. **MF.** ``A = mean_tau max_tau~ corr``, ``B = mean_tau~ max_tau corr``. A track with no valid step
+   is dropped (counted in the payload: ``n_tracks_dropped_gt`` / ``_gen``). Convention
    ``mf_convention='mean'`` (default): MF = (A + B) / 2, range [-1, 1], consistent with the paper's
    reported 0.59-0.78; ``'sum'``: MF = A + B, the formula as printed (range up to 2). If no track
-   remains on either side, the value is None with a reason (never 0).
+   remains on either side, the value is None with a reason (never 0). MF(x, x) = 1 ('mean') for any
+   deterministic tracker, since every track's best partner is itself.
 
 Bump ``MotionFidelity.version`` whenever one of these rules changes.
 """
@@ -171,13 +177,18 @@ class MotionFidelity(MeanMetric):
             raise ValueError("n_points must be >= 1")
         from ..trackers import get_tracker
 
-        self.tracker = get_tracker(self.tracker_name, device=device, **_numeric(opts))
+        self.tracker_options = _numeric(opts)
+        self.tracker = get_tracker(self.tracker_name, device=device, **self.tracker_options)
         self.backend = self.tracker_name
 
     @property
     def key(self) -> str:
+        from ..types import stable_hash
+
+        other = {k: v for k, v in self.tracker_options.items() if k != "checkpoint"}
+        suffix = f"-o{stable_hash(other)[:8]}" if other else ""
         return (f"{self.name}@{self.version}-{self.backend}-{self.convention}-n{self.n_points}-s{self.seed}"
-                f"-z{self.min_step:g}-vis{self.visibility}")
+                f"-z{self.min_step:g}-vis{self.visibility}{suffix}")
 
     def config(self) -> dict:
         cfg = super().config()
