@@ -214,7 +214,7 @@ def test_torchscript_backend_is_a_clear_missing_resource(monkeypatch, tmp_path):
 @pytest.mark.weights
 def test_fvd_port_features_shape_and_pairing():
     require_weights()
-    m = FVD()
+    m = FVD(clip_frames=10)  # fewer frames than the default 16 keep the CPU test short
     m.check_ready()
     v = _video(11, t=18)
     s = Sample("p0", v)
@@ -223,3 +223,41 @@ def test_fvd_port_features_shape_and_pairing():
     assert real.shape == (FEATURE_DIM,) and real.dtype == np.float32 and np.isfinite(real).all()
     np.testing.assert_array_equal(real, gen)  # 'start' policy: the same clip on both sides
     assert m.config()["weights_sha256"].startswith("af5c50f0")
+
+
+# --- the StyleGAN-V TorchScript backend, with a scripted stand-in for the user's file --------------
+
+def _torchscript_stub(path) -> None:
+    """A TorchScript module with StyleGAN-V's detector signature: per-(channel, frame) means, tiled to 400."""
+    import torch
+
+    class Stub(torch.nn.Module):
+        def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                    return_features: bool = False) -> torch.Tensor:
+            assert x.dtype == torch.uint8 and x.dim() == 5 and x.shape[1] == 3
+            assert rescale and resize and return_features
+            f = x.float().mean(dim=(3, 4)).flatten(1)  # [B, C*T], channel-major
+            reps = 400 // f.shape[1] + 1
+            return f.repeat(1, reps)[:, :400]
+
+    import warnings
+
+    with warnings.catch_warnings():  # torch marks jit as deprecated; StyleGAN-V's file is TorchScript
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(Stub()), str(path))
+
+
+def test_torchscript_backend_calls_the_user_file_as_stylegan_v(monkeypatch, tmp_path):
+    from pam_bench import weights as W
+
+    stub = tmp_path / "i3d_torchscript.pt"
+    _torchscript_stub(stub)
+    monkeypatch.setenv("PAM_BENCH_WEIGHT_STYLEGAN_V_I3D", str(stub))
+    m = FVD(detector="stylegan-v-torchscript")
+    m.check_ready()
+    v = _video(4, t=20)
+    feat = m.measure_reference(Sample("t0", v))["real_feat"]
+    expect = v.frames[:16].astype(np.float64).mean(axis=(1, 2)).T.reshape(-1)  # [C*T], channel-major
+    np.testing.assert_allclose(feat[:48], expect, rtol=1e-6)
+    np.testing.assert_allclose(feat[48:96], expect, rtol=1e-6)
+    assert m.config()["weights_sha256"] == W.sha256_file(stub)

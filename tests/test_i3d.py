@@ -208,8 +208,36 @@ def test_port_classifies_cricket_clip():
 def test_port_features_are_deterministic():
     require_weights()
     rng = np.random.default_rng(3)
-    clip = rng.integers(0, 256, size=(1, 16, 64, 96, 3), dtype=np.uint8)
+    clip = rng.integers(0, 256, size=(1, 10, 64, 96, 3), dtype=np.uint8)
     ext = I.I3DFeatures("cpu")
     a, b = ext(clip), ext(clip)
     assert a.shape == (1, 400) and np.isfinite(a).all()
     np.testing.assert_array_equal(a, b)
+
+
+# --- pam-bench weights --------------------------------------------------------------------------
+
+def test_weights_command_list_verify_and_missing_resources(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from pam_bench.commands.weights import weights
+    from pam_bench.errors import MissingResource, PamBenchError
+
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path))
+    monkeypatch.delenv("PAM_BENCH_WEIGHT_STYLEGAN_V_I3D", raising=False)
+    monkeypatch.delenv("PAM_BENCH_WEIGHT_I3D_K400", raising=False)
+    runner = CliRunner()
+    out = runner.invoke(weights, ["list"])
+    assert out.exit_code == 0 and "i3d-k400" in out.output and "missing" in out.output
+    # a corrupted file is reported and fails verification
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "i3d-kinetics-400.ckpt").write_bytes(b"not the checkpoint")
+    out = runner.invoke(weights, ["verify", "i3d-k400"])
+    assert "BAD sha256" in out.output and isinstance(out.exception, PamBenchError)
+    # user-supplied files cannot be fetched; parity needs the TorchScript file
+    out = runner.invoke(weights, ["fetch", "stylegan-v-i3d"])
+    assert isinstance(out.exception, MissingResource)
+    out = runner.invoke(weights, ["parity", str(CRICKET)])
+    assert isinstance(out.exception, MissingResource) and "i3d_torchscript.pt" in str(out.exception)
+    out = runner.invoke(weights, ["fetch", "no-such-weights"])
+    assert isinstance(out.exception, PamBenchError) and "unknown" in str(out.exception)

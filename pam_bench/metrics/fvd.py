@@ -83,7 +83,11 @@ class StyleGANVTorchScript:
         if key not in _TS_CACHE:
             import torch
 
-            _TS_CACHE[key] = torch.jit.load(str(path), map_location=self.device).eval()
+            import warnings
+
+            with warnings.catch_warnings():  # StyleGAN-V ships TorchScript; torch marks jit as deprecated
+                warnings.simplefilter("ignore", FutureWarning)
+                _TS_CACHE[key] = torch.jit.load(str(path), map_location=self.device).eval()
         return _TS_CACHE[key]
 
     def __call__(self, frames: np.ndarray, where="clips") -> np.ndarray:
