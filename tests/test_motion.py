@@ -301,3 +301,13 @@ def test_mf_rejects_mismatched_pair(dexycb_sample):
 
     with pytest.raises(InputError):
         MotionFidelity().measure(dexycb_sample, Video(dexycb_sample.video.frames[:10]))
+
+
+def test_unknown_options_are_rejected_and_options_change_the_key():
+    from pam_bench.errors import PamBenchError
+
+    with pytest.raises(PamBenchError, match="mf_conventon"):
+        MotionFidelity(mf_conventon="sum")
+    m = MotionFidelity(fb_threshold="2")  # CLI strings become numbers
+    assert m.tracker.fb_threshold == 2.0 and m.key != MotionFidelity().key
+    assert MotionFidelity(n_points="50").key != MotionFidelity().key
