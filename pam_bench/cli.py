@@ -16,6 +16,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "evaluate": "pam_bench.commands.evaluate:evaluate",
     "table": "pam_bench.commands.evaluate:table",
     "data": "pam_bench.commands.data:data",
+    "leaderboard": "pam_bench.commands.leaderboard:leaderboard",
+    "check": "pam_bench.commands.leaderboard:check",
+    "merge": "pam_bench.commands.leaderboard:merge",
     "weights": "pam_bench.commands.weights:weights",
 }
 

@@ -98,6 +98,10 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
     Resumable: videos and per-video payloads already in OUT are reused. ``shard="i/N"`` evaluates every
     N-th clip starting at i (for job arrays; merge the shard folders with :func:`merge`).
     """
+    from .distributed import context
+
+    dctx = context(device)  # under torchrun: rank r of W takes clips r, r+W, ... (see pam_bench.distributed)
+    device = dctx.device if dctx else device
     ds = dataset if isinstance(dataset, Dataset) else build_dataset(dataset, root, split, **(dataset_options or {}))
     gen = method if isinstance(method, Generator) else build_method(method, device, **(method_options or {}))
     mets = build_metrics(metrics, device, metric_options)
@@ -119,14 +123,21 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
         "conform": {"trim": bool(trim), "resize": bool(resize)},
         "metrics": {m.name: m.config() for m in mets},
     }
-    store.open(identity, force=force)
+    if dctx:
+        dctx.open_store(store, identity, force)
+    else:
+        store.open(identity, force=force)
+    if isinstance(dataset, str):  # how to rebuild the dataset later (HTML previews, merge); not identity
+        atomic_write_json(store.out / "dataset_args.json", {"name": dataset, "split": split, "options":
+                          dataset_options or {}, "root": str(Path(root).resolve()) if root else None})
+    mine = dctx.share(ids) if dctx else ids
 
     def todo(vid: str) -> tuple[bool, list]:
         need_vid = gen.writes_videos and save_videos and not store.has_video(vid)
         need_m = any(not store.has_payload(m.key, vid) for m in mets)
         return need_vid, need_m
 
-    pending = [v for v in ids if any(todo(v))]
+    pending = [v for v in mine if any(todo(v))]
     index = {v: i for i, v in enumerate(sp.ids)}
 
     def load(vid: str) -> Sample:
@@ -134,8 +145,8 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
         sample.meta.setdefault("index", index[vid])  # position in the ordered split (official file names)
         return sample
 
-    bar = _progress(len(ids), f"{gen.name} on {sp.dataset}", progress)
-    bar.update(len(ids) - len(pending))
+    bar = _progress(len(mine), f"{gen.name} on {sp.dataset}", progress and not (dctx and dctx.rank))
+    bar.update(len(mine) - len(pending))
     with ThreadPoolExecutor(max_workers=1) as pool:
         fut = pool.submit(load, pending[0]) if pending else None
         for k, vid in enumerate(pending):
@@ -144,6 +155,8 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
             _run_one(vid, sample, gen, mets, store, sp, seed, codec, save_videos, gt_cache, trim, resize)
             bar.update(1)
     bar.close()
+    if dctx:
+        return dctx.finish(store, mets, sp, ids, identity, gt_cache, load)
     return finalize(store, mets, sp, ids, identity, device, gt_cache, load)
 
 

@@ -1,0 +1,78 @@
+"""``pam-bench leaderboard``, ``pam-bench check`` and ``pam-bench merge``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .evaluate import parse_kv
+
+
+@click.command("leaderboard")
+@click.argument("results", nargs=-1, type=click.Path())
+@click.option("--layout", type=click.Choice(["table1", "table2", "table3", "supp6"]), default="table1",
+              show_default=True, help="the paper's table: 1 DexYCB, 2 OAKINK2, 3 condition ablation, supp. 6 backbone")
+@click.option("--format", "fmt", type=click.Choice(["md", "tex", "csv", "html"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(), default=None,
+              help="output file (md/tex/csv; default stdout) or folder (html: DIR/index.html + previews)")
+@click.option("--reported", type=click.Path(), default=None,
+              help="reported-numbers CSV [leaderboards/reported.csv]")
+@click.option("--no-reported", is_flag=True, help="measured rows only")
+@click.option("--clips", default="2", show_default=True,
+              help="html: number of clips to preview, or comma-separated clip ids")
+@click.option("--root", type=click.Path(), default=None, help="html: dataset root for GT/condition previews")
+@click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="html: dataset option key=value")
+def leaderboard(results, layout, fmt, out, reported, no_reported, clips, root, dataset_options):
+    """A paper-layout table of RESULTS (results.json files or run folders) beside the paper's reported rows."""
+    if fmt == "html":
+        from ..html import write_html
+
+        if not out:
+            raise click.UsageError("--format html needs --out DIR")
+        sel = int(clips) if clips.strip().isdigit() else [c.strip() for c in clips.split(",") if c.strip()]
+        index = write_html(results, out, layout, reported, not no_reported, sel, root, parse_kv(dataset_options))
+        click.echo(f"wrote {index}")
+        return
+    from ..leaderboard import leaderboard as make
+
+    text = make(results, layout, fmt, reported, not no_reported)
+    if out:
+        from ..store import atomic_write_bytes
+
+        atomic_write_bytes(Path(out), text.encode("utf-8"))
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command("check")
+@click.argument("result", type=click.Path())
+@click.option("--baseline", required=True, type=click.Path(), help="the baseline results.json or run folder")
+@click.option("--tolerances", type=click.Path(), default=None,
+              help='JSON {"metric": {"abs": x, "rel": y}, "default": {...}} (defaults: pam_bench.regression)')
+def check(result, baseline, tolerances):
+    """Exit 1 when a metric of RESULT got worse than BASELINE beyond its tolerance (the regression gate)."""
+    from ..regression import check as run_check
+    from ..regression import format_report
+
+    rep = run_check(result, baseline, tolerances)
+    click.echo(format_report(rep))
+    if rep.failed:
+        sys.exit(1)
+
+
+@click.command("merge")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="the merged run folder")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--gt-cache", type=click.Path(), default=None, help="GT-feature cache [$PAM_BENCH_HOME/gt_cache]")
+@click.option("--force", is_flag=True, help="discard an --out folder that holds a different run")
+def merge(runs, out, device, gt_cache, force):
+    """Merge the shard folders of one run (evaluate --shard i/N, e.g. a SLURM array) and compute its results."""
+    from ..distributed import merge as run_merge
+    from .evaluate import format_results
+
+    res = run_merge(runs, out, device=device, gt_cache=gt_cache, force=force)
+    click.echo(format_results([res]))
+    click.echo(f"\nmerged {len(runs)} shards into {out}/results.json")

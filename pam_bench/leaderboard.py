@@ -1,0 +1,413 @@
+"""Leaderboards in the PAM paper's table layouts, with the paper's reported rows beside measured ones.
+
+A board has *blocks* of rows, one per evaluation protocol: the paper's reported rows (from
+``leaderboards/reported.csv``, cited) form one block, the measured results (results.json files) another.
+Numbers of different protocols are never ranked against each other: the best value of a column is
+marked (bold in md/tex/html) within each block, by the metric's own direction.
+
+Columns are keyed by (metric, backend, version) like :func:`pam_bench.results.column_key`. When a metric
+appears with more than one backend (e.g. MF measured with ``lk`` and reported with ``cotracker3``), it is
+split into one column per backend with the backend in the header ("MF↑ [lk]", "MF↑ [cotracker3]"). A
+reported value whose backend the paper does not state (SSIM, PSNR) shares the column of the single
+measured backend, and the footnotes say so.
+
+Measured results in one board must share one protocol: the same dataset manifest hash and the same number
+of evaluated clips; anything else is refused with :class:`~pam_bench.errors.IncompatibleResults`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import IncompatibleResults, InputError, PamBenchError
+from .results import column_key
+
+#: The default reported-numbers file (committed in the repository).
+REPORTED_CSV = Path(__file__).resolve().parents[1] / "leaderboards" / "reported.csv"
+REPORTED_COLUMNS = ("table", "method", "venue", "metric", "value", "backend", "source", "note")
+
+#: Metric display names and the paper's arrows (the direction of each metric, as the paper prints it).
+METRIC_LABELS = {"fvd": "FVD", "mf": "MF", "lpips": "LPIPS", "ssim": "SSIM", "psnr": "PSNR", "mpjpe": "MPJPE"}
+PAPER_DIRECTIONS = {"fvd": "lower", "mf": "higher", "lpips": "lower", "ssim": "higher", "psnr": "higher",
+                    "mpjpe": "lower"}
+#: Decimals the paper prints per metric (measured values are shown the same way; csv keeps full precision).
+DECIMALS = {"fvd": 2, "mf": 3, "lpips": 3, "ssim": 3, "psnr": 2, "mpjpe": 2}
+ARROWS = {"lower": "↓", "higher": "↑"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One of the paper's tables: which metrics, which label columns, and the reported rows' protocol."""
+
+    key: str
+    title: str
+    label_header: str
+    metrics: tuple[str, ...]
+    venue: bool = False
+    resolution: bool = False
+    reported_protocol: str = ""
+
+
+LAYOUTS: dict[str, Layout] = {
+    "table1": Layout("table1", "Table 1. Quantitative comparison on DexYCB", "Method",
+                     ("fvd", "mf", "lpips", "ssim", "psnr", "mpjpe"), venue=True, resolution=True,
+                     reported_protocol="reported: PAM paper Table 1, DexYCB s0 val, 1,600 clips of 49 frames"),
+    "table2": Layout("table2", "Table 2. Quantitative results on OAKINK2", "Method",
+                     ("fvd", "mf", "lpips", "ssim", "psnr", "mpjpe"),
+                     reported_protocol="reported: PAM paper Table 2, OAKINK2 49-frame clips"),
+    "table3": Layout("table3", "Table 3. Ablation on input conditions (DexYCB)", "Conditions",
+                     ("fvd", "mf", "lpips", "ssim", "psnr", "mpjpe"),
+                     reported_protocol="reported: PAM paper Table 3, DexYCB s0 val, 1,600 clips"),
+    "supp6": Layout("supp6", "Supplementary Table 6. Ablation on the I2V backbone (DexYCB)", "Encoder Type",
+                    ("fvd", "psnr", "mpjpe"), venue=True,
+                    reported_protocol="reported: PAM supplementary Table 6, DexYCB s0 val, 1,600 clips"),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    metric: str
+    backend: str
+    version: str
+    direction: str
+    label: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.metric, self.backend, self.version)
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str  # "reported" | "measured"
+    venue: str = ""
+    resolution: str = ""
+    values: dict[tuple, float] = field(default_factory=dict)  # column key -> value
+    text: dict[tuple, str] = field(default_factory=dict)  # column key -> as printed (reported rows)
+    ci95: dict[tuple, tuple[float, float]] = field(default_factory=dict)
+    source: str = ""
+    note: str = ""
+    path: str = ""
+    n: str = ""
+
+
+@dataclass
+class Block:
+    title: str
+    rows: list[Row]
+    best: set[tuple[int, tuple]] = field(default_factory=set)  # (row index, column key)
+
+
+@dataclass
+class Board:
+    layout: Layout
+    columns: list[Column]
+    blocks: list[Block]
+    footnotes: list[str]
+
+
+# --- reported numbers ------------------------------------------------------------------------------
+
+def load_reported(path: str | Path | None = None, table: str | None = None) -> list[dict[str, str]]:
+    """Rows of reported.csv (optionally of one table), validated: a bad file is one clear error."""
+    p = Path(path) if path else REPORTED_CSV
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(p, "no such file (the reported-numbers CSV)") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in REPORTED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(p, f"reported CSV lacks column(s) {missing}; expected {list(REPORTED_COLUMNS)}")
+    rows = []
+    for i, r in enumerate(reader, start=2):
+        if r["metric"] in PAPER_DIRECTIONS:
+            try:
+                float(r["value"])
+            except ValueError:
+                raise InputError(p, f"line {i}: value {r['value']!r} of {r['metric']} is not a number") from None
+        if table is None or r["table"] == table:
+            rows.append(r)
+    return rows
+
+
+def _reported_rows(layout: Layout, reported: list[dict[str, str]]) -> list[Row]:
+    by_method: dict[str, Row] = {}
+    for r in reported:
+        row = by_method.get(r["method"])
+        if row is None:
+            row = by_method[r["method"]] = Row(r["method"], "reported", venue=r["venue"], source=r["source"],
+                                               note=r["note"])
+        if r["metric"] == "resolution":
+            row.resolution = r["value"]
+        elif r["metric"] in layout.metrics:
+            k = (r["metric"], r["backend"], "reported")
+            row.values[k] = float(r["value"])
+            row.text[k] = r["value"]
+    return list(by_method.values())
+
+
+# --- measured results --------------------------------------------------------------------------------
+
+def _check_one_protocol(results: Sequence[dict]) -> None:
+    first = results[0]
+    for r in results[1:]:
+        a, b = first["dataset"], r["dataset"]
+        if a.get("manifest_hash") != b.get("manifest_hash"):
+            raise IncompatibleResults(
+                f"cannot put {first.get('_path', 'results')} and {r.get('_path', 'results')} in one table: they "
+                f"were measured on different dataset manifests ({a.get('name')}/{a.get('split')} "
+                f"{str(a.get('manifest_hash'))[:12]} vs {b.get('name')}/{b.get('split')} "
+                f"{str(b.get('manifest_hash'))[:12]}); make one table per dataset")
+        if (first.get("n_evaluated"), first.get("n_expected")) != (r.get("n_evaluated"), r.get("n_expected")):
+            raise IncompatibleResults(
+                f"cannot put {first.get('_path', 'results')} ({first.get('n_evaluated')}/{first.get('n_expected')} "
+                f"clips) and {r.get('_path', 'results')} ({r.get('n_evaluated')}/{r.get('n_expected')} clips) in "
+                "one table: different numbers of evaluated clips; finish (rerun to resume) the incomplete run")
+
+
+def method_label(result: dict) -> str:
+    """A row label: the method name plus the options that distinguish variants (conditions, checkpoint)."""
+    m = result["method"]
+    label = str(m.get("name", "?"))
+    cond = m.get("conditions")
+    if cond:
+        label += f" w/ {'+'.join(cond) if isinstance(cond, (list, tuple)) else cond}"
+    return label
+
+
+def _measured_rows(layout: Layout, results: Sequence[dict]) -> list[Row]:
+    rows = []
+    for r in results:
+        proto = r["dataset"].get("protocol") or {}
+        res = f"{proto['height']}x{proto['width']}" if "height" in proto and "width" in proto else ""
+        row = Row(method_label(r), "measured", venue="measured", resolution=res, path=r.get("_path", ""),
+                  n=f"{r.get('n_evaluated')}/{r.get('n_expected')}")
+        for name, m in r["metrics"].items():
+            if name not in layout.metrics or m.get("value") is None:
+                continue
+            k = column_key(name, m)
+            row.values[k] = float(m["value"])
+            if m.get("ci95"):
+                row.ci95[k] = (float(m["ci95"][0]), float(m["ci95"][1]))
+        rows.append(row)
+    labels = [x.label for x in rows]
+    for x in rows:  # same method twice (e.g. two checkpoints): disambiguate by the run folder
+        if labels.count(x.label) > 1:
+            x.label += f" ({Path(x.path).parent.name})"
+    return rows
+
+
+def _directions(results: Sequence[dict]) -> dict[str, str]:
+    d = dict(PAPER_DIRECTIONS)
+    for r in results:
+        for name, m in r["metrics"].items():
+            d.setdefault(name, m["direction"])
+            if d[name] != m["direction"]:
+                raise IncompatibleResults(f"metric '{name}' has direction {m['direction']} in "
+                                          f"{r.get('_path')} but {d[name]} elsewhere")
+    return d
+
+
+def _columns(layout: Layout, measured: list[Row], reported: list[Row], directions: dict[str, str],
+             footnotes: list[str]) -> list[Column]:
+    cols: list[Column] = []
+    for name in layout.metrics:
+        mkeys = sorted({k for r in measured for k in r.values if k[0] == name})
+        rkeys = sorted({k for r in reported for k in r.values if k[0] == name})
+        keys = list(mkeys)
+        for k in rkeys:
+            if k[1] == "" and len(mkeys) == 1:  # the paper does not name this metric's implementation
+                for r in reported:
+                    if k in r.values:
+                        r.values[mkeys[0]] = r.values.pop(k)
+                        r.text[mkeys[0]] = r.text.pop(k)
+                footnotes.append(f"{METRIC_LABELS.get(name, name)}: measured with {mkeys[0][1]} "
+                                 f"(v{mkeys[0][2]}); the paper does not state its implementation.")
+            else:
+                keys.append(k)
+        split = len(keys) > 1
+        for k in keys:
+            label = f"{METRIC_LABELS.get(name, name)}{ARROWS[directions[name]]}"
+            if split:
+                tag = k[1] or "unstated"
+                if sum(1 for j in keys if j[1] == k[1]) > 1:
+                    tag += f" v{k[2]}"
+                label += f" [{tag}]"
+            cols.append(Column(name, k[1], k[2], directions[name], label))
+    return cols
+
+
+def _mark_best(block: Block, columns: list[Column]) -> None:
+    for c in columns:
+        vals = [(i, r.values[c.key]) for i, r in enumerate(block.rows)
+                if c.key in r.values and math.isfinite(r.values[c.key])]
+        if len(vals) < 2:
+            continue
+        best = (min if c.direction == "lower" else max)(v for _, v in vals)
+        block.best |= {(i, c.key) for i, v in vals if v == best}
+
+
+def build(results: Sequence[dict], layout: str = "table1", reported: str | Path | None = None,
+          include_reported: bool = True) -> Board:
+    """A board for ``layout`` from loaded results (``results.load_results``) and the reported CSV."""
+    if layout not in LAYOUTS:
+        raise PamBenchError(f"unknown layout '{layout}'; known: {', '.join(LAYOUTS)}")
+    lay = LAYOUTS[layout]
+    results = list(results)
+    if results:
+        _check_one_protocol(results)
+    rep = _reported_rows(lay, load_reported(reported, lay.key)) if include_reported else []
+    meas = _measured_rows(lay, results)
+    footnotes: list[str] = []
+    cols = _columns(lay, meas, rep, _directions(results), footnotes)
+    blocks = []
+    if rep:
+        sources = sorted({r.source for r in rep})
+        sources = [s for s in sources if not any(o != s and o.startswith(s) for o in sources)]
+        blocks.append(Block(lay.reported_protocol, rep))
+        footnotes.insert(0, "Reported rows are copied from: " + "; ".join(sources) +
+                         " (leaderboards/reported.csv, cited in leaderboards/README.md).")
+    if meas:
+        d = results[0]["dataset"]
+        blocks.append(Block(f"measured: {d.get('name')}/{d.get('split')}, {results[0].get('n_evaluated')} clips, "
+                            f"manifest {str(d.get('manifest_hash'))[:12]}", meas))
+        skipped = sorted({n for r in results for n in r["metrics"] if n not in lay.metrics})
+        if skipped:
+            footnotes.append(f"Measured metrics not in this layout: {', '.join(skipped)}.")
+    for b in blocks:
+        _mark_best(b, cols)
+    footnotes.append("Best value per column within each block (reported / measured) in bold; the blocks use "
+                     "different protocols and are not ranked against each other.")
+    bk = "; ".join(f"{c.label}: {c.backend or 'unstated'}" + ("" if c.version == "reported" else f"@{c.version}")
+                   for c in cols)
+    footnotes.append(f"Backends: {bk}.")
+    return Board(lay, cols, blocks, footnotes)
+
+
+# --- rendering ------------------------------------------------------------------------------------------
+
+def _fmt_value(row: Row, c: Column) -> str:
+    if c.key not in row.values:
+        return "–"
+    if c.key in row.text:
+        return row.text[c.key]
+    return f"{row.values[c.key]:.{DECIMALS.get(c.metric, 4)}f}"
+
+
+def _label_headers(lay: Layout) -> list[str]:
+    return [lay.label_header] + (["Venue"] if lay.venue else [])
+
+
+def _label_cells(lay: Layout, row: Row) -> list[str]:
+    name = row.label + (" (reported)" if row.kind == "reported" else "")
+    return [name] + ([row.venue or "–"] if lay.venue else [])
+
+
+def _tail_headers(lay: Layout) -> list[str]:
+    return (["Resolution"] if lay.resolution else [])
+
+
+def _tail_cells(lay: Layout, row: Row) -> list[str]:
+    return ([row.resolution or "–"] if lay.resolution else [])
+
+
+def to_markdown(board: Board) -> str:
+    lay = board.layout
+    headers = _label_headers(lay) + [c.label for c in board.columns] + _tail_headers(lay)
+    lines = [f"**{lay.title}**", "", "| " + " | ".join(headers) + " |",
+             "|" + "|".join([":---"] * len(_label_headers(lay)) + ["---:"] * len(board.columns)
+                            + [":---:"] * len(_tail_headers(lay))) + "|"]
+    for b in board.blocks:
+        lines.append("| *" + b.title + "* |" + " |" * (len(headers) - 1))
+        for i, r in enumerate(b.rows):
+            cells = [(f"**{_fmt_value(r, c)}**" if (i, c.key) in b.best else _fmt_value(r, c))
+                     for c in board.columns]
+            lines.append("| " + " | ".join(_label_cells(lay, r) + cells + _tail_cells(lay, r)) + " |")
+    lines.append("")
+    lines += [f"- {f}" for f in board.footnotes]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+               "↓": r"$\downarrow$", "↑": r"$\uparrow$", "–": "--", "’": "'"}
+
+
+def tex_escape(s: str) -> str:
+    return "".join(_TEX_ESCAPE.get(ch, ch) for ch in s)
+
+
+def to_latex(board: Board) -> str:
+    lay = board.layout
+    headers = _label_headers(lay) + [c.label for c in board.columns] + _tail_headers(lay)
+    spec = "l" * len(_label_headers(lay)) + "r" * len(board.columns) + "c" * len(_tail_headers(lay))
+    out = [r"% generated by pam-bench leaderboard; needs \usepackage{booktabs}", r"\begin{table}[t]",
+           r"\centering", rf"\caption{{{tex_escape(lay.title)}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+           " & ".join(tex_escape(h) for h in headers) + r" \\"]
+    for b in board.blocks:
+        out.append(r"\midrule")
+        out.append(rf"\multicolumn{{{len(headers)}}}{{l}}{{\emph{{{tex_escape(b.title)}}}}} \\")
+        for i, r in enumerate(b.rows):
+            cells = []
+            for c in board.columns:
+                s = tex_escape(_fmt_value(r, c))
+                cells.append(rf"\textbf{{{s}}}" if (i, c.key) in b.best else s)
+            row = [tex_escape(x) for x in _label_cells(lay, r)] + cells + [tex_escape(x) for x in _tail_cells(lay, r)]
+            out.append(" & ".join(row) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    out += [r"\par\footnotesize " + tex_escape(f) for f in board.footnotes]
+    out += [r"\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(board: Board) -> str:
+    """Wide CSV: one line per row, full-precision values, the block, the source and the best columns."""
+    lay = board.layout
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["block", "kind", lay.label_header.lower().replace(" ", "_"), "venue"]
+               + [c.label for c in board.columns]
+               + ["resolution", "n", "source", "note", "best"])
+    for b in board.blocks:
+        for i, r in enumerate(b.rows):
+            vals = [(r.text.get(c.key) or repr(r.values[c.key])) if c.key in r.values else "" for c in board.columns]
+            best = ";".join(c.label for c in board.columns if (i, c.key) in b.best)
+            w.writerow([b.title, r.kind, r.label, r.venue] + vals
+                       + [r.resolution, r.n, r.source or r.path, r.note, best])
+    return buf.getvalue()
+
+
+FORMATS = {"md": to_markdown, "tex": to_latex, "csv": to_csv}
+
+
+def render(board: Board, fmt: str = "md") -> str:
+    if fmt not in FORMATS:
+        raise PamBenchError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)} (html: see pam_bench.html)")
+    return FORMATS[fmt](board)
+
+
+def leaderboard(paths: Iterable[str | Path], layout: str = "table1", fmt: str = "md",
+                reported: str | Path | None = None, include_reported: bool = True) -> str:
+    """Load results (files or run folders) and render a board as md, tex or csv."""
+    from .results import load_results
+
+    return render(build([load_results(p) for p in paths], layout, reported, include_reported), fmt)
+
+
+def board_rows(board: Board) -> list[dict[str, Any]]:
+    """Flat rows (for the HTML page and for tests): label, kind, block, values by column label, best flags."""
+    out = []
+    for b in board.blocks:
+        for i, r in enumerate(b.rows):
+            out.append({"label": r.label, "kind": r.kind, "block": b.title, "venue": r.venue,
+                        "resolution": r.resolution, "path": r.path, "n": r.n, "source": r.source,
+                        "values": {c.label: r.values.get(c.key) for c in board.columns},
+                        "text": {c.label: _fmt_value(r, c) for c in board.columns},
+                        "best": [c.label for c in board.columns if (i, c.key) in b.best]})
+    return out

@@ -1,0 +1,222 @@
+"""The checkpoint regression gate: ``pam-bench check RESULT --baseline BASELINE [--tolerances FILE]``.
+
+For every metric of the baseline, ``worse`` is the change in the metric's own bad direction
+(new - base for lower-is-better, base - new for higher-is-better). The allowed change is
+``max(abs, rel * |baseline value|)`` from the metric's tolerance (:data:`DEFAULT_TOLERANCES`, overridable
+per metric by a JSON file ``{"ssim": {"abs": 0.01}, "fvd": {"rel": 0.1}, "default": {"abs": 0, "rel": 0.02}}``).
+
+Decision rule (documented, deterministic):
+  * per-video metrics with per_video.jsonl in both runs and at least 2 paired videos: a **paired bootstrap**
+    over the videos both runs scored (seeded, 2,000 resamples) gives a 95% interval of the mean worsening.
+    The metric regresses only when the mean worsening exceeds the tolerance AND the interval's lower end is
+    above 0 (the worsening is not explained by which videos were sampled);
+  * set metrics (FVD) and per-video metrics without paired data: the worsening must exceed the tolerance
+    (and, when the baseline has a ci95, the new value must also lie outside it on the bad side);
+  * a metric present in the baseline but missing or without a value in the new result, and fewer evaluated
+    clips than the baseline, are failures too.
+Improvements beyond the tolerance are reported, never failed. Results on different dataset manifests or with
+different metric backends/versions are refused (:func:`pam_bench.results.check_comparable`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .results import check_comparable, load_results
+
+#: Default tolerances per metric: allowed worsening = max(abs, rel * |baseline|).
+DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
+    "ssim": {"abs": 0.005, "rel": 0.0},
+    "psnr": {"abs": 0.1, "rel": 0.0},  # dB
+    "lpips": {"abs": 0.005, "rel": 0.0},
+    "fvd": {"abs": 0.0, "rel": 0.05},
+    "mf": {"abs": 0.01, "rel": 0.0},
+    "mpjpe": {"abs": 0.5, "rel": 0.0},  # mm
+    "default": {"abs": 0.0, "rel": 0.02},
+}
+N_BOOT = 2000
+BOOT_SEED = 0
+
+
+@dataclass
+class MetricCheck:
+    name: str
+    direction: str
+    base: float | None
+    new: float | None
+    allowed: float
+    worse: float | None  # > 0: worse in the metric's direction
+    status: str  # "ok" | "regressed" | "improved" | "missing"
+    rule: str
+    paired_ci95: tuple[float, float] | None = None
+    n_paired: int = 0
+    worst_videos: list[tuple[str, float, float]] = field(default_factory=list)  # (id, base, new)
+
+
+@dataclass
+class CheckReport:
+    result: str
+    baseline: str
+    checks: list[MetricCheck]
+    coverage: tuple[int, int]  # (new n_evaluated, baseline n_evaluated)
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status in ("regressed", "missing") for c in self.checks) or self.coverage[0] < self.coverage[1]
+
+    def regressed(self) -> list[str]:
+        return [c.name for c in self.checks if c.status in ("regressed", "missing")]
+
+
+def load_tolerances(path: str | Path | None = None) -> dict[str, dict[str, float]]:
+    """Defaults, updated per metric from a JSON file (keys: metric names or 'default'; values: abs/rel)."""
+    tol = {k: dict(v) for k, v in DEFAULT_TOLERANCES.items()}
+    if path is None:
+        return tol
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError(p, "no such file (tolerances JSON)") from None
+    except json.JSONDecodeError as e:
+        raise InputError(p, f"not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(p, 'tolerances must be an object like {"ssim": {"abs": 0.01}}')
+    for name, t in data.items():
+        if not isinstance(t, dict) or not set(t) <= {"abs", "rel"} or not t:
+            raise InputError(p, f"tolerance of '{name}' must be an object with 'abs' and/or 'rel', got {t!r}")
+        for k, v in t.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or not math.isfinite(v):
+                raise InputError(p, f"tolerance {name}.{k} must be a non-negative number, got {v!r}")
+        tol[name] = {"abs": 0.0, "rel": 0.0, **{k: float(v) for k, v in t.items()}}
+    return tol
+
+
+def read_per_video(result: dict) -> dict[str, dict[str, Any]] | None:
+    """per_video.jsonl beside a results.json, keyed by video id (None when absent)."""
+    p = Path(result["_path"]).parent / "per_video.jsonl"
+    if not p.is_file():
+        return None
+    out = {}
+    for i, line in enumerate(p.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out[row["video_id"]] = row
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError(p, f"line {i} is not a per-video JSON object with a video_id") from None
+    return out
+
+
+def paired_bootstrap(worse: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> tuple[float, float] | None:
+    """Percentile 95% interval of the mean of paired per-video differences (None below 2 pairs)."""
+    d = np.asarray(worse, np.float64)
+    if d.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def _sign(direction: str) -> float:
+    return 1.0 if direction == "lower" else -1.0
+
+
+def _paired(name: str, direction: str, pv_new, pv_base) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    if pv_new is None or pv_base is None:
+        return np.zeros(0), []
+    rows = []
+    for vid, b in pv_base.items():
+        n = pv_new.get(vid)
+        if n is None:
+            continue
+        vb, vn = b.get(name), n.get(name)
+        if vb is None or vn is None or not (math.isfinite(vb) and math.isfinite(vn)):
+            continue
+        rows.append((vid, float(vb), float(vn)))
+    s = _sign(direction)
+    d = np.array([s * (vn - vb) + 0.0 for _, vb, vn in rows], np.float64)
+    order = np.argsort(-d, kind="stable") if d.size else []
+    worst = [rows[i] for i in order[:5] if d[i] > 0]
+    return d, worst
+
+
+def check_metric(name: str, base_m: dict, new_m: dict | None, tol: dict[str, float], pv_new, pv_base,
+                 kind: str) -> MetricCheck:
+    direction = base_m["direction"]
+    base = base_m.get("value")
+    new = None if new_m is None else new_m.get("value")
+    allowed = max(tol.get("abs", 0.0), tol.get("rel", 0.0) * abs(base or 0.0))
+    if base is None:
+        return MetricCheck(name, direction, None, new, allowed, None, "ok", "baseline has no value: nothing to hold")
+    if new is None:
+        why = "absent from the new result" if new_m is None else f"no value ({new_m.get('unavailable')})"
+        return MetricCheck(name, direction, base, None, allowed, None, "missing", why)
+    worse = _sign(direction) * (float(new) - float(base)) + 0.0  # no "-0"
+    d, worst = _paired(name, direction, pv_new, pv_base) if kind == "per_video" else (np.zeros(0), [])
+    ci = paired_bootstrap(d)
+    if ci is not None:
+        significant = ci[0] > 0
+        rule = f"paired bootstrap over {d.size} videos: worse by {worse:+.4g} (95% CI {ci[0]:+.4g}..{ci[1]:+.4g}), allowed {allowed:.4g}"
+        regressed = worse > allowed and significant
+        improved = -worse > allowed and ci[1] < 0
+    else:
+        outside = True
+        if base_m.get("ci95"):
+            lo, hi = base_m["ci95"]
+            outside = (new > hi) if direction == "lower" else (new < lo)
+        rule = f"tolerance{' and baseline ci95' if base_m.get('ci95') else ''}: worse by {worse:+.4g}, allowed {allowed:.4g}"
+        regressed = worse > allowed and outside
+        improved = -worse > allowed
+    status = "regressed" if regressed else "improved" if improved else "ok"
+    return MetricCheck(name, direction, float(base), float(new), allowed, worse, status, rule, ci, int(d.size), worst)
+
+
+def check(result: str | Path | dict, baseline: str | Path | dict, tolerances: str | Path | dict | None = None
+          ) -> CheckReport:
+    """Compare a result with a baseline; raises IncompatibleResults when they cannot be compared."""
+    new = result if isinstance(result, dict) else load_results(result)
+    base = baseline if isinstance(baseline, dict) else load_results(baseline)
+    check_comparable(new, base, "check against the baseline")
+    tol = tolerances if isinstance(tolerances, dict) else load_tolerances(tolerances)
+    pv_new, pv_base = read_per_video(new), read_per_video(base)
+    checks = []
+    for name, bm in base["metrics"].items():
+        per_video = pv_base is not None and any(name in r for r in pv_base.values())
+        kind = "per_video" if per_video else "set"  # per_video.jsonl holds only per-video metrics
+        checks.append(check_metric(name, bm, new["metrics"].get(name), tol.get(name, tol["default"]),
+                                   pv_new, pv_base, kind))
+    return CheckReport(new["_path"], base["_path"], checks,
+                       (int(new.get("n_evaluated", 0)), int(base.get("n_evaluated", 0))))
+
+
+def format_report(rep: CheckReport) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for c in rep.checks:
+        rows.append([c.name, c.direction, "–" if c.base is None else f"{c.base:.5g}",
+                     "–" if c.new is None else f"{c.new:.5g}", "–" if c.worse is None else f"{c.worse:+.4g}",
+                     f"{c.allowed:.4g}", c.status.upper() if c.status != "ok" else "ok", c.rule])
+    out = [f"check {rep.result}\n   vs {rep.baseline}", "",
+           tabulate(rows, headers=["metric", "better", "baseline", "new", "worse by", "allowed", "status", "rule"],
+                    tablefmt="simple")]
+    if rep.coverage[0] < rep.coverage[1]:
+        out.append(f"\nFAILED coverage: {rep.coverage[0]} clips evaluated, the baseline has {rep.coverage[1]}")
+    for c in rep.checks:
+        if c.worst_videos and c.status == "regressed":
+            out.append(f"\n{c.name}: videos that got worst (baseline -> new):")
+            out += [f"  {vid}: {b:.5g} -> {n:.5g}" for vid, b, n in c.worst_videos]
+    improved = [c.name for c in rep.checks if c.status == "improved"]
+    if improved:
+        out.append(f"\nimproved: {', '.join(improved)}")
+    out.append("\nFAILED: " + ", ".join(rep.regressed() + (["coverage"] if rep.coverage[0] < rep.coverage[1] else []))
+               if rep.failed else "\npassed: no metric got worse beyond its tolerance")
+    return "\n".join(out)
