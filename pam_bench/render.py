@@ -265,9 +265,11 @@ def depth_condition(depth: np.ndarray, mask: np.ndarray, near: float | None = No
         valid = m & np.isfinite(d) & (d > 0)
     if not valid.any():
         return out
-    rng = depth_range(d, valid)
-    near = rng[0] if near is None else float(near)
-    far = rng[1] if far is None else float(far)
+    if near is None or far is None:
+        lo, hi = depth_range(d, valid)
+        near = lo if near is None else near
+        far = hi if far is None else far
+    near, far = float(near), float(far)
     inv = 1.0 / d[valid]
     span = 1.0 / near - 1.0 / far
     v = np.ones_like(inv) if span <= 0 else np.clip((inv - 1.0 / far) / span, 0.0, 1.0)
@@ -502,12 +504,21 @@ class Capsule(Primitive):
         qa = baba * dd - bard * bard
         qb = baba * (d @ oa) - baoa * bard
         qc = baba * (oa @ oa) - baoa * baoa - r * r * baba
-        t_body = _first_root(qa, qb, np.full_like(qa, qc))
-        y = baoa + t_body * bard
-        t_body = np.where((y >= 0) & (y <= baba), t_body, np.inf)
-        t_a = _first_root(dd, -(d @ a), a @ a - r * r)
-        t_b = _first_root(dd, -(d @ b), b @ b - r * r)
-        return np.minimum(t_body, np.minimum(t_a, t_b))
+        if qc < 0:  # the camera lies inside the infinite cylinder: only the caps can be entered
+            return np.minimum(_first_root(dd, -(d @ a), a @ a - r * r), _first_root(dd, -(d @ b), b @ b - r * r))
+        t_cyl = _first_root(qa, qb, np.full_like(qa, qc))
+        hit = np.isfinite(t_cyl)
+        y = baoa + np.where(hit, t_cyl, 0.0) * bard
+        body = hit & (y >= 0) & (y <= baba)
+        t = np.where(body, t_cyl, np.inf)
+        # A ray that enters the infinite cylinder outside the segment's slab can only hit the
+        # cap sphere on that side (the spheres lie inside the cylinder); a miss misses both.
+        cap = hit & ~body
+        if cap.any():
+            dc = d[cap]
+            centre = np.where((y[cap] < 0)[:, None], a, b)
+            t[cap] = _first_root(dd[cap], -(dc * centre).sum(1), (centre * centre).sum(1) - r * r)
+        return t
 
     def surface(self, p):
         a, b = _v3(self.a), _v3(self.b)

@@ -335,11 +335,14 @@ def _rot(axis, ang):
     return np.eye(3) + np.sin(ang) * k + (1 - np.cos(ang)) * k @ k
 
 
-@pytest.mark.parametrize("kind", ["capsule", "box", "cylinder"])
+@pytest.mark.parametrize("kind", ["capsule", "capsule-on-axis", "box", "cylinder"])
 def test_primitive_depth_matches_sphere_tracing(kind):
     rot = _rot([0.3, 1.0, 0.2], 0.7)
     c = np.array([0.01, 0.02, 0.55])
-    if kind == "capsule":
+    if kind == "capsule-on-axis":  # the camera lies on the (extended) bone axis
+        a, b = np.array([0.0, 0.0, 0.5]), np.array([0.0, 0.0, 0.6])
+        prim, sdf = R.Capsule(a=a, b=b, radius=0.04), _sdf_capsule(a, b, 0.04)
+    elif kind == "capsule":
         a, b = np.array([-0.08, -0.03, 0.5]), np.array([0.07, 0.05, 0.6])
         prim, sdf = R.Capsule(a=a, b=b, radius=0.03), _sdf_capsule(a, b, 0.03)
     elif kind == "box":
@@ -351,7 +354,7 @@ def test_primitive_depth_matches_sphere_tracing(kind):
     _, depth, _ = R.render_scene([prim], K_SMALL, 60, 80)
     ref = _sphere_trace(sdf, K_SMALL, 60, 80)
     both = np.isfinite(depth) & np.isfinite(ref)
-    assert both.sum() > 300
+    assert both.sum() > 200
     # silhouettes agree except for grazing rays at the rim
     assert (np.isfinite(depth) ^ np.isfinite(ref)).sum() <= 0.02 * both.sum()
     np.testing.assert_allclose(depth[both], ref[both], atol=2e-5)
