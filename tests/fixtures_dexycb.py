@@ -91,9 +91,10 @@ def make_dexycb_clip(root: Path, subject: str, seq: str, serial: str, n_frames: 
     write_meta(root / subject / seq / "meta.yml", SERIALS, n_frames)
     write_intrinsics(root, serial)
     yy, xx = np.mgrid[0:480, 0:640]
+    base = np.stack([xx, yy * 2, np.full_like(xx, 40)], -1).astype(np.uint8)
     gt = {"joint_2d": [], "joint_3d": [], "seg": [], "depth": []}
     for t in range(n_frames):
-        img = np.stack([(xx + 3 * t) % 256, (yy * 2) % 256, np.full_like(xx, 40 + t)], -1).astype(np.uint8)
+        img = base + np.array([3 * t % 256, 0, t % 256], np.uint8)  # uint8 wrap-around = % 256
         if write_color:
             Image.fromarray(img).save(d / f"color_{t:06d}.jpg", quality=jpeg_quality)
         seg = np.zeros((480, 640), np.uint8)
@@ -165,9 +166,10 @@ def make_oakink2_tree(root: Path, n_frames: int = 100, first_id: int = 1000, con
     d = root / "data" / OAK_SEQ / OAK_CAM
     d.mkdir(parents=True, exist_ok=True)
     ids = [first_id + 4 * k for k in range(n_frames)]
-    yy, xx = np.mgrid[0:480, 0:848]
+    yy, xx = np.mgrid[0:480, 0:848].astype(np.uint8)
+    base = np.stack([xx, yy, np.zeros_like(xx)], -1)
     for k, f in enumerate(ids):
-        img = np.stack([(xx + 5 * k) % 256, yy % 256, np.full_like(xx, k)], -1).astype(np.uint8)
+        img = base + np.array([5 * k % 256, 0, k % 256], np.uint8)  # uint8 wrap-around = % 256
         Image.fromarray(img).save(d / f"{f}.jpg", quality=85)
     if anno:
         (root / "anno_preview").mkdir(parents=True, exist_ok=True)

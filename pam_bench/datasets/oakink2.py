@@ -217,9 +217,12 @@ class ManoHands:
                 from smplx.utils import Struct
             except ImportError:
                 raise MissingResource("python package 'smplx'", "pip install 'pam-bench[mano]'") from None
+            import contextlib
+
             arrays = load_mano_model(self.files[side])
-            self._layers[side] = smplx.MANO(str(self.mano_dir), is_rhand=(side == "right"),
-                                            data_struct=Struct(**arrays), use_pca=False, flat_hand_mean=True)
+            with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note about 10 betas
+                self._layers[side] = smplx.MANO(str(self.mano_dir), is_rhand=(side == "right"),
+                                                data_struct=Struct(**arrays), use_pca=False, flat_hand_mean=True)
         return self._layers[side]
 
     def joints(self, side: str, pose_coeffs: np.ndarray, betas: np.ndarray, tsl: np.ndarray) -> np.ndarray:
