@@ -103,6 +103,14 @@ _add("method", "folder", "baselines.folder:FolderMethod",
 _add("method", "pam", "pam.generator:PAMGenerator",
      "PAM: CogVideoX-5B-I2V + multi-condition branch (i2v), or + FLUX double-ControlNet first frame (full)",
      packages=("diffusers", "transformers"), user_files="--checkpoint PAM_DIR")
+_add("method", "coshand", "baselines.coshand:CosHand", "CosHand image model (LDM ckpt on diffusers), frame by frame",
+     packages=("diffusers", "transformers"), user_files="--checkpoint COSHAND_DIR")
+_add("method", "svd-hand", "baselines.svd:SVDHand", "InterDyn-style SVD + ControlNet on the hand-mask video",
+     packages=("diffusers", "transformers"), user_files="--checkpoint INTERDYN_DIR -o svd=SVD_DIR")
+_add("method", "svd-multi", "baselines.svd:SVDMulti", "SVD + ControlNet on depth, seg and keypoints (suppl. Table 6)",
+     packages=("diffusers", "transformers"), user_files="--checkpoint SVD_MULTI_DIR -o svd=SVD_DIR")
+_add("method", "cond-warp", "baselines.warp:CondWarp", "GT first frame warped along DIS flow of the seg condition",
+     packages=("cv2",))
 
 # --- metrics --------------------------------------------------------------------------------
 _add("metric", "ssim", "pam_bench.metrics.pixel:SSIM", "SSIM (Wang et al. 2004, gaussian 11x11 sigma 1.5), per frame")
