@@ -390,8 +390,10 @@ class MotionPipeline:
     @torch.no_grad()
     def __call__(self, first_frame: np.ndarray, conditions: Mapping[str, np.ndarray], selected: Sequence[str],
                  prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None, seed: int,
-                 steps: int = 50, guidance: float = 6.0, use_dynamic_cfg: bool = True) -> np.ndarray:
-        """first_frame uint8 [H,W,3]; conditions name -> uint8 [T,H,W,3] at (self.size, self.num_frames)."""
+                 steps: int = 50, guidance: float = 6.0, use_dynamic_cfg: bool = True, output: str = "uint8"):
+        """first_frame uint8 [H,W,3]; conditions name -> uint8 [T,H,W,3] at (self.size, self.num_frames).
+
+        Returns uint8 [T, H, W, 3] (``output='latent'``: the final latents [1, F, C, h, w], for tests)."""
         h, w = self.size
         T = self.num_frames
         if first_frame.shape[:2] != (h, w):
@@ -434,4 +436,4 @@ class MotionPipeline:
             latents, old_pred = self.scheduler.step(noise, old_pred, t, timesteps[i - 1] if i > 0 else None,
                                                     latents.float(), generator=gen, return_dict=False)
             latents = latents.to(self.dtype)
-        return self.decode(latents)
+        return latents if output == "latent" else self.decode(latents)
