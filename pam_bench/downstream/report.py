@@ -1,0 +1,127 @@
+"""Table 4 (md + csv) and Fig. 7 (PNG) from the study's runs.
+
+Table 4 rows: All real data; All gen. data; All gen. + 25/50/75/100% real data (plus p%-real-only rows
+when requested). Columns: PA-MPJPE, PA-MPVPE (mm, lower is better), F-score at 5 and 15 mm, AUC of
+aligned joints (0-50 mm), train images, seeds. With several seeds a cell is ``mean ± std`` (sample std).
+A metric that could not be computed is ``n/a`` with the reason under the table, never a number.
+
+Fig. 7: one panel per metric; x = share of the real training clips (0% = generated only), solid line =
+generated + p% real, dotted = p% real only (when run), dashed horizontal line = the 100%-real baseline.
+(pam_bench/plots.py did not exist when this was written, so the plot lives here.)
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..store import atomic_write_bytes
+
+COLUMNS = (  # key, label, decimals
+    ("pa_mpjpe_mm", "PA-MPJPE (mm) ↓", 2),
+    ("pa_mpvpe_mm", "PA-MPVPE (mm) ↓", 2),
+    ("f_at_5mm", "F@5mm ↑", 4),
+    ("f_at_15mm", "F@15mm ↑", 4),
+    ("auc_joints", "AUC 0-50mm ↑", 4),
+)
+
+
+def aggregate(runs: list[dict]) -> list[dict]:
+    """Per mixture (in first-seen order): label, values per metric over seeds, counts, reasons."""
+    by: dict[str, dict] = {}
+    for r in runs:
+        m = r["mixture"]
+        row = by.setdefault(m["name"], {"name": m["name"], "label": m["label"], "real_fraction": m["real_fraction"],
+                                        "generated": m["generated"], "values": {k: [] for k, _, _ in COLUMNS},
+                                        "n_train_images": r["n_train_images"], "seeds": [], "reasons": set(),
+                                        "fscore_on": set()})
+        row["seeds"].append(r["seed"])
+        row["fscore_on"].add(r["metrics"].get("fscore_on"))
+        for k, _, _ in COLUMNS:
+            v = r["metrics"].get(k)
+            if v is None:
+                why = r["metrics"].get("pa_mpvpe_reason" if k == "pa_mpvpe_mm" else "reason")
+                row["reasons"].add(f"{k}: {why or 'not computed'}")
+            else:
+                row["values"][k].append(float(v))
+    return list(by.values())
+
+
+def cell(values: list[float], decimals: int) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{decimals}f}"
+    return f"{np.mean(values):.{decimals}f} ± {np.std(values, ddof=1):.{decimals}f}"
+
+
+def table_rows(agg: list[dict]) -> tuple[list[str], list[list[str]]]:
+    headers = ["Setting"] + [label for _, label, _ in COLUMNS] + ["train images", "seeds"]
+    rows = [[a["label"]] + [cell(a["values"][k], d) for k, _, d in COLUMNS] + [str(a["n_train_images"]),
+                                                                                 str(len(a["seeds"]))] for a in agg]
+    return headers, rows
+
+
+def write_report(runs: list[dict], out: Path, fractions: Sequence[float]) -> list[Path]:
+    from tabulate import tabulate
+
+    out = Path(out)
+    agg = aggregate(runs)
+    headers, rows = table_rows(agg)
+    f_on = sorted({x for a in agg for x in a["fscore_on"] if x})
+    notes = [f"F-scores on {', '.join(f_on)} after Procrustes alignment (FreiHAND F_aligned); "
+             "the paper's are on the 778 MANO vertices."]
+    for a in agg:
+        for why in sorted(a["reasons"]):
+            notes.append(f"{a['label']}: {why}")
+    notes = list(dict.fromkeys(notes))
+    md = ("Table 4 layout: downstream hand-pose estimation trained on each mixture\n\n"
+          + tabulate(rows, headers=headers, tablefmt="github") + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    atomic_write_bytes(out / "table4.md", md.encode())
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["setting", "name"] + [k for k, _, _ in COLUMNS] + [f"{k}_std" for k, _, _ in COLUMNS]
+               + ["n_train_images", "n_seeds"])
+    for a in agg:
+        means = [f"{np.mean(a['values'][k]):.6g}" if a["values"][k] else "" for k, _, _ in COLUMNS]
+        stds = [f"{np.std(a['values'][k], ddof=1):.6g}" if len(a["values"][k]) > 1 else "" for k, _, _ in COLUMNS]
+        w.writerow([a["label"], a["name"]] + means + stds + [a["n_train_images"], len(a["seeds"])])
+    atomic_write_bytes(out / "table4.csv", buf.getvalue().encode())
+    png = plot_fig7(agg, out / "fig7.png")
+    return [out / "table4.md", out / "table4.csv", png]
+
+
+def plot_fig7(agg: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [(k, label) for k, label, _ in COLUMNS if any(a["values"][k] for a in agg)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
+    base = next((a for a in agg if a["name"] == "real-100"), None)
+    for ax, (k, label) in zip(axes[0], keys):
+        for generated, style, name in ((True, "o-", "generated + p% real"), (False, "s:", "p% real only")):
+            pts = sorted((100 * a["real_fraction"], np.mean(a["values"][k])) for a in agg
+                         if a["generated"] == generated and a["values"][k]
+                         and (generated or a["name"] != "real-100"))
+            if not generated and base is not None and base["values"][k] and pts:
+                pts.append((100.0, float(np.mean(base["values"][k]))))
+            if pts and (generated or len(pts) > 1):
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, style, label=name)
+        if base is not None and base["values"][k]:
+            ax.axhline(float(np.mean(base["values"][k])), ls="--", color="gray", label="100% real (baseline)")
+        ax.set_xlabel("real training data (%)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
