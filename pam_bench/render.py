@@ -317,7 +317,8 @@ def composite(conditions: Mapping[str, np.ndarray]) -> np.ndarray:
     ``shade = COMPOSITE_MIN_SHADE + (1 - COMPOSITE_MIN_SHADE) * v`` where ``v`` in [0, 1] is the
     normalised inverse depth of :func:`depth_condition` (1 = nearest), read back from the
     inferno colour through a 32^3 quantised inverse table (so it tolerates video compression);
-    pixels without depth colour keep shade 1. Non-black skeleton pixels replace what is under them. Background stays black.
+    pixels without depth colour keep shade 1. Non-black skeleton pixels replace what is under
+    them. Background stays black.
     Needs ``seg``; ``depth`` and ``hand`` are optional.
     """
     if "seg" not in conditions:
@@ -422,7 +423,8 @@ class Primitive:
         return float(c[2] - r)
 
     def hit(self, d: np.ndarray, dd: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        """Ray parameter t (rays ``t * d`` from the camera centre, ``dd = |d|^2``) of the first hit; inf on a miss."""
+        """Ray parameter t of the first hit (rays ``t * d`` from the camera centre, ``dd = |d|^2``);
+        inf on a miss."""
         raise NotImplementedError
 
     def surface(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover

@@ -79,17 +79,19 @@ def test_labels_and_conditions_consistent(full_sample):
     s = full_sample
     obj = s.meta["object_label"]
     assert 1 <= obj <= 21
-    assert set(np.unique(s.seg)) <= {0, obj, 255}
-    assert (s.seg == 255).any(axis=(1, 2)).all()  # the hand is in every frame
-    assert (s.seg == obj).any(axis=(1, 2)).all()
-    np.testing.assert_array_equal(s.conditions["seg"].frames, R.seg_condition(s.seg))
-    assert s.conditions["depth"].frames[s.seg == 0].max() == 0
-    assert (s.conditions["depth"].frames[s.seg > 0].max(-1) > 0).mean() > 0.99
+    seg = s.seg[::6]  # every 6th frame keeps the test fast
+    assert set(np.unique(seg)) <= {0, obj, 255}
+    assert (seg == 255).any(axis=(1, 2)).all()  # the hand is in every frame
+    assert (seg == obj).any(axis=(1, 2)).all()
+    np.testing.assert_array_equal(s.conditions["seg"].frames[::6], R.seg_condition(seg))
+    depth = s.conditions["depth"].frames[::6]
+    assert depth[seg == 0].max() == 0
+    assert (depth[seg > 0].max(-1) > 0).mean() > 0.99
     t = 30
     hand = R.keypoint_condition(s.joints_2d[t], 480, 720, s.joints_3d[t, :, 0, 2], s.joints_3d[t, :, -1, 2],
                                 canvas_size=(480, 640))
     np.testing.assert_array_equal(s.conditions["hand"].frames[t], hand)
-    fg = (s.seg > 0).mean()
+    fg = (seg > 0).mean()
     assert 0.01 < fg < 0.3  # mostly background, like PAM's conditions
 
 
@@ -119,8 +121,9 @@ def test_texture_is_trackable(full_sample):
     nxt, status, _ = cv2.calcOpticalFlowPyrLK(f0, f1, pts, None)
     assert status.mean() > 0.8
     # the static background stays put for LK (camera is static)
-    bg = full_sample.seg[0][pts[:, 0, 1].astype(int), pts[:, 0, 0].astype(int)] == 0
-    ok = status[:, 0].astype(bool) & bg & (full_sample.seg[1][pts[:, 0, 1].astype(int), pts[:, 0, 0].astype(int)] == 0)
+    x, y = pts[:, 0, 0].astype(int), pts[:, 0, 1].astype(int)
+    bg = (full_sample.seg[0][y, x] == 0) & (full_sample.seg[1][y, x] == 0)
+    ok = status[:, 0].astype(bool) & bg
     err = np.linalg.norm((nxt - pts)[ok, 0], axis=1)
     assert np.median(err) < 0.5
 

@@ -222,15 +222,11 @@ def _hand_rotation(spec: _ClipSpec) -> np.ndarray:
     return _rot([0, 1, 0], spec.grasp_yaw) @ _rot([1, 0, 0], spec.grasp_pitch) @ base
 
 
-def _object_extent_x(spec: _ClipSpec) -> float:
-    return float(spec.object_size[0])
-
-
 def simulate(spec: _ClipSpec, frames: int) -> list[dict[str, Any]]:
     """Per frame: hand joints (camera frame) and object pose, following approach -> grasp -> lift."""
     rot_grasp = _hand_rotation(spec)
     obj_rot0 = _rot([0, 1, 0], spec.object_yaw)
-    palm_grasp = spec.object_center + np.array([_object_extent_x(spec) + 0.012, 0.0, 0.0])
+    palm_grasp = spec.object_center + np.array([float(spec.object_size[0]) + 0.012, 0.0, 0.0])
     wrist_grasp = palm_grasp - rot_grasp @ _PALM_CENTRE
     out = []
     for i in range(frames):
@@ -245,16 +241,11 @@ def simulate(spec: _ClipSpec, frames: int) -> list[dict[str, Any]]:
         pivot = palm_grasp
         shift = m * spec.lift
         tremor = 0.0015 * np.array([np.sin(7.1 * s + spec.bg_seed % 7), np.sin(5.3 * s + 1.0), np.sin(6.7 * s)])
-        hand_local = R_apply(rot_h, wrist, hand_joints_local(spec.grasp_curl * g))
-        joints = (hand_local - pivot) @ lift_r.T + pivot + shift + tremor
-        obj_c = (spec.object_center - pivot) @ lift_r.T + pivot + shift + (tremor if m > 0 else 0.0)
+        hand = hand_joints_local(spec.grasp_curl * g) @ rot_h.T + wrist
+        joints = (hand - pivot) @ lift_r.T + pivot + shift + tremor
+        obj_c = (spec.object_center - pivot) @ lift_r.T + pivot + shift + m * tremor  # held: moves with the hand
         out.append({"joints": joints, "obj_center": obj_c, "obj_rot": lift_r @ obj_rot0})
     return out
-
-
-def R_apply(rotation: np.ndarray, origin: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """Hand-frame points [N, 3] -> camera frame."""
-    return local @ rotation.T + origin
 
 
 def intrinsics_for(height: int, width: int) -> np.ndarray:
