@@ -16,6 +16,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "evaluate": "pam_bench.commands.evaluate:evaluate",
     "table": "pam_bench.commands.evaluate:table",
     "data": "pam_bench.commands.data:data",
+    "downstream": "pam_bench.commands.downstream:downstream",
     "leaderboard": "pam_bench.commands.leaderboard:leaderboard",
     "check": "pam_bench.commands.leaderboard:check",
     "merge": "pam_bench.commands.leaderboard:merge",

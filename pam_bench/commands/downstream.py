@@ -1,0 +1,95 @@
+"""``pam-bench downstream``: the SimpleHand augmentation study (PAM Table 4 / Fig. 7)."""
+from __future__ import annotations
+
+import click
+
+from ..errors import PamBenchError
+from .evaluate import parse_kv
+
+
+def _floats(s: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise PamBenchError(f"expected comma-separated numbers, got {s!r}") from None
+    for v in out:
+        if not 0 < v <= 1:
+            raise PamBenchError(f"real-data fractions must be in (0, 1], got {v}")
+    return out
+
+
+def _ints(s: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise PamBenchError(f"expected comma-separated integers, got {s!r}") from None
+
+
+@click.command("downstream")
+@click.option("--dataset", default="synthetic", show_default=True, help="real/eval dataset (synthetic, dexycb)")
+@click.option("--root", type=click.Path(), default=None, help="dataset root folder")
+@click.option("--real-split", default=None, help="real training split [synthetic: train; dexycb: s0-train]")
+@click.option("--eval-split", default=None, help="evaluation split [synthetic: val; dexycb: s0-pam-val]")
+@click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="dataset option key=value")
+@click.option("--real-limit", type=int, default=None, help="use only the first N real training clips")
+@click.option("--eval-limit", type=int, default=None, help="evaluate on the first N clips of the eval split")
+@click.option("--generated", "generated_run", type=click.Path(), default=None,
+              help="run folder of `pam-bench evaluate` whose videos/ are the generated set")
+@click.option("--generated-method", default="sim-render", show_default=True,
+              help="without --generated: registry method that makes the generated set here")
+@click.option("-o", "--generated-method-option", "method_options", multiple=True, help="method option key=value")
+@click.option("--generated-dataset", default=None, help="dataset of the generated clips' GT [--dataset / run.json]")
+@click.option("--generated-root", type=click.Path(), default=None, help="its root [--root]")
+@click.option("--generated-split", default=None, help="its split [synthetic: sim; run.json's split]")
+@click.option("-g", "--generated-option", "generated_options", multiple=True, help="its dataset option key=value")
+@click.option("--generated-limit", type=int, default=None, help="use only the first N generated clips")
+@click.option("--filter-backend", default="mediapipe", show_default=True,
+              help="hand-pose backend scoring generated videos (mediapipe, hamer) or 'none'")
+@click.option("--filter-fraction", type=float, default=0.25, show_default=True,
+              help="share of generated videos dropped, worst pose accuracy first")
+@click.option("-f", "--filter-option", "filter_options", multiple=True, help="mpjpe metric option key=value")
+@click.option("--filter-scores", type=click.Path(), default=None,
+              help="JSON {video_id: mpjpe_mm} computed elsewhere (replaces the backend)")
+@click.option("--trainer", default="embedded", show_default=True, help="embedded | simplehand")
+@click.option("-t", "--trainer-option", "trainer_options", multiple=True,
+              help="trainer option key=value (embedded: arch, steps, batch_size, lr; simplehand: simplehand_dir, "
+                   "train_command, predict_command)")
+@click.option("--seeds", default="0", show_default=True, help="training seeds, comma-separated")
+@click.option("--fractions", default="0.25,0.5,0.75,1", show_default=True, help="real-data shares added to gen.")
+@click.option("--real-only-curve", is_flag=True, help="also train on p%% real only (p < 100)")
+@click.option("--subset-seed", type=int, default=0, show_default=True, help="seed of the real-clip subsets")
+@click.option("--crop-size", type=int, default=128, show_default=True, help="hand crop side (px)")
+@click.option("--crop-enlarge", type=float, default=1.5, show_default=True, help="crop side / 2D joint box side")
+@click.option("--frame-stride", type=int, default=1, show_default=True, help="use every k-th frame of a clip")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--out", type=click.Path(), required=True, help="output folder (resumable)")
+@click.option("--force", is_flag=True, help="retrain runs whose configuration changed")
+def downstream(dataset, root, real_split, eval_split, dataset_options, real_limit, eval_limit, generated_run,
+               generated_method, method_options, generated_dataset, generated_root, generated_split,
+               generated_options, generated_limit, filter_backend, filter_fraction, filter_options, filter_scores,
+               trainer, trainer_options, seeds, fractions, real_only_curve, subset_seed, crop_size, crop_enlarge,
+               frame_stride, device, out, force):
+    """Train a hand-pose estimator on real, generated and mixed data; write Table 4 and Fig. 7.
+
+    Offline demo: `pam-bench downstream --out runs/downstream` (synthetic real/eval splits; the generated
+    set is the sim-render method on the synthetic 'sim' split; embedded trainer). See docs/downstream.md.
+    """
+    from ..downstream.study import StudyConfig, run_study
+
+    cfg = StudyConfig(
+        out=out, dataset=dataset, root=root, real_split=real_split, eval_split=eval_split,
+        dataset_options=parse_kv(dataset_options), real_limit=real_limit, eval_limit=eval_limit,
+        generated_run=generated_run, generated_method=generated_method,
+        generated_method_options=parse_kv(method_options), generated_dataset=generated_dataset,
+        generated_root=generated_root, generated_split=generated_split,
+        generated_options=parse_kv(generated_options), generated_limit=generated_limit,
+        filter_backend=filter_backend, filter_fraction=filter_fraction, filter_options=parse_kv(filter_options),
+        filter_scores=filter_scores, trainer=trainer, trainer_options=parse_kv(trainer_options),
+        seeds=_ints(seeds), fractions=_floats(fractions), real_only_curve=real_only_curve,
+        subset_seed=subset_seed, crop_size=crop_size, crop_enlarge=crop_enlarge, frame_stride=frame_stride,
+        device=device, force=force)
+    res = run_study(cfg)
+    from pathlib import Path
+
+    click.echo((Path(out) / "table4.md").read_text())
+    click.echo("wrote " + ", ".join(res["files"]) + f", {out}/config.json, {out}/results.json")
