@@ -120,8 +120,9 @@ _FINGERS = {  # name: (mcp_f, mcp_l, (proximal, middle, distal))
     "ring": (0.083, 0.014, (0.040, 0.026, 0.020)),
     "little": (0.075, 0.030, (0.032, 0.020, 0.018)),
 }
-#: Thumb base direction in the (f, l) plane (it points forward and inwards).
-_THUMB_DIR = np.array([0.7, -0.7, 0.0]) / np.linalg.norm([0.7, -0.7, 0.0])
+#: Thumb base direction in the (f, n, l) frame: in the palm plane (perpendicular to n, so flexion keeps
+#: bone lengths), forward and inwards (towards +l, where the other fingers are).
+_THUMB_DIR = np.array([0.8, 0.0, 0.6])
 
 
 def hand_joints(flexion: np.ndarray, wrist: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -197,6 +198,26 @@ class GraspXLSequence:
     objects: dict[str, dict[str, np.ndarray]]  # id -> {'trans' [T,3], 'rot' [T,3]}
 
 
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle inside a file: the whole file, or, for ``np.save`` of an object (.npy with a header),
+    what follows the header."""
+    raw = path.read_bytes()
+    if not raw.startswith(b"\x93NUMPY"):
+        return raw
+    import io
+
+    f = io.BytesIO(raw)
+    try:
+        major, _ = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        _, _, dtype = reader(f)
+    except ValueError as e:
+        raise InputError(path, f"bad .npy header ({e})") from None
+    if dtype != object:
+        raise InputError(path, f"a plain {dtype} array, not GraspXL's pickled dict")
+    return raw[f.tell():]
+
+
 def read_graspxl(path) -> GraspXLSequence:
     """Read a GraspXL ``mano_N.npy`` with the numpy-only unpickler; every shape problem names the file."""
     from pam_bench.weights import load_numpy_pickle
@@ -204,7 +225,7 @@ def read_graspxl(path) -> GraspXLSequence:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
-    data = load_numpy_pickle(path)
+    data = load_numpy_pickle(_pickle_bytes(path))
     if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():
         data = data.item()  # np.save of a dict
     if not isinstance(data, dict) or "right_hand" not in data:
