@@ -124,12 +124,10 @@ OAK_SEQ = "scene_01__A001++seq__5ad66440a8b11dd306f3__2023-04-27-19-41-45"
 OAK_CAM = "104422071041"
 
 
-def oak_anno(frame_ids, cam: str = OAK_CAM, cam_name: str = "allocentric_top", drop: tuple = (),
-             seed: int = 0) -> dict:
+def oak_anno(frame_ids, cam: str = OAK_CAM, cam_name: str = "allocentric_top", drop: tuple = ()) -> dict:
     """An anno_preview-like dict: torch tensors for MANO params (as released), numpy for cameras."""
     import torch
 
-    rng = np.random.default_rng(seed)
     intr = np.array([[600.0, 0, 424.0], [0, 600.0, 240.0], [0, 0, 1]])
     th = 0.3
     rot = np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]])
@@ -153,7 +151,6 @@ def oak_anno(frame_ids, cam: str = OAK_CAM, cam_name: str = "allocentric_top", d
             "obj_transf": {}, "raw_mano": raw_mano, "raw_smplx": {}}
     for k in drop:
         anno.pop(k)
-    _ = rng
     return anno
 
 

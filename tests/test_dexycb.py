@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .fixtures_dexycb import INTR, SHARED, make_dexycb_clip, make_dexycb_skeleton, write_intrinsics, write_meta
+from .fixtures_dexycb import INTR, SHARED, make_dexycb_clip, make_dexycb_skeleton, write_meta
 from pam_bench.datasets.dexycb import SERIALS, SUBJECTS, DexYCB
 from pam_bench.errors import InputError
 
@@ -160,7 +160,6 @@ def test_sensor_depth_masked_to_foreground(clip):
 # ---------------------------------------------------------------------- PAM layout, PAM's real videos
 @pytest.mark.skipif(not (SAMPLES / "val_video.mp4").is_file(), reason="shared sample data not present")
 def test_pam_layout_reads_video_mp4_and_depthcrafter(tmp_path):
-    from pam_bench.render import nearest_resize
     from pam_bench.video import read_video
 
     make_dexycb_clip(tmp_path / "dexycb", SUBJ, SEQ, SER, n_frames=72, write_color=False, write_depth=False)
@@ -181,7 +180,6 @@ def test_pam_layout_reads_video_mp4_and_depthcrafter(tmp_path):
     raw = _torch_bilinear(read_video(SAMPLES / "val_depth.mp4").frames[:2])
     fg = s.seg[:2] > 0
     assert np.abs(depth[:2][fg].astype(int) - raw[fg].astype(int)).max() <= 2
-    _ = nearest_resize
 
 
 # ---------------------------------------------------------------------- broken trees

@@ -74,7 +74,7 @@ def test_chunk_frames_and_intrinsics(tree, loaded):
     assert s1.meta["frame_ids"] == info["ids"][49:98]
 
 
-def _expected_joints(side: str, k: int, t: int):
+def _expected_joints(side: str, t: int):
     """Closed form for identity quaternions and zero betas: the rest joints (J_regressor @ v_template,
     fingertip vertices), wrist-centred, + tsl, then the fixture's camera."""
     a = fake_mano_arrays(0 if side == "right" else 1)
@@ -96,7 +96,7 @@ def test_mano_joints_match_closed_form(loaded):
     assert s.joints_3d.shape == (49, 2, 21, 3) and s.joints_2d.shape == (49, 2, 21, 2)
     for k, side in enumerate(("left", "right")):
         for t in (0, 30):
-            cam, px = _expected_joints(side, k, t)
+            cam, px = _expected_joints(side, t)
             np.testing.assert_allclose(s.joints_3d[t, k], cam, atol=1e-5)
             np.testing.assert_allclose(s.joints_2d[t, k], px, atol=1e-2)
     assert set(s.meta["mano"]) == {"left", "right"}
