@@ -184,14 +184,14 @@ def test_clip_policies():
 
 def test_bootstrap_is_seeded_and_brackets_plausible_values():
     pairs = [(_video(i), _video(500 + i)) for i in range(8)]
-    a = _fvd(bootstrap=5, bootstrap_seed=1)
+    a = _fvd(bootstrap=3, bootstrap_seed=1)
     _run(a, pairs)
     ra = a.compute()
     assert ra.ci95 is not None and ra.ci95 == a._bootstrap_ci()
     assert 0 <= ra.ci95[0] <= ra.ci95[1]
     a.bootstrap_seed = 2
     assert a._bootstrap_ci() != ra.ci95
-    assert ra.extras["bootstrap"]["replicates"] == 5
+    assert ra.extras["bootstrap"]["replicates"] == 3
     assert _fvd().compute().ci95 is None
 
 
@@ -261,3 +261,4 @@ def test_torchscript_backend_calls_the_user_file_as_stylegan_v(monkeypatch, tmp_
     np.testing.assert_allclose(feat[:48], expect, rtol=1e-6)
     np.testing.assert_allclose(feat[48:96], expect, rtol=1e-6)
     assert m.config()["weights_sha256"] == W.sha256_file(stub)
+    assert W.sha256_file(stub)[:12] in m.key  # another user file must not reuse cached GT features

@@ -91,12 +91,12 @@ class StyleGANVTorchScript:
         return _TS_CACHE[key]
 
     def __call__(self, frames: np.ndarray, where="clips") -> np.ndarray:
-        import torch
-
         from .i3d import check_clips
 
         clips = check_clips(frames, where)
-        model = self._model()
+        model = self._model()  # MissingResource before torch is imported
+        import torch
+
         out = []
         with torch.no_grad():
             for s in range(0, clips.shape[0], self.batch_size):
@@ -136,7 +136,16 @@ class FVD(Metric):
         """Changes with everything that changes a feature: detector, clip length/policy, dtype."""
         clip = f"{self.clip_frames}f-{self.clip}" + (f"{self.clip_seed}" if self.clip == "random" else "")
         dt = "" if self.dtype in ("fp32", "float32") or self.detector != DETECTORS[0] else f"-{self.dtype}"
+        if self.detector == "stylegan-v-torchscript":  # a user file: its hash keeps cached features honest
+            dt = f"-{(self._torchscript_sha256() or 'missing')[:12]}"
         return f"{self.name}@{self.version}-{self.backend}-{clip}{dt}"
+
+    def _torchscript_sha256(self) -> str | None:
+        from .. import weights as W
+
+        if self._ts_sha256 is None and W.locate("stylegan-v-i3d") is not None:
+            self._ts_sha256 = W.sha256_file(W.locate("stylegan-v-i3d"))
+        return self._ts_sha256
 
     def config(self) -> dict:
         from .. import weights as W
@@ -154,9 +163,7 @@ class FVD(Metric):
                         "preprocess": "x/255*2-1, bilinear 224x224 (F.interpolate align_corners=False, "
                                       "no antialias, no crop)", "dtype": self.dtype})
         else:
-            if self._ts_sha256 is None and W.locate("stylegan-v-i3d") is not None:
-                self._ts_sha256 = W.sha256_file(W.locate("stylegan-v-i3d"))
-            cfg.update({"weights": "stylegan-v-i3d", "weights_sha256": self._ts_sha256,
+            cfg.update({"weights": "stylegan-v-i3d", "weights_sha256": self._torchscript_sha256(),
                         "preprocess": "torchscript rescale=True, resize=True"})
         return cfg
 
