@@ -478,11 +478,17 @@ def _closest_on_segment(p, a, b):
 
 @dataclass
 class Capsule(Primitive):
-    """All points within ``radius`` of the segment a-b (a hand bone)."""
+    """All points within ``radius`` of the segment a-b (a hand bone).
+
+    Texture coordinates: (distance along a->b, arc length around the axis measured from ``ref``
+    projected off the axis, 0), in metres; give ``ref`` a vector attached to the moving body
+    (e.g. the palm normal) so the texture moves with it (default: a fixed camera axis).
+    """
 
     a: np.ndarray = field(default_factory=lambda: np.zeros(3))
     b: np.ndarray = field(default_factory=lambda: np.zeros(3))
     radius: float = 0.008
+    ref: np.ndarray | None = None
 
     def bound(self):
         a, b = _v3(self.a), _v3(self.b)
@@ -527,7 +533,16 @@ class Capsule(Primitive):
         q, s = _closest_on_segment(p, a, b)
         n = p - q
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-        return n, np.concatenate([s[:, None], n[:, :2]], 1)
+        length = float(np.linalg.norm(b - a))
+        u = (b - a) / max(length, 1e-12)
+        ref = _v3(self.ref) if self.ref is not None else np.array([1.0, 0.0, 0.0])
+        e1 = ref - (ref @ u) * u
+        if np.linalg.norm(e1) < 1e-6:  # ref along the axis: any perpendicular will do
+            e1 = np.cross(u, [0.0, 1.0, 0.0] if abs(u[1]) < 0.9 else [1.0, 0.0, 0.0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(u, e1)
+        arc = np.arctan2(n @ e2, n @ e1) * float(self.radius)
+        return n, np.stack([s * length, arc, np.zeros_like(s)], 1)
 
 
 @dataclass
@@ -712,14 +727,33 @@ FINGER_RADII = (0.0095, 0.0085, 0.0085, 0.008, 0.007)
 PALM_RADIUS = 0.012
 
 
+#: Skin texture of the hand proxy: relative contrast and period (metres) of an egg-crate pattern
+#: in bone-attached coordinates, so point trackers find detail on the hand.
+SKIN_CONTRAST = 0.12
+SKIN_PERIOD = 0.006
+
+
+def skin_texture(color, contrast: float = SKIN_CONTRAST, period: float = SKIN_PERIOD) -> Texture:
+    """``color * (1 + contrast * sin(2 pi x / period) * sin(2 pi y / period))`` on capsule coordinates."""
+    base = np.asarray(color, np.float64)
+    k = 2.0 * np.pi / period
+
+    def tex(local: np.ndarray) -> np.ndarray:
+        f = 1.0 + contrast * np.sin(k * local[:, 0]) * np.sin(k * local[:, 1])
+        return base[None] * f[:, None]
+
+    return tex
+
+
 def hand_primitives(joints_3d: np.ndarray, label: int = HAND_LABEL, color=(224, 172, 140),
-                    scale: float = 1.0) -> list[Primitive]:
+                    scale: float = 1.0, textured: bool = True) -> list[Primitive]:
     """A joint-based hand proxy (no MANO): bone capsules, palm capsules and joint spheres.
 
     ``joints_3d``: [21, 3] camera frame, DexYCB order. 20 finger bones (:data:`LIMBS`; the four
     wrist-to-MCP bones and the thumb base use the palm radius), 3 capsules across the knuckles
     (5-9, 9-13, 13-17) and 21 joint spheres slightly darker than the skin: 44 primitives.
-    Missing (non-finite) joints -> no primitives.
+    ``textured``: bones carry :func:`skin_texture`, attached to the palm normal so it moves with
+    the hand. Missing (non-finite) joints -> no primitives.
     """
     j = np.asarray(joints_3d, np.float64)
     if j.shape != (21, 3):
@@ -728,12 +762,15 @@ def hand_primitives(joints_3d: np.ndarray, label: int = HAND_LABEL, color=(224, 
         return []
     col = tuple(float(c) for c in color)
     dark = tuple(0.85 * c for c in col)
+    palm_normal = np.cross(j[5] - j[0], j[17] - j[0])
+    ref = palm_normal if np.linalg.norm(palm_normal) > 1e-9 else None
+    tex = skin_texture(col) if textured else None
     prims: list[Primitive] = []
     for n, (a, b) in enumerate(LIMBS):
         r = PALM_RADIUS if a == 0 else FINGER_RADII[n // 4]
-        prims.append(Capsule(label=label, color=col, a=j[a], b=j[b], radius=r * scale))
+        prims.append(Capsule(label=label, color=col, texture=tex, a=j[a], b=j[b], radius=r * scale, ref=ref))
     for a, b in ((5, 9), (9, 13), (13, 17)):
-        prims.append(Capsule(label=label, color=col, a=j[a], b=j[b], radius=0.01 * scale))
+        prims.append(Capsule(label=label, color=col, texture=tex, a=j[a], b=j[b], radius=0.01 * scale, ref=ref))
     for n in range(21):
         r = PALM_RADIUS if n == 0 else FINGER_RADII[max(n - 1, 0) // 4] * 1.08
         prims.append(Sphere(label=label, color=dark, center=j[n], radius=r * scale))

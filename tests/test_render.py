@@ -382,6 +382,20 @@ def test_hand_primitives_proxy():
     uv = np.rint(R.project(j, K)).astype(int)
     inside = (uv >= 0).all(1) & (uv < 200).all(1)
     assert (labels[uv[inside, 1], uv[inside, 0]] == 255).all()  # every joint lies on the proxy
+    rgb_t, _, _ = R.render_scene(prims, K, 200, 200)
+    rgb_f, _, _ = R.render_scene(R.hand_primitives(j, textured=False), K, 200, 200)
+    hand = labels == 255
+    assert np.abs(rgb_t[hand].astype(int) - rgb_f[hand]).max() > 10  # the skin texture shows
+
+
+def test_capsule_texture_coordinates_follow_the_bone():
+    a, b = np.array([0.0, 0.0, 0.5]), np.array([0.1, 0.0, 0.5])
+    cap = R.Capsule(a=a, b=b, radius=0.01, ref=np.array([0.0, 0.0, -1.0]))
+    p = np.array([[0.03, 0.0, 0.49], [0.07, 0.01, 0.5]])  # facing the camera; a quarter turn later
+    n, local = cap.surface(p)
+    np.testing.assert_allclose(n, [[0, 0, -1], [0, 1, 0]], atol=1e-12)
+    np.testing.assert_allclose(local[:, 0], [0.03, 0.07], atol=1e-12)  # distance along the bone
+    np.testing.assert_allclose(np.abs(local[:, 1]), [0.0, 0.01 * np.pi / 2], atol=1e-12)  # arc length
 
 
 # --- real PAM sample condition videos: format conventions ----------------------------------

@@ -126,6 +126,11 @@ def test_texture_is_trackable(full_sample):
     ok = status[:, 0].astype(bool) & bg
     err = np.linalg.norm((nxt - pts)[ok, 0], axis=1)
     assert np.median(err) < 0.5
+    # hand (skin texture) and object (checker) carry corners of their own, not just silhouettes
+    for label in (255, full_sample.meta["object_label"]):
+        inner = cv2.erode((full_sample.seg[0] == label).astype(np.uint8), np.ones((5, 5), np.uint8))
+        corners = cv2.goodFeaturesToTrack(f0, maxCorners=200, qualityLevel=0.01, minDistance=4, mask=inner)
+        assert corners is not None and len(corners) >= 30, label
 
 
 def test_object_texture_has_detail(full_sample):
