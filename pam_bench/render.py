@@ -7,7 +7,7 @@ Facts follow PAM's ``training/hoi_utils.py`` and ``training/dataset.py`` (see
 - **seg**: instance labels -> ADE20K palette: background 0 -> black, hand 255 -> palette[149]
   = (92, 0, 255), object id k -> palette[k] (1 -> (180, 120, 120)). PAM feeds these arrays to the
   model as RGB tensors without any channel swap, so the triples are RGB. Known disagreement:
-  the released sample ``val_seg_mask.mp4`` shows the hand near (184, 0, 255) (= palette[106]),
+  the released sample ``val_seg_mask.mp4`` shows the hand near (184, 0, 255) (= palette[107]),
   not palette[149] = (92, 0, 255); we follow the code (tests/test_render.py records this).
 - **hand**: PAM's ``showHandJoints`` drawing rules on a black canvas (see :func:`keypoint_condition`).
   The colour triples are used as RGB (no BGR swap in PAM's training loader). The sample
@@ -64,7 +64,8 @@ ADE20K_PALETTE: np.ndarray = np.array([
     (255, 0, 122), (255, 245, 0), (10, 190, 212), (214, 255, 0), (0, 204, 255), (20, 0, 255),
     (255, 255, 0), (0, 153, 255), (0, 41, 255), (0, 255, 204), (41, 0, 255), (41, 255, 0),
     (173, 0, 255), (0, 245, 255), (71, 0, 255), (122, 0, 255), (0, 255, 184), (0, 92, 255),
-    (184, 255, 0), (0, 133, 255), (255, 214, 0), (25, 194, 194), (102, 255, 0), (92, 0, 255),], dtype=np.uint8)
+    (184, 255, 0), (0, 133, 255), (255, 214, 0), (25, 194, 194), (102, 255, 0), (92, 0, 255),
+], dtype=np.uint8)
 # fmt: on
 ADE20K_PALETTE.setflags(write=False)
 
@@ -98,7 +99,7 @@ def seg_condition(labels: np.ndarray) -> np.ndarray:
         raise ValueError(f"seg labels must be integers, got {lab.dtype}")
     if lab.dtype != np.uint8:
         if lab.size and (lab.min() < 0 or lab.max() > 255):
-            raise ValueError(f"seg labels must be 0, 1..149 or 255; found values outside 0..255")
+            raise ValueError("seg labels must be 0, 1..149 or 255; found values outside 0..255")
         lab = lab.astype(np.uint8)
     frames = lab.reshape((-1,) + lab.shape[-2:]) if lab.ndim >= 2 else lab.reshape(1, 1, -1)
     lut = _SEG_LUT.reshape(256, 1, 3)
