@@ -100,3 +100,17 @@ def test_warp_beats_static_on_motion_fidelity_synthetic():
     mf = motion.MotionFidelity()
     v_warp, v_static = mf.measure(sample, warped)["value"], mf.measure(sample, static)["value"]
     assert v_warp > v_static + 0.3, (v_warp, v_static)
+
+
+@pytest.mark.slow
+def test_cond_warp_through_the_harness_beats_static(tmp_path):
+    """End to end through pam_bench.harness.evaluate on synthetic clips: cond-warp vs static on MF."""
+    harness = pytest.importorskip("pam_bench.harness")
+    pytest.importorskip("pam_bench.datasets.synthetic")
+
+    res = {}
+    for method in ("cond-warp", "static"):
+        r = harness.evaluate(method, "synthetic", metrics=["mf"], out=tmp_path / method, limit=2, progress=False)
+        res[method] = r["metrics"]["mf"]["value"]
+    assert res["cond-warp"] is not None and res["static"] is not None
+    assert res["cond-warp"] > res["static"], res
