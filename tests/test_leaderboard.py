@@ -5,6 +5,7 @@ import copy
 import csv
 import io
 
+import numpy as np
 import pytest
 
 from pam_bench.cli import main
@@ -153,3 +154,25 @@ def test_measured_only_board(runs):
     board = build([load_results(runs["oracle"]), load_results(runs["static"])], "table1", include_reported=False)
     assert len(board.blocks) == 1 and all(r.kind == "measured" for r in board.blocks[0].rows)
     assert [c.label for c in board.columns] == ["SSIM↑", "PSNR↑"]  # one backend each: no split headers
+
+
+def test_fig7_plot_draws_series_and_dashed_baseline(tmp_path):
+    from PIL import Image
+
+    from pam_bench.plots import figure, save_png
+
+    x = [25, 50, 75, 100]
+    y = {"all conds": [6.1, 5.5, None, 5.3], "seg only": [6.4, 5.9, 5.6, 5.5]}
+    panels = [{"x": x, "y": y, "baseline": 5.5, "ylabel": "PA-MPJPE (mm)"},
+              {"x": x, "y": [0.75, 0.80, 0.798, 0.8025], "baseline": 0.7953, "ylabel": "F@5"}]
+    fig = figure(panels)
+    ax = fig.axes[0]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and set(dashed[0].get_ydata()) == {5.5}
+    solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    assert [ln.get_label() for ln in solid] == list(y)
+    assert np.isnan(solid[0].get_ydata()[2])  # a missing value is a gap, not a zero
+    assert list(solid[1].get_xdata()) == x
+    png = save_png(panels, tmp_path / "fig7.png", dpi=50)
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > im.size[1] > 0
