@@ -124,7 +124,9 @@ class FVD(Metric):
         self.bootstrap = _int_option(options, "bootstrap", 0, 0)
         self.bootstrap_seed = _int_option(options, "bootstrap_seed", 0, 0)
         self.batch_size = _int_option(options, "batch_size", 4, 1)
-        self.dtype = str(options.get("dtype", "fp32"))
+        # reduced precision is honoured on CUDA only; the float32 path is the reference
+        dtype = _choice_option(options, "dtype", "fp32", ("fp32", "bf16", "fp16"))
+        self.dtype = dtype if str(device).startswith("cuda") and self.detector == DETECTORS[0] else "fp32"
         self.backend = self.detector
         self._extractor = None
         self._ts_sha256: str | None = None
@@ -135,7 +137,7 @@ class FVD(Metric):
     def key(self) -> str:
         """Changes with everything that changes a feature: detector, clip length/policy, dtype."""
         clip = f"{self.clip_frames}f-{self.clip}" + (f"{self.clip_seed}" if self.clip == "random" else "")
-        dt = "" if self.dtype in ("fp32", "float32") or self.detector != DETECTORS[0] else f"-{self.dtype}"
+        dt = "" if self.dtype == "fp32" else f"-{self.dtype}"
         if self.detector == "stylegan-v-torchscript":  # a user file: its hash keeps cached features honest
             dt = f"-{(self._torchscript_sha256() or 'missing')[:12]}"
         return f"{self.name}@{self.version}-{self.backend}-{clip}{dt}"

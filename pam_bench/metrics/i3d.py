@@ -15,11 +15,13 @@ align_corners=False, antialias=False)`` (no crop, aspect not kept), like the ori
 resizes with TF1 ``resize_bilinear``; the two bilinear kernels differ slightly in sample positions,
 see protocol.md) and StyleGAN-V's TorchScript detector with ``resize=True``.
 
-The float32 path (CPU or CUDA) is the reference; ``dtype="bf16"``/``"fp16"`` on CUDA runs the network
-under autocast for speed and gives features that differ at the ~1e-2 level.
+The float32 path (CPU or CUDA, TF32 switched off during the forward) is the reference;
+``dtype="bf16"``/``"fp16"`` on CUDA runs the network under autocast for speed (features differ from
+float32 at the bf16 rounding level; not measured here: no GPU on the build machine).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
 
@@ -271,6 +273,19 @@ def preprocess(frames: np.ndarray, device: str = "cpu", size: int = I3D_SIZE):
     return x.reshape(b, t, 3, size, size).permute(0, 2, 1, 3, 4).contiguous()
 
 
+@contextmanager
+def _no_tf32():
+    """True float32 on CUDA: cuDNN convolutions default to TF32 on Ampere+ (restored afterwards)."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 _AUTOCAST = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
 
 
@@ -296,7 +311,7 @@ class I3DFeatures:
         model = build_i3d(self.device)
         out = []
         ctx = (torch.autocast("cuda", dtype=getattr(torch, self.autocast)) if self.autocast
-               else contextlib.nullcontext())
+               else _no_tf32() if str(self.device).startswith("cuda") else contextlib.nullcontext())
         with torch.inference_mode(), ctx:
             for s in range(0, clips.shape[0], self.batch_size):
                 x = preprocess(clips[s:s + self.batch_size], self.device)
