@@ -9,7 +9,7 @@ export PAM_BENCH_HOME ?= $(HOME)/.cache/pam-bench
 RUNS ?= runs/demo
 DEMO_METRICS ?= ssim,psnr,lpips
 
-.PHONY: setup weights run test test-fast bench clean
+.PHONY: setup weights run leaderboard test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,13 @@ run: setup weights
 	  $(PB) evaluate --method $$m --dataset synthetic --metrics $(DEMO_METRICS) --out $(RUNS)/$$m >/dev/null || exit 1; \
 	done
 	$(PB) table $(RUNS)/oracle $(RUNS)/static $(RUNS)/sim-render
+
+# Table 1 layout for the embedded default (the paper's reported rows beside make run's runs).
+leaderboard: run
+	@for f in md tex csv; do \
+	  $(PB) leaderboard $(RUNS)/oracle $(RUNS)/static $(RUNS)/sim-render --layout table1 --format $$f \
+	    --out leaderboards/table1_synthetic.$$f || exit 1; \
+	done
 
 test: setup weights
 	PAM_BENCH_REQUIRE_WEIGHTS=1 $(VENV)/bin/pytest -q -m "not slow" --timeout 900
