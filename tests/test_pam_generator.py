@@ -1,0 +1,150 @@
+"""PAMGenerator: checkpoint layout and errors, identity, generate, and the harness end to end (tiny)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pam import checkpoint as ckpt
+from pam.generator import PAMGenerator
+from pam_bench.errors import InputError, MissingResource
+from pam_bench.weights import sha256_file
+
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from pam.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("pam") / "PAM_DIR", mode="full")
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))  # the hash cache goes here
+
+
+def test_import_is_cheap_and_registry_entry():
+    code = "import sys, pam.generator; print(any(m.startswith(('diffusers', 'torch')) for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"
+    from pam_bench.registry import REGISTRY
+
+    e = REGISTRY.get("method", "pam")
+    assert e.target == "pam.generator:PAMGenerator" and e.load() is PAMGenerator
+    assert PAMGenerator.needs == ("first_frame", "conditions")
+
+
+def test_tiny_checkpoint_has_exactly_the_real_layout(tiny_dir):
+    files = {str(p.relative_to(tiny_dir)) for p in tiny_dir.rglob("*") if p.is_file()}
+    required = {str(p.relative_to(tiny_dir)) for p in ckpt.required_files(tiny_dir, "full")}
+    assert files == required
+    assert {str(p.relative_to(tiny_dir)) for p in ckpt.required_files(tiny_dir, "i2v")} == \
+        {f for f in required if not f.startswith("flux/")}
+
+
+def test_every_missing_file_is_named(tiny_dir, tmp_path):
+    with pytest.raises(MissingResource, match="--checkpoint"):
+        PAMGenerator().check_ready()
+    with pytest.raises(MissingResource, match="PAM checkpoint folder"):
+        PAMGenerator(checkpoint=tmp_path / "nowhere").check_ready()
+    for f in ckpt.required_files(tiny_dir, "full"):
+        rel = f.relative_to(tiny_dir)
+        copy = tmp_path / f"c_{str(rel).replace('/', '_')}"
+        shutil.copytree(tiny_dir, copy)
+        (copy / rel).unlink()
+        with pytest.raises(MissingResource) as e:
+            PAMGenerator(checkpoint=copy, mode="full").check_ready()
+        msg = str(e.value)
+        want = "flux/controlnet.safetensors" if rel.name == "controlnet.safetensors" else str(rel)
+        assert want in msg, msg
+        hint = "FLUX.1-dev" if str(rel).startswith("flux/") and rel.name != "controlnet.safetensors" else \
+            ("CogVideoX-5b-I2V" if str(rel).startswith(("vae/", "scheduler/")) else "PAM")
+        if rel.name != "prompt_embeds.safetensors":
+            assert hint in msg, msg
+        if not str(rel).startswith("flux/"):  # i2v mode needs it too
+            with pytest.raises(MissingResource):
+                PAMGenerator(checkpoint=copy, mode="i2v").check_ready()
+        else:
+            PAMGenerator(checkpoint=copy, mode="i2v").check_ready()  # i2v does not read flux/
+        shutil.rmtree(copy)
+
+
+def test_bad_options_and_plain_transformer(tiny_dir, tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        PAMGenerator(mode="t2v")
+    with pytest.raises(ValueError, match="conditions"):
+        PAMGenerator(conditions="depth,normal")
+    with pytest.raises(ValueError, match="unknown option"):
+        PAMGenerator(temperature=1)
+    copy = tmp_path / "plain"
+    shutil.copytree(tiny_dir, copy)
+    cfg = json.loads((copy / "transformer/config.json").read_text())
+    cfg.pop("num_tracking_blocks")
+    cfg["_class_name"] = "CogVideoXTransformer3DModel"
+    (copy / "transformer/config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="not a PAM motion transformer"):
+        PAMGenerator(checkpoint=copy).check_ready()
+
+
+def test_identity_hashes_files_once(tiny_dir, monkeypatch):
+    g = PAMGenerator(checkpoint=tiny_dir, mode="i2v", conditions="hand,depth", steps=3)
+    ident = g.identity()
+    assert ident["conditions"] == ["depth", "hand"] and ident["steps"] == 3 and ident["mode"] == "i2v"
+    assert ident["dtype"] == "auto" and ident["guidance"] == 6.0
+    hashes = ident["checkpoint_sha256"]
+    assert hashes["transformer/diffusion_pytorch_model.safetensors"] == \
+        sha256_file(tiny_dir / "transformer/diffusion_pytorch_model.safetensors")
+    assert not any(k.startswith("flux/") for k in hashes)
+
+    def boom(_):
+        raise AssertionError("re-hashed a cached file")
+
+    monkeypatch.setattr("pam_bench.weights.sha256_file", boom)
+    assert PAMGenerator(checkpoint=tiny_dir, mode="i2v").identity()["checkpoint_sha256"] == hashes
+
+
+@pytest.fixture(scope="module")
+def sample():
+    from pam_bench.datasets.synthetic import SyntheticHOI
+
+    ds = SyntheticHOI(n_clips=1, frames=7, height=48, width=80)
+    return ds.load(ds.split().ids[0])
+
+
+def test_generate_returns_the_sample_shape_and_is_seeded(tiny_dir, sample):
+    g = PAMGenerator(checkpoint=tiny_dir, mode="i2v", steps=1)
+    a = g.generate(sample, seed=11)
+    assert a.frames.shape == sample.video.frames.shape and a.fps == sample.video.fps
+    assert np.array_equal(a.frames, g.generate(sample, seed=11).frames)
+    no_hand = type(sample)(id=sample.id, video=sample.video, conditions={"depth": sample.conditions["depth"]})
+    with pytest.raises(InputError, match="hand"):
+        g.generate(no_hand, seed=0)
+
+
+def test_harness_end_to_end(tiny_dir, tmp_path):
+    from pam_bench.harness import evaluate
+
+    out = tmp_path / "run"
+    res = evaluate(method="pam", dataset="synthetic", metrics=("ssim", "psnr"), out=out, progress=False,
+                   method_options={"checkpoint": str(tiny_dir), "steps": 1, "mode": "full",
+                                   "conditions": "depth,hand"},
+                   dataset_options={"n_clips": 1, "frames": 9, "height": 48, "width": 64})
+    assert res["n_evaluated"] == 1
+    for m in ("ssim", "psnr"):
+        assert res["metrics"][m]["value"] is not None and np.isfinite(res["metrics"][m]["value"])
+    videos = list((out / "videos").glob("*.mp4"))
+    assert len(videos) == 1
+    from pam_bench.video import read_video
+
+    v = read_video(videos[0])
+    assert v.frames.shape == (9, 48, 64, 3)
+    run = json.loads((out / "run.json").read_text())
+    assert "checkpoint_sha256" in json.dumps(run)
