@@ -124,6 +124,9 @@ class DistContext:
                 atomic_write_json(store.out / "results.json", results)
         finally:
             results = self.broadcast(results)
+            self.close()
+        if results is None:
+            raise PamBenchError(f"rank {self.rank}: rank 0 could not compute the results (see its error)")
         return results
 
 
