@@ -129,7 +129,10 @@ def test_shards_merged_equal_a_single_run(single, tmp_path):
     dirs = [tmp_path / f"s{i}" for i in range(3)]
     for i, d in enumerate(dirs):
         _shard(i, 3, d, gt)
-    merged = merge([dirs[2], dirs[0], dirs[1]], tmp_path / "merged", gt_cache=gt)
+    from pam_bench.cli import main
+
+    main(["merge", str(dirs[2]), str(dirs[0]), str(dirs[1]), "--out", str(tmp_path / "merged"), "--gt-cache", str(gt)])
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
     _same_metrics(merged["metrics"], one["metrics"])
     assert (tmp_path / "merged" / "per_video.jsonl").read_text() == (base / "single" / "per_video.jsonl").read_text()
     assert merged["n_evaluated"] == merged["n_expected"] == DS["n_clips"]
