@@ -52,7 +52,12 @@ def leaderboard(results, layout, fmt, out, reported, no_reported, clips, root, d
 @click.option("--tolerances", type=click.Path(), default=None,
               help='JSON {"metric": {"abs": x, "rel": y}, "default": {...}} (defaults: pam_bench.regression)')
 def check(result, baseline, tolerances):
-    """Exit 1 when a metric of RESULT got worse than BASELINE beyond its tolerance (the regression gate)."""
+    """Exit 1 when a metric of RESULT got worse than BASELINE beyond its tolerance (the regression gate).
+
+    Per-video metrics: paired bootstrap over per_video.jsonl (worse beyond tolerance AND significant);
+    set metrics: tolerance (and the baseline's ci95). Improvements are reported, not failed. Exit 2 when
+    the results cannot be compared (other dataset manifest, metric backend or version).
+    """
     from ..regression import check as run_check
     from ..regression import format_report
 
