@@ -1,0 +1,12 @@
+"""The PAM engine (Pose -> Appearance -> Motion, CVPR 2026), re-implemented on diffusers.
+
+- ``stage1_pose``: hand-object pose sequences (GraspXL reader, built-in generator) and their rendering
+  to PAM's condition videos;
+- ``stage2_appearance``: FLUX.1-dev + PAM's double ControlNet (official XLabs key layout) -> first frame;
+- ``stage3_motion``: CogVideoX-5B-I2V + PAM's multi-condition branch -> video;
+- ``pipeline``: both diffusion stages from one checkpoint folder (``checkpoint`` documents its layout);
+- ``generator``: ``PAMGenerator``, the pam-bench method ``pam``;
+- ``tiny``: tiny random configs and checkpoint folders for tests.
+
+Importing this package is cheap; torch/diffusers load only inside the stage modules.
+"""

@@ -148,3 +148,17 @@ def test_harness_end_to_end(tiny_dir, tmp_path):
     assert v.frames.shape == (9, 48, 64, 3)
     run = json.loads((out / "run.json").read_text())
     assert "checkpoint_sha256" in json.dumps(run)
+
+
+def test_three_stages_from_a_pose_sequence(tiny_dir):
+    """Stage I (built-in generator, rendered) -> Stage II (first frame) -> Stage III (video)."""
+    from pam import stage1_pose as s1
+    from pam.pipeline import PAMPipeline
+
+    pipe = PAMPipeline(tiny_dir, mode="full")
+    assert pipe.size == (32, 48) and pipe.num_frames == 9
+    seq = s1.builtin_sequence(9)
+    video, conds, sim = pipe.from_pose(seq, seed=0, steps=1)
+    assert video.shape == (9, 32, 48, 3) and video.dtype == np.uint8
+    assert set(conds) == {"depth", "seg", "hand"} and sim.frames.shape == (9, 32, 48, 3)
+    assert (conds["seg"].frames.max(-1) > 0).any()

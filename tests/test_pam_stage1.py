@@ -127,3 +127,35 @@ def test_render_conditions_follow_pam_conventions():
     np.testing.assert_allclose(j2[:, 0], (seq.joints_3d @ K.T)[..., :2] / (seq.joints_3d @ K.T)[..., 2:])
     ys = [np.nonzero((f == obj_rgb).all(-1))[0].mean() for f in seg]
     assert ys[-1] < ys[0] - 5  # the object is lifted (image y decreases)
+
+
+def test_graspxl_through_a_numpy_only_mano_model(tmp_path):
+    """A synthetic numpy-only MANO model: at zero pose the joints are the regressed rest joints, so the
+    output must be J_regressor @ v_template (16 joints) + the 5 tip vertices, in the house order."""
+    pytest.importorskip("smplx")
+    from scipy.spatial.transform import Rotation
+
+    V, rng = 778, np.random.default_rng(0)
+    jreg = np.zeros((16, V))
+    jreg[np.arange(16), 100 + np.arange(16)] = 1.0
+    parents = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14]
+    model = dict(v_template=rng.normal(size=(V, 3)) * 0.05, shapedirs=np.zeros((V, 3, 10)),
+                 posedirs=np.zeros((V, 3, 135)), J_regressor=jreg, weights=np.eye(16)[rng.integers(0, 16, V)],
+                 kintree_table=np.array([[2 ** 32 - 1] + parents[1:], list(range(16))], np.int64),
+                 f=np.zeros((10, 3), np.int64), hands_components=np.eye(45), hands_mean=np.zeros(45))
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(pickle.dumps(model))
+    d = _graspxl_dict(T=3)
+    for k in ("rot", "pose", "trans"):
+        d["right_hand"][k][:] = 0
+    f = tmp_path / "mano_0.npy"
+    f.write_bytes(pickle.dumps(d))
+    rest = np.concatenate([model["v_template"][100:116], model["v_template"][list(s1.MANO_TIP_VERTICES)]])
+    want = rest[list(s1.MANO_TO_HOUSE)]
+    Rc, tc = Rotation.from_euler("xyz", [0.3, -0.2, 0.1]).as_matrix(), np.array([0.0, 0.1, 0.5])
+    seq = s1.graspxl_sequence(f, s1.ObjectSpec(), Rc, tc, mano_dir=tmp_path)
+    assert seq.source == "graspxl+mano" and seq.joints_3d.shape == (3, 21, 3)
+    np.testing.assert_allclose(seq.joints_3d[0], want @ Rc.T + tc, atol=1e-6)
+    obj = d["mug_1"]
+    np.testing.assert_allclose(seq.object_rotation[1], Rc @ Rotation.from_rotvec(obj["rot"][1]).as_matrix(),
+                               atol=1e-6)
+    np.testing.assert_allclose(seq.object_translation[2], Rc @ obj["trans"][2] + tc, atol=1e-6)
