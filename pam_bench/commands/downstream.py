@@ -58,7 +58,7 @@ def _ints(s: str) -> tuple[int, ...]:
 @click.option("--fractions", default="0.25,0.5,0.75,1", show_default=True, help="real-data shares added to gen.")
 @click.option("--real-only-curve", is_flag=True, help="also train on p%% real only (p < 100)")
 @click.option("--subset-seed", type=int, default=0, show_default=True, help="seed of the real-clip subsets")
-@click.option("--crop-size", type=int, default=128, show_default=True, help="hand crop side (px)")
+@click.option("--crop-size", type=int, default=64, show_default=True, help="hand crop side (px)")
 @click.option("--crop-enlarge", type=float, default=1.5, show_default=True, help="crop side / 2D joint box side")
 @click.option("--frame-stride", type=int, default=1, show_default=True, help="use every k-th frame of a clip")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")

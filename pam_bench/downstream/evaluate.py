@@ -93,6 +93,7 @@ class PoseEvaluator:
         self._f: list[np.ndarray] = []
         self._f_on: set[str] = set()
         self._rr: list[np.ndarray] = []
+        self._no_verts: set[str] = set()
 
     def feed(self, gt_xyz: np.ndarray, pred_xyz: np.ndarray, gt_verts: np.ndarray | None = None,
              pred_verts: np.ndarray | None = None) -> None:
@@ -108,6 +109,9 @@ class PoseEvaluator:
             f_gt, f_pred = gv, align_w_scale(gv, pv)
         else:
             f_gt, f_pred = g, align_w_scale(g, p)
+        if not has_v:
+            self._no_verts.add("the ground truth has no MANO vertices" if gt_verts is None
+                               else "the predictions have no vertices")
         self._f_on.add("vertices" if has_v else "joints")
         self._f.append(np.array([[f_score(a, b, th)[0] for th in F_THRESHOLDS_M] for a, b in zip(f_gt, f_pred)]))
 
@@ -136,5 +140,5 @@ class PoseEvaluator:
             out.update(pa_mpvpe_mm=float(dv.mean() * MM), auc_vertices=auc_pck(dv))
         else:
             out.update(pa_mpvpe_mm=None, auc_vertices=None,
-                       pa_mpvpe_reason="no MANO vertices (the embedded trainer predicts joints only)")
+                       pa_mpvpe_reason="; ".join(sorted(self._no_verts)))
         return out

@@ -74,9 +74,10 @@ def write_report(runs: list[dict], out: Path, fractions: Sequence[float]) -> lis
     f_on = sorted({x for a in agg for x in a["fscore_on"] if x})
     notes = [f"F-scores on {', '.join(f_on)} after Procrustes alignment (FreiHAND F_aligned); "
              "the paper's are on the 778 MANO vertices."]
-    for a in agg:
-        for why in sorted(a["reasons"]):
-            notes.append(f"{a['label']}: {why}")
+    reasons = sorted({why for a in agg for why in a["reasons"]})
+    for why in reasons:
+        which = [a["label"] for a in agg if why in a["reasons"]]
+        notes.append(f"n/a {why}" + ("" if len(which) == len(agg) else f" ({', '.join(which)})"))
     notes = list(dict.fromkeys(notes))
     md = ("Table 4 layout: downstream hand-pose estimation trained on each mixture\n\n"
           + tabulate(rows, headers=headers, tablefmt="github") + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")

@@ -78,7 +78,7 @@ class StudyConfig:
     fractions: tuple[float, ...] = MX.REAL_FRACTIONS
     real_only_curve: bool = False
     subset_seed: int = 0
-    crop_size: int = 128
+    crop_size: int = 64
     crop_enlarge: float = 1.5
     frame_stride: int = 1
     device: str = "cpu"
@@ -175,6 +175,8 @@ class Study:
         metric_opts = {"mpjpe": {"backend": c.filter_backend, **c.filter_options}} if use_metric else None
         self.log(f"generated set: {gen.name} on {gds.split().dataset}/{gds.split().name}"
                  + (f", scoring with mpjpe/{c.filter_backend}" if use_metric else ""))
+        if use_metric and c.generated_run:
+            self._reuse_run_payloads(metric_opts["mpjpe"])
         res = evaluate(gen, gds, metrics=["mpjpe"] if use_metric else [], out=self.out / "generated",
                        device=c.device, seed=c.subset_seed, limit=c.generated_limit, metric_options=metric_opts,
                        force=c.force, progress=False)
@@ -203,6 +205,22 @@ class Study:
         atomic_write_json(self.out / "filter.json", info)
         self.log(f"filter: kept {len(kept)}, dropped {len(dropped)} of {len(scores)} generated videos")
         return info
+
+    def _reuse_run_payloads(self, options: dict) -> None:
+        """Copy the generated run's own mpjpe payloads of the same metric key (same videos, same GT)."""
+        from ..registry import REGISTRY
+
+        key = REGISTRY.load("metric", "mpjpe")(device=self.cfg.device, **options).key
+        src = Path(self.cfg.generated_run) / "payloads" / key
+        dst = self.out / "generated" / "payloads" / key
+        if src.is_dir():
+            n = 0
+            for f in src.iterdir():
+                if f.suffix in (".json", ".npz") and not (dst / f.name).exists():
+                    atomic_write_bytes(dst / f.name, f.read_bytes())
+                    n += 1
+            if n:
+                self.log(f"reused {n} mpjpe payloads ({key}) from {src}")
 
     def _generated_video(self, gen: Generator, sample):
         from ..store import RunStore
