@@ -173,7 +173,11 @@ def cached_sha256(path: Path) -> str:
 def checkpoint_hashes(root: Path, mode: str) -> dict[str, str]:
     """{relative path: sha256} of every file ``mode`` reads."""
     root = Path(root)
-    return {str(f.relative_to(root)): cached_sha256(f) for f in required_files(root, mode)}
+    files = required_files(root, mode)
+    per_video = root / "prompt_embeds"
+    if per_video.is_dir():
+        files += sorted(per_video.glob("*.safetensors"))
+    return {str(f.relative_to(root)): cached_sha256(f) for f in files}
 
 
 # --- prompt embeddings ----------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ class PAMGenerator(Generator):
         return {
             "name": self.name, "mode": self.mode, "conditions": list(self.conditions),
             "steps": self.steps, "guidance": self.guidance, "use_dynamic_cfg": self.use_dynamic_cfg,
-            "scheduler": "CogVideoXDPMScheduler(timestep_spacing=trailing)", "dtype": self.dtype_name,
+            "scheduler": "CogVideoXDPMScheduler(timestep_spacing=trailing)", "dtype": self._dtype_resolved(),
             "dropped_condition": "zero video latent and zero first-frame latent (training-time dropout)",
             "first_frame": "ground truth" if self.mode == "i2v" else "Stage II (FLUX double ControlNet, 28 steps, "
                                                                      "guidance 4, normals from depth gradients)",
@@ -107,6 +107,11 @@ class PAMGenerator(Generator):
             "checkpoint_sha256": self._hashes,
             "seed_policy": "torch.Generator(cpu).manual_seed(derive_seed(base, video_id)) for noise and VAE sampling",
         }
+
+    def _dtype_resolved(self) -> str:
+        if self.dtype_name != "auto":
+            return self.dtype_name
+        return "bf16" if self.device.startswith("cuda") else "fp32"
 
     # -- generation
     def pipeline(self):

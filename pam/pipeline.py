@@ -125,12 +125,12 @@ class PAMPipeline:
         per = self.root / "prompt_embeds" / f"{sample_id}.safetensors" if sample_id else None
         f = per if per is not None and per.is_file() else self.root / "prompt_embeds.safetensors"
         sd = load_file(str(f))
-        if "prompt_embeds" not in sd:
-            raise InputError(f, "needs a 'prompt_embeds' tensor [1, L, D]")
+        if not {"prompt_embeds", "negative_prompt_embeds"} <= set(sd):
+            raise InputError(f, "needs 'prompt_embeds' and 'negative_prompt_embeds' tensors [1, L, D]")
         want = self.motion.transformer.config.text_embed_dim
         if sd["prompt_embeds"].ndim != 3 or sd["prompt_embeds"].shape[-1] != want:
             raise InputError(f, f"prompt_embeds shape {tuple(sd['prompt_embeds'].shape)}; expected [1, L, {want}]")
-        return Prompt(sd["prompt_embeds"], sd.get("negative_prompt_embeds"))
+        return Prompt(sd["prompt_embeds"], sd["negative_prompt_embeds"])
 
     def flux_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
         from safetensors.torch import load_file

@@ -98,7 +98,7 @@ def test_identity_hashes_files_once(tiny_dir, monkeypatch):
     g = PAMGenerator(checkpoint=tiny_dir, mode="i2v", conditions="hand,depth", steps=3)
     ident = g.identity()
     assert ident["conditions"] == ["depth", "hand"] and ident["steps"] == 3 and ident["mode"] == "i2v"
-    assert ident["dtype"] == "auto" and ident["guidance"] == 6.0
+    assert ident["dtype"] == "fp32" and ident["guidance"] == 6.0  # auto on CPU
     hashes = ident["checkpoint_sha256"]
     assert hashes["transformer/diffusion_pytorch_model.safetensors"] == \
         sha256_file(tiny_dir / "transformer/diffusion_pytorch_model.safetensors")
@@ -162,3 +162,13 @@ def test_three_stages_from_a_pose_sequence(tiny_dir):
     assert video.shape == (9, 32, 48, 3) and video.dtype == np.uint8
     assert set(conds) == {"depth", "seg", "hand"} and sim.frames.shape == (9, 32, 48, 3)
     assert (conds["seg"].frames.max(-1) > 0).any()
+
+
+def test_per_video_prompts_are_part_of_the_identity(tiny_dir, tmp_path):
+    copy = tmp_path / "ck"
+    shutil.copytree(tiny_dir, copy)
+    base = PAMGenerator(checkpoint=copy, mode="i2v").identity()["checkpoint_sha256"]
+    (copy / "prompt_embeds").mkdir()
+    shutil.copy(copy / "prompt_embeds.safetensors", copy / "prompt_embeds" / "clip_0001.safetensors")
+    h = PAMGenerator(checkpoint=copy, mode="i2v").identity()["checkpoint_sha256"]
+    assert set(h) - set(base) == {"prompt_embeds/clip_0001.safetensors"}
