@@ -56,7 +56,7 @@ def _ints(s: str) -> tuple[int, ...]:
                    "train_command, predict_command)")
 @click.option("--seeds", default="0", show_default=True, help="training seeds, comma-separated")
 @click.option("--fractions", default="0.25,0.5,0.75,1", show_default=True, help="real-data shares added to gen.")
-@click.option("--real-only-curve", is_flag=True, help="also train on p%% real only (p < 100)")
+@click.option("--real-only-curve", is_flag=True, help="also train on p% real only (p < 100)")
 @click.option("--subset-seed", type=int, default=0, show_default=True, help="seed of the real-clip subsets")
 @click.option("--crop-size", type=int, default=64, show_default=True, help="hand crop side (px)")
 @click.option("--crop-enlarge", type=float, default=1.5, show_default=True, help="crop side / 2D joint box side")

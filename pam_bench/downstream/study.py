@@ -313,6 +313,8 @@ class Study:
         evals = self._frames("eval", eval_ds, eval_ids)
         gen_frames = self._frames("generated", gen_ds, filt["kept"], lambda s: self._generated_video(gen, s),
                                   extra={"generator": gen.identity()})
+        if not any(len(evals[v]) for v in eval_ids):
+            raise PamBenchError(f"the evaluation split {eval_ds.split().name} has no hand with GT joints")
         evalset = concat([evals[v] for v in eval_ids])
 
         common = {"schema": SCHEMA, "real": real_ds.identity(), "real_ids": real_ids, "eval": eval_ds.identity(),
