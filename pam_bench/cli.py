@@ -15,6 +15,7 @@ from .errors import PamBenchError
 LAZY_COMMANDS: dict[str, str] = {
     "evaluate": "pam_bench.commands.evaluate:evaluate",
     "table": "pam_bench.commands.evaluate:table",
+    "bench": "pam_bench.commands.bench:bench",
     "data": "pam_bench.commands.data:data",
     "downstream": "pam_bench.commands.downstream:downstream",
     "leaderboard": "pam_bench.commands.leaderboard:leaderboard",

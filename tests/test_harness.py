@@ -36,7 +36,7 @@ def test_results_equal_an_independent_computation(ds, tmp_path):
     lines = (tmp_path / "run" / "per_video.jsonl").read_text().splitlines()
     assert [json.loads(x)["video_id"] for x in lines] == list(ds.split().ids)
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert on_disk["metrics"]["ssim"]["backend"] == "gaussian11-s1.5-float64"
+    assert on_disk["metrics"]["ssim"]["backend"] == "skimage-gaussian11-s1.5"
     assert on_disk["dataset"]["manifest_hash"] == ds.split().manifest_hash
 
 

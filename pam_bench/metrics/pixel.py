@@ -3,7 +3,7 @@
 - SSIM: Wang et al. 2004 as scikit-image computes it with ``gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=255, channel_axis=-1``: 11x11 gaussian window
   (truncate 3.5), C1=(0.01*255)^2, C2=(0.03*255)^2, the mean over the interior (5-pixel border cropped),
-  per channel, then the channel mean. Vectorised over frames in float64 (matches skimage to ~1e-15).
+  per channel, then the channel mean (matches skimage to ~1e-7; see ssim_frames).
 - PSNR: 10*log10(255^2 / MSE) over all pixels and channels of a frame; a frame with MSE == 0
   (identical) is reported as ``PSNR_CAP_DB`` = 100 dB, and every frame is capped there.
 - LPIPS: the lpips package's AlexNet v0.1 network (its own linear heads), with the AlexNet backbone
@@ -32,26 +32,31 @@ def _gaussian_1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
 def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, chunk: int = 1) -> np.ndarray:
     """Per-frame SSIM of two uint8 [T,H,W,3] arrays (skimage's gaussian SSIM, channel mean).
 
-    Vectorised over a chunk of frames and the five moment images with scipy's separable correlate1d
-    in float64; only the interior that skimage averages is kept, so border handling cannot differ.
+    The five moment images of a frame (x, y, x², y², xy on values centred at 128, which leaves variances
+    and covariance unchanged and keeps float32 well-conditioned) are filtered together with scipy's
+    separable correlate1d in float32; only the interior that skimage averages is kept, so border handling
+    cannot differ. The SSIM map itself is formed in float64. Agrees with skimage to ~1e-7.
     """
     from scipy.ndimage import correlate1d
 
-    k = _gaussian_1d()
+    k = _gaussian_1d().astype(np.float32)
     pad = (k.size - 1) // 2
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
+    centre = np.float32(data_range / 2)
     out = np.empty(a.shape[0], dtype=np.float64)
     for s in range(0, a.shape[0], chunk):
-        x = np.ascontiguousarray(a[s:s + chunk].transpose(0, 3, 1, 2)).astype(np.float64)
-        y = np.ascontiguousarray(b[s:s + chunk].transpose(0, 3, 1, 2)).astype(np.float64)
+        x = np.ascontiguousarray(a[s:s + chunk].transpose(0, 3, 1, 2)).astype(np.float32) - centre
+        y = np.ascontiguousarray(b[s:s + chunk].transpose(0, 3, 1, 2)).astype(np.float32) - centre
         m = np.stack([x, y, x * x, y * y, x * y])  # [5, n, C, H, W]
         m = correlate1d(m, k, axis=-1, mode="reflect")[..., pad:-pad]
         m = correlate1d(m, k, axis=-2, mode="reflect")[..., pad:-pad, :]
-        ux, uy, uxx, uyy, uxy = m
+        ux, uy, uxx, uyy, uxy = m.astype(np.float64)
         vx = uxx - ux * ux
         vy = uyy - uy * uy
         vxy = uxy - ux * uy
+        ux += centre
+        uy += centre
         s_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
         out[s:s + x.shape[0]] = s_map.mean(axis=(2, 3)).mean(axis=-1)
     return out
@@ -85,7 +90,7 @@ class SSIM(_FrameMean):
     name = "ssim"
     direction = "higher"
     version = "1"
-    backend = "gaussian11-s1.5-float64"
+    backend = "skimage-gaussian11-s1.5"
 
     def frames(self, gt, gen):
         return ssim_frames(gt, gen)
@@ -135,23 +140,39 @@ def build_lpips(device: str = "cpu", net: str = "alex"):
             kern = np.asarray(top[nm]["kernel"])  # HWIO
             conv.weight.copy_(torch.from_numpy(kern.transpose(3, 2, 0, 1).copy()))
             conv.bias.copy_(torch.from_numpy(np.asarray(top[nm]["bias"]).copy()))
-    model = model.eval().to(device)
+    model = model.eval().to(device).to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
     _LPIPS_CACHE[key] = model
     return model
 
 
-def lpips_frames(model, a: np.ndarray, b: np.ndarray, device: str = "cpu", chunk: int = 8) -> np.ndarray:
+def lpips_frames(model, a: np.ndarray, b: np.ndarray, device: str = "cpu", chunk: int = 4) -> np.ndarray:
+    """Per-frame LPIPS of two uint8 [T,H,W,3] arrays.
+
+    Same arithmetic as ``lpips.LPIPS.forward`` (scaling layer, backbone, unit-normalised features, squared
+    difference, linear heads, spatial average, sum over layers), but both inputs go through the backbone in
+    one batched pass in channels_last layout (the tests check equality with the package's own call).
+    """
     import torch
 
+    from lpips import normalize_tensor
+
     out = np.empty(a.shape[0], dtype=np.float64)
+    cl = torch.channels_last
     with torch.inference_mode():
         for s in range(0, a.shape[0], chunk):
-            x = torch.from_numpy(np.array(a[s:s + chunk])).to(device).permute(0, 3, 1, 2).float()
-            y = torch.from_numpy(np.array(b[s:s + chunk])).to(device).permute(0, 3, 1, 2).float()
-            d = model(x / 127.5 - 1.0, y / 127.5 - 1.0)
-            out[s:s + x.shape[0]] = d.flatten().double().cpu().numpy()
+            x = torch.from_numpy(np.array(a[s:s + chunk])).to(device)
+            y = torch.from_numpy(np.array(b[s:s + chunk])).to(device)
+            n = x.shape[0]
+            xy = torch.cat([x, y]).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+            feats = model.net.forward(model.scaling_layer(xy).contiguous(memory_format=cl))
+            d = 0
+            for kk, f in enumerate(feats):
+                f = normalize_tensor(f)
+                diff = (f[:n] - f[n:]) ** 2
+                d = d + model.lins[kk](diff).mean(dim=(2, 3))
+            out[s:s + n] = d.flatten().double().cpu().numpy()
     return out
 
 
