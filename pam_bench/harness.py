@@ -92,11 +92,13 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
              dataset_options: dict | None = None, metric_options: dict | None = None,
              force: bool = False, codec: str = "lossless", progress: bool = True,
              gt_cache: str | Path | None = None, save_videos: bool = True,
-             trim: bool = False, resize: bool = False) -> dict:
+             trim: bool = False, resize: bool = False, condition_noise: float | None = None,
+             condition_noise_seed: int = 0) -> dict:
     """Evaluate a method on a dataset split; returns the results dict (also written to OUT/results.json).
 
     Resumable: videos and per-video payloads already in OUT are reused. ``shard="i/N"`` evaluates every
     N-th clip starting at i (for job arrays; merge the shard folders with :func:`merge`).
+    ``condition_noise=SIGMA``: Gaussian noise on the condition videos (uint8 units; see pam_bench.noise).
     """
     from .distributed import context
 
@@ -104,6 +106,9 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
     device = dctx.device if dctx else device
     ds = dataset if isinstance(dataset, Dataset) else build_dataset(dataset, root, split, **(dataset_options or {}))
     gen = method if isinstance(method, Generator) else build_method(method, device, **(method_options or {}))
+    if condition_noise:  # noisy conditions in, noise model in the method identity (pam_bench.noise)
+        from .noise import with_condition_noise
+        gen = with_condition_noise(gen, condition_noise, condition_noise_seed)
     mets = build_metrics(metrics, device, metric_options)
     gen.check_ready()
     for m in mets:

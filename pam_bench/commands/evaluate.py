@@ -61,8 +61,12 @@ def _metric_options(pairs) -> dict:
 @click.option("--force", is_flag=True, help="discard a run folder that holds a different run")
 @click.option("--gt-cache", type=click.Path(), default=None, help="GT-feature cache [$PAM_BENCH_HOME/gt_cache]")
 @click.option("--no-progress", is_flag=True)
+@click.option("--condition-noise", type=float, default=None,
+              help="SIGMA: Gaussian noise on the condition videos, uint8 units on 0..255 (pam_bench.noise)")
+@click.option("--condition-noise-seed", type=int, default=0, show_default=True, help="seed of that noise")
 def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, device, seed, limit, shard,
-             options, dataset_options, metric_options, codec, trim, resize, force, gt_cache, no_progress):
+             options, dataset_options, metric_options, codec, trim, resize, force, gt_cache, no_progress,
+             condition_noise, condition_noise_seed):
     """Generate (or read) videos for a dataset split and score them."""
     from ..harness import DEFAULT_METRICS
     from ..harness import evaluate as run
@@ -81,7 +85,8 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
     res = run(method=method, dataset=dataset, metrics=names, out=out, device=device, seed=seed, root=root,
               split=split, limit=limit, shard=shard, method_options=mopts,
               dataset_options=parse_kv(dataset_options), metric_options=_metric_options(metric_options),
-              force=force, codec=codec, progress=not no_progress, gt_cache=gt_cache, trim=trim, resize=resize)
+              force=force, codec=codec, progress=not no_progress, gt_cache=gt_cache, trim=trim, resize=resize,
+              condition_noise=condition_noise, condition_noise_seed=condition_noise_seed)
     click.echo(format_results([res]))
     click.echo(f"\nwrote {out}/results.json and {out}/per_video.jsonl")
 
