@@ -179,7 +179,7 @@ def background_texture(seed: int, height: int, width: int) -> np.ndarray:
     img *= shade[..., None]
     for _ in range(int(rng.integers(4, 8))):  # posters / objects on the wall and table: corners to track
         c = tuple(float(v) for v in _color(rng, sat=(0.3, 0.9), val=(0.3, 0.95)))
-        x0, y0 = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
+        x0, y0 = int(rng.integers(0, max(width - 40, 1))), int(rng.integers(0, max(height - 40, 1)))
         x1, y1 = x0 + int(rng.integers(20, 140)), y0 + int(rng.integers(15, 90))
         if rng.random() < 0.5:
             cv2.rectangle(img, (x0, y0), (x1, y1), c, -1)
