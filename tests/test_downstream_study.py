@@ -91,3 +91,33 @@ def test_embedded_trainer_is_deterministic_and_learns(one_thread):
     _, loss3 = tr.fit(fs, seed=4)
     assert loss3 != loss1
     assert np.mean(loss1[-5:]) < np.mean(loss1[:5])
+
+
+@pytest.mark.slow
+def test_study_on_dexycb_format_clips(tmp_path, one_thread):
+    """The dexycb defaults (s0-train real, s0-pam-val eval) on fixture clips in the toolkit's formats."""
+    from pam_bench.downstream.study import StudyConfig, run_study
+
+    from .fixtures_dexycb import make_dexycb_clip, make_dexycb_skeleton
+
+    root = tmp_path / "dexycb"
+    seqs = make_dexycb_skeleton(root)
+    subj = sorted(seqs, key=lambda s: int(s.split("-")[-1]))[0]
+    from pam_bench.datasets.dexycb import SERIALS
+
+    for seq_index, serials in ((0, SERIALS[:2]), (4, SERIALS[:1])):  # s0-train: i%5 != 4; s0-pam-val: i%5 == 4
+        for serial in serials:
+            make_dexycb_clip(root, subj, seqs[subj][seq_index], serial, n_frames=49,
+                             jpeg_quality=50)
+    cfg = StudyConfig(out=str(tmp_path / "out"), dataset="dexycb", root=str(root), real_limit=2, eval_limit=1,
+                      generated_method="oracle", generated_limit=1, filter_backend="none", frame_stride=8,
+                      trainer_options={"arch": "tiny", "steps": 2, "batch_size": 4}, crop_size=32, fractions=(1.0,))
+    res = run_study(cfg, log=lambda s: None)
+    runs = {r["mixture"]["name"]: r for r in res["runs"]}
+    assert set(runs) == {"real-100", "gen", "gen+real-100"}
+    assert runs["real-100"]["n_real_clips"] == 2 and runs["gen"]["n_generated_clips"] == 1
+    # frames 0, 8, ..., 48 of each 49-frame clip; the fixture's source frame 4 has no hand (not in the stride)
+    assert runs["real-100"]["n_train_images"] == 2 * 7
+    assert runs["gen"]["metrics"]["n_images"] == 7
+    cfg_json = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert cfg_json["identity"]["real"]["split"] == "s0-train" and cfg_json["identity"]["eval"]["split"] == "s0-pam-val"

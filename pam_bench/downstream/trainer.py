@@ -98,7 +98,7 @@ class EmbeddedTrainer(Trainer):
 
     name = "embedded"
 
-    def __init__(self, device: str = "cpu", arch: str = "resnet18", steps: int = 300, batch_size: int = 32,
+    def __init__(self, device: str = "cpu", arch: str = "resnet18", steps: int = 150, batch_size: int = 16,
                  lr: float = 1e-3, weight_decay: float = 1e-2, **options):
         if options:
             raise PamBenchError(f"embedded trainer: unknown option(s) {sorted(options)}; known: arch, steps, "
