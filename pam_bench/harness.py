@@ -43,22 +43,35 @@ def select_ids(split: Split, limit: int | None = None, shard: tuple[int, int] = 
     return ids[i::n]
 
 
+def _construct(kind: str, name: str, cls, **kw):
+    """Build a registered component; a bad option is a one-line error naming the component."""
+    try:
+        return cls(**kw)
+    except PamBenchError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise PamBenchError(f"{kind} '{name}': {e}") from None
+
+
 def build_dataset(name: str, root=None, split=None, **options) -> Dataset:
     cls = REGISTRY.load("dataset", name)
     kw = {k: v for k, v in {"root": root, "split": split}.items() if v is not None}
-    return cls(**kw, **options)
+    return _construct("dataset", name, cls, **kw, **options)
 
 
 def build_method(name: str, device: str = "cpu", **options) -> Generator:
     cls = REGISTRY.load("method", name)
-    return cls(device=device, **options)
+    return _construct("method", name, cls, device=device, **options)
 
 
 def build_metrics(names: Sequence[str], device: str = "cpu", options: dict | None = None) -> list:
+    unknown = set(options or {}) - set(names)
+    if unknown:
+        raise PamBenchError(f"metric options given for {sorted(unknown)}, which are not among --metrics {list(names)}")
     out = []
     for n in names:
         cls = REGISTRY.load("metric", n)
-        out.append(cls(device=device, **((options or {}).get(n, {}))))
+        out.append(_construct("metric", n, cls, device=device, **((options or {}).get(n, {}))))
     return out
 
 

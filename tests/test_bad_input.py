@@ -188,3 +188,13 @@ def test_changed_run_in_out_folder(evaldir, tmp_path, capsys):
     code, err = _eval(evaldir, tmp_path / "o", capsys, "--seed", "1")
     assert code != 0
     _one_line(err, "run.json", "--force")
+
+
+def test_bad_method_and_metric_options_name_the_component(evaldir, tmp_path, capsys):
+    code, err = run_cli(["evaluate", "--method", "static", "-o", "foo=1", "--limit", "1", "--metrics", "psnr",
+                         "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    assert code != 0
+    _one_line(err, "method 'static'", "foo")
+    code, err = _eval(evaldir, tmp_path / "o2", capsys, "-m", "psnr.nosuch=1", metrics="ssim")
+    assert code != 0
+    _one_line(err, "psnr", "not among --metrics")
