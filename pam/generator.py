@@ -44,10 +44,15 @@ class PAMGenerator(Generator):
     def __init__(self, device: str = "cpu", checkpoint=None, mode: str = "i2v",
                  conditions: str | tuple = "depth,seg,hand", steps: int = 50, guidance: float = 6.0,
                  dtype: str = "auto", offload=False, vae_tiling=False, use_dynamic_cfg=True, compile=False,
-                 **options: Any):
+                 stage1: str | None = None, stage1_file=None, mano_dir=None, **options: Any):
         if options:
             raise ValueError(f"unknown option(s) for method pam: {sorted(options)}; known: checkpoint, mode, "
-                             "conditions, steps, guidance, dtype, offload, vae_tiling, use_dynamic_cfg, compile")
+                             "conditions, steps, guidance, dtype, offload, vae_tiling, use_dynamic_cfg, compile, "
+                             "stage1, stage1_file, mano_dir")
+        from .stage1_sources import check_options
+
+        check_options(stage1, stage1_file, mode)  # Stage-I source for mode=full (pam.stage1_sources)
+        self.stage1, self.stage1_file, self.mano_dir = stage1, stage1_file, mano_dir
         if mode not in ("i2v", "full"):
             raise ValueError(f"mode must be 'i2v' or 'full', got {mode!r}")
         names = conditions.split(",") if isinstance(conditions, str) else list(conditions)
@@ -106,6 +111,7 @@ class PAMGenerator(Generator):
                      "bilinear; output: nearest-index frames + bilinear resize to the sample size",
             "checkpoint_sha256": self._hashes,
             "seed_policy": "torch.Generator(cpu).manual_seed(derive_seed(base, video_id)) for noise and VAE sampling",
+            **({"stage1": _stage1_identity(self.stage1, self.stage1_file, self.mano_dir)} if self.stage1 else {}),
         }
 
     def _dtype_resolved(self) -> str:
@@ -142,8 +148,34 @@ class PAMGenerator(Generator):
         fps = next(iter(sample.conditions.values())).fps if sample.video is None else sample.video.fps
         return conds, first, fps
 
+    def _stage1_inputs(self, sample: Sample):
+        """Stage I: conditions rendered from the pose source at the internal size (pam.stage1_sources)."""
+        from .stage1_sources import render_for_clip
+
+        ref = sample.video if sample.video is not None else next(iter(sample.conditions.values()), None)
+        if ref is None:
+            raise InputError(f"sample {sample.id}", "has neither a reference video nor conditions (frame count)")
+        pipe = self.pipeline()
+        with pipe.stage("stage1"):
+            conds = render_for_clip(self.stage1, self.stage1_file, sample.id, ref.num_frames, pipe.size,
+                                    self.mano_dir)
+        return conds, None, ref.fps, ref.size
+
     def generate(self, sample: Sample, seed: int) -> Video:
+        if self.stage1:
+            from .pipeline import from_internal
+
+            conds, _, fps, size = self._stage1_inputs(sample)
+            video, _ = self.pipeline().run(conds, self.conditions, seed, None, self.steps, self.guidance,
+                                           self.use_dynamic_cfg, sample_id=sample.id)
+            return Video(from_internal(video, len(video), size), fps)
         conds, first, fps = self._inputs(sample)
         video, _ = self.pipeline().run(conds, self.conditions, seed, first, self.steps, self.guidance,
                                        self.use_dynamic_cfg, sample_id=sample.id)
         return Video(video, fps)
+
+
+def _stage1_identity(stage1, stage1_file, mano_dir):
+    from .stage1_sources import identity
+
+    return identity(stage1, stage1_file, mano_dir)

@@ -59,6 +59,12 @@ class Prompt:
 class PAMPipeline:
     """Stage II + Stage III from one checkpoint folder (layout: ``pam.checkpoint``)."""
 
+    #: optional ``callable(stage_name) -> context manager`` around each stage (pam_bench.stagebench timing)
+    stage_timer = None
+
+    def stage(self, name: str):
+        return self.stage_timer(name) if self.stage_timer is not None else contextlib.nullcontext()
+
     def __init__(self, root, mode: str = "i2v", device: str = "cpu", dtype: torch.dtype = torch.float32,
                  offload: bool = False, vae_tiling: bool = False, compile: bool = False):
         from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
@@ -180,10 +186,12 @@ class PAMPipeline:
         n, size = self.num_frames, self.size
         inner = {k: to_internal(v, n, size, nearest=True) for k, v in conditions.items()}
         if first_frame is None:
-            ff = self.first_frame(inner, seed)
+            with self.stage("stage2"):
+                ff = self.first_frame(inner, seed)
         else:
             ff = to_internal(first_frame[None], 1, size, nearest=False)[0]
-        video = self.animate(ff, inner, selected, seed, steps, guidance, use_dynamic_cfg, sample_id)
+        with self.stage("stage3"):
+            video = self.animate(ff, inner, selected, seed, steps, guidance, use_dynamic_cfg, sample_id)
         return from_internal(video, T, (H, W)), from_internal(ff[None], 1, (H, W))[0]
 
     def from_pose(self, seq, seed: int, steps: int = 50, guidance: float = 6.0,
