@@ -85,3 +85,51 @@ def test_shards_cover_the_split_and_seeds_do_not_depend_on_order(ds, tmp_path):
     parts = [select_ids(sp, None, parse_shard(f"{i}/3")) for i in range(3)]
     assert sorted(sum(parts, [])) == sorted(sp.ids)
     assert derive_seed(42, "clip/01") == derive_seed(42, "clip/01") != derive_seed(43, "clip/01")
+
+
+class _MeanColour:
+    """A set metric shaped like FVD: the GT side comes from measure_reference (cached across runs)."""
+
+    from pam_bench.metrics.base import MeanMetric as _Base
+
+
+class MeanColourGap(_MeanColour._Base):
+    name = "colourgap"
+    direction = "lower"
+    version = "1"
+    backend = "test"
+    uses_reference_video = False
+
+    def measure_reference(self, sample):
+        self.reference_calls = getattr(self, "reference_calls", 0) + 1
+        return {"real_mean": np.asarray(sample.video.frames.mean(axis=(0, 1, 2)))}
+
+    def measure(self, sample, generated):
+        return {"gen_mean": np.asarray(generated.frames.mean(axis=(0, 1, 2)))}
+
+    def update(self, payload):
+        super().update({"value": float(np.abs(payload["real_mean"] - payload["gen_mean"]).mean())})
+
+
+def test_warm_gt_cache_skips_reference_decoding(ds, tmp_path, monkeypatch):
+    """Folder-method re-evaluation with a warm GT cache never loads the GT clips, with identical results."""
+    from pam_bench.registry import REGISTRY
+
+    monkeypatch.setitem(REGISTRY._entries, ("metric", "colourgap"),
+                        REGISTRY.get("metric", "ssim").__class__("metric", "colourgap",
+                                                                 "tests.test_harness:MeanColourGap", "test"))
+    first = evaluate(Noisy(), ds, ["colourgap"], tmp_path / "gen", progress=False, gt_cache=tmp_path / "cache")
+    from baselines.folder import FolderMethod
+
+    loads = []
+    real_load = ds.load
+    monkeypatch.setattr(ds, "load", lambda vid: loads.append(vid) or real_load(vid))
+    videos = tmp_path / "gen" / "videos"
+    res = evaluate(FolderMethod(videos=videos), ds, ["colourgap"], tmp_path / "warm", progress=False,
+                   gt_cache=tmp_path / "cache")
+    assert loads == []
+    assert res["metrics"]["colourgap"]["value"] == pytest.approx(first["metrics"]["colourgap"]["value"], abs=1e-9)
+    cold = evaluate(FolderMethod(videos=videos), ds, ["colourgap"], tmp_path / "cold", progress=False,
+                    gt_cache=tmp_path / "cache2")
+    assert len(loads) == len(ds.split().ids)
+    assert cold["metrics"]["colourgap"]["value"] == res["metrics"]["colourgap"]["value"]

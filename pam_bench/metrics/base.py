@@ -61,6 +61,9 @@ class Metric(ABC):
     backend: str = "numpy"
     #: What measure() reads from the sample besides the video: e.g. ("joints_3d",).
     needs: ClassVar[tuple[str, ...]] = ()
+    #: False when measure() never reads the GT video (its GT side comes from measure_reference, which the
+    #: harness caches): then a warm GT cache lets the harness skip decoding the reference clip.
+    uses_reference_video: ClassVar[bool] = True
 
     def __init__(self, device: str = "cpu", **options):
         self.device = device

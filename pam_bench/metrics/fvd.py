@@ -115,6 +115,7 @@ class FVD(Metric):
     version = "1"
     kind = "set"
     unit = ""
+    uses_reference_video = False  # measure() reads only the generated clip; the GT side is cached
 
     def __init__(self, device: str = "cpu", **options):
         self.detector = _choice_option(options, "detector", DETECTORS[0], DETECTORS)
