@@ -16,8 +16,22 @@ import click
               help="pixel: SSIM/PSNR/LPIPS pass vs decode vs a naive loop (memory at N and 2N); "
                    "gt-cache: FVD with a cold vs a warm GT-feature cache")
 @click.option("--skip-naive", is_flag=True, help="do not run the (slow) naive loop")
-def bench(pairs, frames, height, width, what, skip_naive):
-    """Benchmark the metric pass on N synthetic video pairs (subprocesses; peak RSS per mode)."""
+@click.option("--method", default=None, help="per-stage time and memory of one method on one synthetic clip "
+              "(pam: Stage I/II/III beside the paper's Table 5; others: one 'generate' stage)")
+@click.option("--checkpoint", type=click.Path(), default=None, help="--method: model checkpoint directory")
+@click.option("-o", "--option", "options", multiple=True, help="--method: method option key=value")
+@click.option("--device", default="cpu", show_default=True, help="--method: cpu, cuda, ...")
+@click.option("--seed", default=42, show_default=True, type=int, help="--method: base seed")
+def bench(pairs, frames, height, width, what, skip_naive, method, checkpoint, options, device, seed):
+    """Benchmark the metric pass on N synthetic video pairs (subprocesses; peak RSS per mode), or with
+    --method M one method's generation stages."""
+    if method:
+        from ..stagebench import bench_method, format_table
+        from .evaluate import parse_kv
+
+        opts = {**parse_kv(options), **({"checkpoint": checkpoint} if checkpoint else {})}
+        click.echo(format_table(bench_method(method, device, opts, frames, height, width, seed)))
+        return
     from tabulate import tabulate
 
     from ..bench import make_pairs, run_mode
