@@ -62,6 +62,13 @@ LAYOUTS: dict[str, Layout] = {
     "table3": Layout("table3", "Table 3. Ablation on input conditions (DexYCB)", "Conditions",
                      ("fvd", "mf", "lpips", "ssim", "psnr", "mpjpe"),
                      reported_protocol="reported: PAM paper Table 3, DexYCB s0 val, 1,600 clips"),
+    "supp2": Layout("supp2", "Supplementary Table 2. Masking probability and input-condition quality (DexYCB)",
+                    "Settings", ("fvd", "psnr", "mpjpe"),
+                    reported_protocol="reported: PAM supplementary Table 2, DexYCB s0 val (as Table 1); noise "
+                                      "scale not stated"),
+    "supp3": Layout("supp3", "Supplementary Table 3. Ablation on the Stage-I method", "Method (Stage-I)",
+                    ("fvd", "mf", "mpjpe"),
+                    reported_protocol="reported: PAM supplementary Table 3; dataset and clip count not stated"),
     "supp6": Layout("supp6", "Supplementary Table 6. Ablation on the I2V backbone (DexYCB)", "Encoder Type",
                     ("fvd", "psnr", "mpjpe"), venue=True,
                     reported_protocol="reported: PAM supplementary Table 6, DexYCB s0 val, 1,600 clips"),
@@ -178,6 +185,10 @@ def method_label(result: dict) -> str:
     cond = m.get("conditions")
     if cond:
         label += f" w/ {'+'.join(cond) if isinstance(cond, (list, tuple)) else cond}"
+    if isinstance(m.get("stage1"), dict):  # supp3: the Stage-I source (pam.stage1_sources)
+        label += f", Stage I {m['stage1'].get('source')}"
+    noise = m.get("condition_noise")  # supp2: clean vs noisy conditions (pam_bench.noise)
+    label += f" + noisy cond (σ={noise['sigma']:g}/255)" if isinstance(noise, dict) else ""
     return label
 
 
