@@ -11,7 +11,7 @@ from .evaluate import parse_kv
 
 @click.command("leaderboard")
 @click.argument("results", nargs=-1, type=click.Path())
-@click.option("--layout", type=click.Choice(["table1", "table2", "table3", "supp6"]), default="table1",
+@click.option("--layout", type=click.Choice(["table1", "table2", "table3", "supp2", "supp3", "supp6"]), default="table1",
               show_default=True, help="the paper's table: 1 DexYCB, 2 OAKINK2, 3 condition ablation, supp. 6 backbone")
 @click.option("--format", "fmt", type=click.Choice(["md", "tex", "csv", "html"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(), default=None,
