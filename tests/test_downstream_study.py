@@ -44,6 +44,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, one_thread, monkeypatch):
     rows = list(csv.DictReader((out / "table4.csv").read_text().splitlines()))
     assert [r["name"] for r in rows] == ["real-100", "gen", "gen+real-50", "gen+real-100"]
     assert all(np.isfinite(float(r["pa_mpjpe_mm"])) for r in rows) and all(r["pa_mpvpe_mm"] == "" for r in rows)
+    assert all(float(r["mean_pose_pa_mpjpe_mm"]) > 0 for r in rows) and "mean-pose PA-MPJPE" in md
     png = (out / "fig7.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 

@@ -2,7 +2,8 @@
 
 Table 4 rows: All real data; All gen. data; All gen. + 25/50/75/100% real data (plus p%-real-only rows
 when requested). Columns: PA-MPJPE, PA-MPVPE (mm, lower is better), F-score at 5 and 15 mm, AUC of
-aligned joints (0-50 mm), train images, seeds. With several seeds a cell is ``mean ± std`` (sample std).
+aligned joints (0-50 mm), the mean-pose reference (PA-MPJPE when every image gets the mixture's mean
+pose), train images, seeds. With several seeds a cell is ``mean ± std`` (sample std).
 A metric that could not be computed is ``n/a`` with the reason under the table, never a number.
 
 Fig. 7: one panel per metric; x = share of the real training clips (0% = generated only), solid line =
@@ -26,7 +27,10 @@ COLUMNS = (  # key, label, decimals
     ("f_at_5mm", "F@5mm ↑", 4),
     ("f_at_15mm", "F@15mm ↑", 4),
     ("auc_joints", "AUC 0-50mm ↑", 4),
+    ("mean_pose_pa_mpjpe_mm", "mean-pose PA-MPJPE (mm)", 2),
 )
+#: reference columns: shown in the table, not plotted
+REFERENCE = ("mean_pose_pa_mpjpe_mm",)
 
 
 def aggregate(runs: list[dict]) -> list[dict]:
@@ -73,7 +77,9 @@ def write_report(runs: list[dict], out: Path, fractions: Sequence[float]) -> lis
     headers, rows = table_rows(agg)
     f_on = sorted({x for a in agg for x in a["fscore_on"] if x})
     notes = [f"F-scores on {', '.join(f_on)} after Procrustes alignment (FreiHAND F_aligned); "
-             "the paper's are on the 778 MANO vertices."]
+             "the paper's are on the 778 MANO vertices.",
+             "mean-pose PA-MPJPE: the same evaluation when every image is given the training mixture's mean "
+             "root-relative pose (a model that ignores the image); a trained model should be below it."]
     reasons = sorted({why for a in agg for why in a["reasons"]})
     for why in reasons:
         which = [a["label"] for a in agg if why in a["reasons"]]
@@ -101,7 +107,7 @@ def plot_fig7(agg: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [(k, label) for k, label, _ in COLUMNS if any(a["values"][k] for a in agg)]
+    keys = [(k, label) for k, label, _ in COLUMNS if k not in REFERENCE and any(a["values"][k] for a in agg)]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
     base = next((a for a in agg if a["name"] == "real-100"), None)
     for ax, (k, label) in zip(axes[0], keys):

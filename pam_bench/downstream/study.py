@@ -276,6 +276,8 @@ class Study:
         pred = trainer.run(train, evalset, seed, d)
         ev = PoseEvaluator()
         ev.feed(evalset.xyz, pred["xyz"], evalset.verts, pred.get("verts"))
+        metrics = ev.result()
+        metrics["mean_pose_pa_mpjpe_mm"] = mean_pose_reference(train, evalset)
         buf_arrays = {"pred_xyz": np.asarray(pred["xyz"], np.float32)}
         if pred.get("verts") is not None:
             buf_arrays["pred_verts"] = np.asarray(pred["verts"], np.float32)
@@ -284,7 +286,7 @@ class Study:
         buf = io.BytesIO()
         np.savez(buf, **buf_arrays)
         atomic_write_bytes(d / "predictions.npz", buf.getvalue())
-        result = {"key": key, "mixture": mixture.to_json(), "seed": int(seed), "metrics": ev.result(),
+        result = {"key": key, "mixture": mixture.to_json(), "seed": int(seed), "metrics": metrics,
                   "n_train_images": len(train), **counts, "seconds": round(time.time() - t0, 2)}
         atomic_write_json(res_path, result)
         m = result["metrics"]
@@ -341,6 +343,17 @@ class Study:
         paths = write_report(results, self.out, c.fractions)
         self.log("wrote " + ", ".join(str(p) for p in paths))
         return {"runs": results, "files": [str(p) for p in paths]}
+
+
+def mean_pose_reference(train: FrameSet, evalset: FrameSet) -> float:
+    """PA-MPJPE (mm) of predicting the training mixture's mean root-relative pose for every evaluation
+    image: what a model that ignores the image scores (a trained model should be below it)."""
+    from .trainer import root_relative
+
+    mean = root_relative(train.xyz.astype(np.float64)).mean(axis=0)
+    ev = PoseEvaluator()
+    ev.feed(evalset.xyz, np.repeat(mean[None], len(evalset), axis=0))
+    return float(ev.result()["pa_mpjpe_mm"])
 
 
 def _jsonable(d: Any) -> Any:

@@ -6,8 +6,9 @@ predicts a mesh, 778 vertices. Trainers are listed in :data:`TRAINERS` (name -> 
 
 The embedded trainer is a small torchvision regressor from random initialisation (no pretrained
 weights, nothing downloaded): ``resnet18`` (default) or ``tiny`` (4 conv layers, for tests) on the
-``S x S`` crops, predicting the 21 joints relative to SimpleHand's root (joint 9, middle MCP), in
-decimetres, with an L1 loss. Like SimpleHand it trains for a fixed number of minibatches drawn with
+``S x S`` crops, predicting the 21 joints relative to SimpleHand's root (joint 9, middle MCP),
+standardised per coordinate by the training mixture's mean and std (the last layer starts at the mean
+pose: zero bias, weights x0.01), with an L1 loss. Like SimpleHand it trains for a fixed number of minibatches drawn with
 replacement (so every mixture gets the same optimisation budget whatever its size), AdamW
 (lr ``lr``, weight decay 1e-2; biases and norms without decay) and gradient clipping at norm 1.
 No augmentation. Deterministic for a seed on CPU (seeded init and sampling); on CUDA it uses bf16
@@ -35,7 +36,7 @@ TRAINERS: dict[str, str] = {
 }
 
 ARCHS = ("resnet18", "tiny")
-TARGET_SCALE = 10.0  # metres -> decimetres for the regression targets
+STD_FLOOR_M = 1e-3  # floor of the per-coordinate target std (the root joint's is 0)
 
 
 def get_trainer(name: str, device: str = "cpu", **options) -> "Trainer":
@@ -82,6 +83,15 @@ def build_net(arch: str):
     raise PamBenchError(f"embedded trainer: unknown arch {arch!r}; known: {', '.join(ARCHS)}")
 
 
+def _init_head(net) -> None:
+    """Start at the mixture's mean pose: the last linear layer gets zero bias and small weights."""
+    import torch.nn as nn
+
+    last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    last.weight.data.mul_(0.01)
+    last.bias.data.zero_()
+
+
 def _to_input(images: np.ndarray, device):
     import torch
 
@@ -116,7 +126,8 @@ class EmbeddedTrainer(Trainer):
 
         return {"trainer": self.name, "arch": self.arch, "pretrained": False, "steps": self.steps,
                 "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
-                "target": f"21 joints relative to joint {ROOT_INDEX}, x{TARGET_SCALE:g} (decimetres), L1",
+                "target": f"21 joints relative to joint {ROOT_INDEX}, standardised per coordinate by the "
+                          "mixture's mean and std; head starts at the mean pose; L1",
                 "sampling": "minibatches with replacement", "augmentation": "none",
                 "torch": torch.__version__}
 
@@ -137,10 +148,15 @@ class EmbeddedTrainer(Trainer):
             raise PamBenchError("embedded trainer: the training mixture has no frames")
         dev = torch.device(self.device)
         torch.manual_seed(int(seed))
-        net = build_net(self.arch).to(dev)
+        net = build_net(self.arch)
+        _init_head(net)
+        net = net.to(dev)
         opt = self._optimizer(net)
         gen = torch.Generator().manual_seed(int(seed))
-        target = torch.from_numpy(root_relative(train.xyz.astype(np.float32)).reshape(len(train), 63) * TARGET_SCALE)
+        rel = root_relative(train.xyz.astype(np.float64)).reshape(len(train), 63)
+        net.target_mean = rel.mean(axis=0)
+        net.target_std = np.maximum(rel.std(axis=0), STD_FLOOR_M)
+        target = torch.from_numpy(((rel - net.target_mean) / net.target_std).astype(np.float32))
         use_bf16 = dev.type == "cuda"
         losses = []
         net.train()
@@ -167,8 +183,8 @@ class EmbeddedTrainer(Trainer):
         with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             for i in range(0, len(frames), batch):
                 out.append(net(_to_input(frames.images[i:i + batch], dev)).float().cpu().numpy())
-        pred = np.concatenate(out).reshape(-1, 21, 3) / TARGET_SCALE
-        return pred.astype(np.float64)
+        pred = np.concatenate(out).astype(np.float64) * net.target_std + net.target_mean
+        return pred.reshape(-1, 21, 3)
 
     def run(self, train: FrameSet, evalset: FrameSet, seed: int, workdir: Path) -> dict[str, np.ndarray | None]:
         from safetensors.torch import save
