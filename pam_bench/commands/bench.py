@@ -72,5 +72,6 @@ def bench(pairs, frames, height, width, what, skip_naive, method, checkpoint, op
             rows = [["cold GT cache", cold["seconds"], cold["cpu_seconds"], cold["peak_rss_mb"]],
                     ["warm GT cache", warm["seconds"], warm["cpu_seconds"], warm["peak_rss_mb"]]]
             click.echo(tabulate(rows, headers=["FVD run", "wall s", "CPU s", "peak RSS MB"], floatfmt=".2f"))
+            click.echo("(model loading excluded from both; the warm run decodes only the generated videos)")
             click.echo(f"\nwarm speed-up (CPU time): {cold['cpu_seconds'] / warm['cpu_seconds']:.2f}x; "
                        f"same value: {cold['values'] == warm['values']}")
