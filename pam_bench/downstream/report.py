@@ -8,7 +8,7 @@ A metric that could not be computed is ``n/a`` with the reason under the table, 
 
 Fig. 7: one panel per metric; x = share of the real training clips (0% = generated only), solid line =
 generated + p% real, dotted = p% real only (when run), dashed horizontal line = the 100%-real baseline.
-(pam_bench/plots.py did not exist when this was written, so the plot lives here.)
+Drawn with pam_bench.plots.
 """
 from __future__ import annotations
 
@@ -101,34 +101,32 @@ def write_report(runs: list[dict], out: Path, fractions: Sequence[float]) -> lis
     return [out / "table4.md", out / "table4.csv", png]
 
 
-def plot_fig7(agg: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [(k, label) for k, label, _ in COLUMNS if k not in REFERENCE and any(a["values"][k] for a in agg)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
+def fig7_panels(agg: list[dict]) -> list[dict]:
+    """One pam_bench.plots panel per plotted metric (x in %; None where a mixture was not run)."""
     base = next((a for a in agg if a["name"] == "real-100"), None)
-    for ax, (k, label) in zip(axes[0], keys):
-        for generated, style, name in ((True, "o-", "generated + p% real"), (False, "s:", "p% real only")):
-            pts = sorted((100 * a["real_fraction"], np.mean(a["values"][k])) for a in agg
-                         if a["generated"] == generated and a["values"][k]
-                         and (generated or a["name"] != "real-100"))
-            if not generated and base is not None and base["values"][k] and pts:
-                pts.append((100.0, float(np.mean(base["values"][k]))))
-            if pts and (generated or len(pts) > 1):
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, style, label=name)
-        if base is not None and base["values"][k]:
-            ax.axhline(float(np.mean(base["values"][k])), ls="--", color="gray", label="100% real (baseline)")
-        ax.set_xlabel("real training data (%)")
-        ax.set_title(label)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    xs = sorted({100.0 * a["real_fraction"] for a in agg if a["generated"]})
+    panels = []
+    for k, label, _ in COLUMNS:
+        if k in REFERENCE or not any(a["values"][k] for a in agg):
+            continue
+
+        def at(x: float, generated: bool):
+            for a in agg:
+                if a["generated"] == generated and abs(100.0 * a["real_fraction"] - x) < 1e-9 and a["values"][k]:
+                    return float(np.mean(a["values"][k]))
+            return None
+
+        series = {"generated + p% real": [at(x, True) for x in xs]}
+        if any(not a["generated"] and a["name"] != "real-100" for a in agg):
+            series["p% real only"] = [at(x, False) for x in xs]
+        baseline = float(np.mean(base["values"][k])) if base is not None and base["values"][k] else None
+        panels.append({"x": xs, "y": series, "baseline": baseline, "title": label, "ylabel": label,
+                       "xlabel": "real training data (%)", "baseline_label": "100% real data only"})
+    return panels
+
+
+def plot_fig7(agg: list[dict], path: Path) -> Path:
+    """Fig. 7 as a PNG through pam_bench.plots (0% = generated data only)."""
+    from ..plots import save_png
+
+    return save_png(fig7_panels(agg), path, dpi=110)
