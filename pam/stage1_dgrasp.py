@@ -57,7 +57,7 @@ def quat_wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def _load_dict(path: Path) -> dict:
-    from pam_bench.weights import load_numpy_pickle
+    from pam_bench.weights import load_numpy_pickle, npy_pickle_body
 
     raw = path.read_bytes()
     if raw.startswith(b"PK"):  # .npz (zip)
@@ -66,17 +66,7 @@ def _load_dict(path: Path) -> dict:
                 return {k: z[k] for k in z.files}
         except ValueError as e:
             raise InputError(path, f"npz with object arrays or unreadable ({e}); save plain arrays") from None
-    if raw.startswith(b"\x93NUMPY"):
-        f = io.BytesIO(raw)
-        try:
-            major, _ = np.lib.format.read_magic(f)
-            reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            _, _, dtype = reader(f)
-        except ValueError as e:
-            raise InputError(path, f"bad .npy header ({e})") from None
-        if dtype != object:
-            raise InputError(path, f"a plain {dtype} array, not a dict of D-Grasp motion arrays")
-        raw = raw[f.tell():]
+    raw = npy_pickle_body(raw, path, "a dict of D-Grasp motion arrays")
     data = load_numpy_pickle(raw)
     if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():
         data = data.item()

@@ -201,21 +201,9 @@ class GraspXLSequence:
 def _pickle_bytes(path: Path) -> bytes:
     """The pickle inside a file: the whole file, or, for ``np.save`` of an object (.npy with a header),
     what follows the header."""
-    raw = path.read_bytes()
-    if not raw.startswith(b"\x93NUMPY"):
-        return raw
-    import io
+    from pam_bench.weights import npy_pickle_body
 
-    f = io.BytesIO(raw)
-    try:
-        major, _ = np.lib.format.read_magic(f)
-        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        _, _, dtype = reader(f)
-    except ValueError as e:
-        raise InputError(path, f"bad .npy header ({e})") from None
-    if dtype != object:
-        raise InputError(path, f"a plain {dtype} array, not GraspXL's pickled dict")
-    return raw[f.tell():]
+    return npy_pickle_body(path.read_bytes(), path, "GraspXL's pickled dict")
 
 
 def read_graspxl(path) -> GraspXLSequence:

@@ -199,6 +199,26 @@ def load_numpy_pickle(path_or_bytes) -> object:
                          f"not a numpy-only pickle ({e})") from None
 
 
+def npy_pickle_body(raw: bytes, path, what: str) -> bytes:
+    """The pickle inside a file's bytes: the whole file, or, for ``np.save`` of a Python object (a .npy
+    header with dtype object), what follows the header. A plain numeric .npy is an InputError naming
+    ``what`` was expected. Feed the result to :func:`load_numpy_pickle`."""
+    if not raw.startswith(b"\x93NUMPY"):
+        return raw
+    import numpy as np
+
+    f = io.BytesIO(raw)
+    try:
+        major, _ = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        _, _, dtype = reader(f)
+    except ValueError as e:
+        raise InputError(path, f"bad .npy header ({e})") from None
+    if dtype != object:
+        raise InputError(path, f"a plain {dtype} array, not {what}")
+    return raw[f.tell():]
+
+
 def status() -> list[dict]:
     rows = []
     for name, p in PINNED.items():

@@ -2,7 +2,6 @@
 streaming/merge exactness, the n < 2 path, clip policies, and (with the weights) the port's features."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -11,17 +10,11 @@ from pam_bench.metrics.frechet import (FrechetStats, frechet_distance, frechet_d
                                        frechet_from_stats)
 from pam_bench.metrics.fvd import FEATURE_DIM, FVD
 from pam_bench.types import Sample, Video
+from .conftest import require_weights as _require
 
 
-def require_weights(name: str = "i3d-k400") -> None:
-    """Skip when the weights are absent, unless PAM_BENCH_REQUIRE_WEIGHTS is set (then fail)."""
-    from pam_bench import weights as W
-
-    if W.locate(name) is None:
-        msg = f"weights '{name}' absent (run: pam-bench weights fetch {name})"
-        if os.environ.get("PAM_BENCH_REQUIRE_WEIGHTS"):
-            pytest.fail(msg + " and PAM_BENCH_REQUIRE_WEIGHTS is set")
-        pytest.skip(msg)
+def require_weights(name: str = "i3d-k400"):
+    return _require(name)
 
 
 def _psd_sqrt(s: np.ndarray) -> np.ndarray:

@@ -3,7 +3,6 @@ weights) 'playing cricket' top-1 on DeepMind's example clip."""
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +10,15 @@ import pytest
 
 from pam_bench.errors import InputError
 from pam_bench.metrics import i3d as I
+from .conftest import require_weights as _require
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CRICKET = DATA / "i3d_examples" / "v_CricketShot_g04_c01_rgb.gif"
 LABELS = DATA / "i3d_examples" / "kinetics400_label_map.txt"
 
 
-def require_weights(name: str = "i3d-k400") -> None:
-    """Skip when the weights are absent, unless PAM_BENCH_REQUIRE_WEIGHTS is set (then fail)."""
-    from pam_bench import weights as W
-
-    if W.locate(name) is None:
-        msg = f"weights '{name}' absent (run: pam-bench weights fetch {name})"
-        if os.environ.get("PAM_BENCH_REQUIRE_WEIGHTS"):
-            pytest.fail(msg + " and PAM_BENCH_REQUIRE_WEIGHTS is set")
-        pytest.skip(msg)
+def require_weights(name: str = "i3d-k400"):
+    return _require(name)
 
 
 # --- TF 'SAME' padding -----------------------------------------------------------------------------

@@ -11,8 +11,6 @@
 """
 from __future__ import annotations
 
-import math
-from typing import ClassVar
 
 import numpy as np
 
