@@ -29,6 +29,8 @@ run: setup weights
 	  $(PB) evaluate --method $$m --dataset synthetic --metrics $(DEMO_METRICS) --out $(RUNS)/$$m >/dev/null || exit 1; \
 	done
 	$(PB) table $(RUNS)/oracle $(RUNS)/static $(RUNS)/sim-render
+	@echo
+	$(PB) leaderboard $(RUNS)/oracle $(RUNS)/static $(RUNS)/sim-render --layout table1 --format md
 
 # Table 1 layout for the embedded default (the paper's reported rows beside make run's runs).
 leaderboard: run

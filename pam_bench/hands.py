@@ -159,9 +159,12 @@ class MediaPipeHands(HandPoseBackend):
         import mediapipe as mp
         from mediapipe.tasks.python import vision
 
+        from .video import quiet_native_stderr
+
         h, w = video.size
         out: Detections = []
-        with vision.HandLandmarker.create_from_options(self._options()) as lm:
+        # MediaPipe/TFLite log start-up notes straight to fd 2; errors still arrive as exceptions.
+        with quiet_native_stderr(), vision.HandLandmarker.create_from_options(self._options()) as lm:
             for t, frame in enumerate(video.frames):
                 image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
                 if self.mode == "image":

@@ -39,7 +39,7 @@ def read_video(path, max_frames: int | None = None) -> Video:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """Silence codec libraries' own log lines (ffmpeg, dmlc) while opening a file: a bad file is reported
     once, by us, as one line naming it."""
     try:
@@ -62,7 +62,7 @@ def _quiet_native_stderr():
 def _read_decord(path: Path, max_frames):
     import decord
 
-    with _quiet_native_stderr():
+    with quiet_native_stderr():
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     n = len(vr)
     if n == 0:

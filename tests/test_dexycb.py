@@ -306,3 +306,31 @@ def test_pam_sample_condition_videos_format():
     d_fg = np.stack([nearest_resize(f, 480, 720) for f in depth]).max(-1) > 19
     iou = (seg_fg & d_fg).sum() / (seg_fg | d_fg).sum()
     assert iou > 0.9  # depth is black exactly where the seg is background (up to codec edges)
+
+
+# ---------------------------------------------------------------------- end to end through the CLI
+def test_evaluate_oracle_on_a_fixture_tree(tmp_path):
+    """`pam-bench evaluate --method oracle --dataset dexycb --root R` on a full-shape tree whose first
+    s0-pam-val clip is real-format: the oracle scores SSIM 1 and the PSNR cap, in PAM's clip order."""
+    import json
+
+    from pam_bench.cli import main
+    from pam_bench.metrics.pixel import PSNR_CAP_DB
+
+    root = tmp_path / "dexycb"
+    make_dexycb_skeleton(root)
+    first = DexYCB(root=root, split="s0-pam-val").split().ids[0]
+    subj, seq, ser = first.split("/")
+    make_dexycb_clip(root, subj, seq, ser, n_frames=49, jpeg_quality=60)
+    out = tmp_path / "run"
+    try:
+        main(["evaluate", "--method", "oracle", "--dataset", "dexycb", "--root", str(root), "--split",
+              "s0-pam-val", "--limit", "1", "--metrics", "ssim,psnr", "--out", str(out), "--no-progress"])
+    except SystemExit as e:
+        assert not e.code
+    r = json.loads((out / "results.json").read_text())
+    assert r["dataset"]["name"] == "dexycb" and r["dataset"]["split"] == "s0-pam-val"
+    assert r["n_evaluated"] == 1
+    assert r["metrics"]["ssim"]["value"] == pytest.approx(1.0, abs=1e-12)
+    assert r["metrics"]["psnr"]["value"] == PSNR_CAP_DB
+    assert [json.loads(x)["video_id"] for x in (out / "per_video.jsonl").read_text().splitlines()] == [first]
