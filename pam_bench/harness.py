@@ -150,7 +150,7 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
                           dataset_options or {}, "root": str(Path(root).resolve()) if root else None})
     mine = dctx.share(ids) if dctx else ids
 
-    def todo(vid: str) -> tuple[bool, list]:
+    def todo(vid: str) -> tuple[bool, bool]:
         need_vid = gen.writes_videos and save_videos and not store.has_video(vid)
         need_m = any(not store.has_payload(m.key, vid) for m in mets)
         return need_vid, need_m
