@@ -94,7 +94,6 @@ def test_embedded_trainer_is_deterministic_and_learns(one_thread):
     assert np.mean(loss1[-5:]) < np.mean(loss1[:5])
 
 
-@pytest.mark.slow
 def test_study_on_dexycb_format_clips(tmp_path, one_thread):
     """The dexycb defaults (s0-train real, s0-pam-val eval) on fixture clips in the toolkit's formats."""
     from pam_bench.downstream.study import StudyConfig, run_study
