@@ -147,7 +147,7 @@ def build_lpips(device: str = "cpu", net: str = "alex"):
     return model
 
 
-def lpips_frames(model, a: np.ndarray, b: np.ndarray, device: str = "cpu", chunk: int = 4) -> np.ndarray:
+def lpips_frames(model, a: np.ndarray, b: np.ndarray, device: str = "cpu", chunk: int = 2) -> np.ndarray:
     """Per-frame LPIPS of two uint8 [T,H,W,3] arrays.
 
     Same arithmetic as ``lpips.LPIPS.forward`` (scaling layer, backbone, unit-normalised features, squared
