@@ -7,6 +7,13 @@ Public API (imports are lazy: ``import pam_bench`` is cheap)::
 """
 from __future__ import annotations
 
+import os as _os
+
+# pam-bench never downloads weights at run time: every model loads from a local, user-given path. Tell the
+# Hugging Face libraries so, so that a mistyped path fails locally instead of becoming a hub request.
+_os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 __version__ = "0.1.0"
 __all__ = ["evaluate", "list_entries", "__version__"]
 
