@@ -311,18 +311,9 @@ BACKENDS: dict[str, type[HandPoseBackend]] = {"mediapipe": MediaPipeHands, "hame
 
 
 def get_backend(name: str, device: str = "cpu", **options) -> HandPoseBackend:
-    try:
-        cls = BACKENDS[name]
-    except KeyError:
-        from .errors import PamBenchError
+    from .registry import build_backend
 
-        raise PamBenchError(f"unknown hand-pose backend '{name}'; known: {', '.join(BACKENDS)}") from None
-    try:
-        return cls(device=device, **options)
-    except TypeError as e:
-        from .errors import PamBenchError
-
-        raise PamBenchError(f"hand-pose backend '{name}': bad option(s) {sorted(options)} ({e})") from None
+    return build_backend("hand-pose backend", BACKENDS, name, device=device, **options)
 
 
 def match_to_gt(dets: Sequence[HandDetection], gt_sides: Sequence[str],

@@ -52,6 +52,23 @@ class Entry:
         return out
 
 
+def build_backend(what: str, table: dict[str, type], name: str, **kwargs):
+    """Build a metric's backend (a tracker, a hand-pose estimator) from its small name -> class table.
+
+    Backends are options of one registered metric, not registry entries of their own; this keeps their
+    errors uniform: an unknown name lists the known ones, a bad option names the backend.
+    """
+    try:
+        cls = table[name]
+    except KeyError:
+        raise PamBenchError(f"unknown {what} '{name}'; known: {', '.join(table)}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        opts = sorted(k for k in kwargs if k != "device")
+        raise PamBenchError(f"{what} '{name}': bad option(s) {opts} ({e})") from None
+
+
 class Registry:
     def __init__(self):
         self._entries: dict[tuple[str, str], Entry] = {}

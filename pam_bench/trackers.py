@@ -215,15 +215,6 @@ TRACKERS: dict[str, type] = {"lk": LucasKanadeTracker, "cotracker3": CoTracker3T
 
 def get_tracker(name: str, device: str = "cpu", **options) -> PointTracker:
     """Build a tracker by name (a clear error lists the known names)."""
-    try:
-        cls = TRACKERS[name]
-    except KeyError:
-        from .errors import PamBenchError
+    from .registry import build_backend
 
-        raise PamBenchError(f"unknown point tracker '{name}'; known: {', '.join(TRACKERS)}") from None
-    try:
-        return cls(device=device, **options)
-    except TypeError as e:
-        from .errors import PamBenchError
-
-        raise PamBenchError(f"point tracker '{name}': bad option(s) {sorted(options)} ({e})") from None
+    return build_backend("point tracker", TRACKERS, name, device=device, **options)
