@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from .errors import InputError, PamBenchError
 from .registry import REGISTRY
 from .results import SCHEMA_VERSION, env_info
@@ -216,16 +218,39 @@ def _run_one(vid, sample, gen, mets, store: RunStore, sp: Split, seed, codec, sa
             reference_payload(m, sample, sp, gt_cache)
 
 
+GT_FINGERPRINT = "_gt_sha256"
+
+
+def _fingerprint(sample: Sample) -> str | None:
+    """sha256 of the decoded reference frames (None when the sample was not decoded)."""
+    if sample.video is None:
+        return None
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(sample.video.frames).data).hexdigest()
+
+
 def reference_payload(metric, sample: Sample, sp: Split, gt_cache=None) -> dict:
-    """The GT-side payload of a metric, from the cross-run cache or computed (then cached)."""
+    """The GT-side payload of a metric, from the cross-run cache or computed (then cached).
+
+    Each cached payload carries the sha256 of the reference frames it was computed from; whenever the
+    reference clip is decoded anyway, a cached payload whose fingerprint differs (the data on disk or the
+    synthetic generator changed) is recomputed rather than trusted.
+    """
     d = gt_cache_dir(sp.manifest_hash, metric.key, gt_cache)
-    for ext in (".npz", ".json"):
-        p = d / f"{safe_id(sample.id)}{ext}"
-        if p.is_file():
-            return read_payload(p)
+    fp = _fingerprint(sample)
+    cached = _cached_reference(metric, sample.id, sp, gt_cache)
+    if cached is not None and (fp is None or cached.get(GT_FINGERPRINT) == fp):
+        return _strip(cached)
     payload = metric.measure_reference(sample)
+    if fp is not None:
+        payload = {**payload, GT_FINGERPRINT: fp}
     write_payload(d / safe_id(sample.id), payload)
-    return payload
+    return _strip(payload)
+
+
+def _strip(payload: dict) -> dict:
+    return {k: v for k, v in payload.items() if k != GT_FINGERPRINT}
 
 
 def _cached_reference(metric, vid: str, sp: Split, gt_cache) -> dict | None:
@@ -250,6 +275,7 @@ def collect(store: RunStore, mets, ids: Iterable[str], sp: Split, gt_cache=None,
             payload = store.read_payload(m.key, vid)
             if hasattr(m, "measure_reference"):
                 ref = _cached_reference(m, vid, sp, gt_cache)
+                ref = None if ref is None else _strip(ref)
                 if ref is None:
                     if datasets_load is None:
                         raise InputError(gt_cache_dir(sp.manifest_hash, m.key, gt_cache),

@@ -133,3 +133,34 @@ def test_warm_gt_cache_skips_reference_decoding(ds, tmp_path, monkeypatch):
                     gt_cache=tmp_path / "cache2")
     assert len(loads) == len(ds.split().ids)
     assert cold["metrics"]["colourgap"]["value"] == res["metrics"]["colourgap"]["value"]
+
+
+def test_stale_gt_cache_entries_are_recomputed(ds, tmp_path, monkeypatch):
+    """A cached reference payload is trusted only while its fingerprint matches the decoded GT frames."""
+    from pam_bench.harness import GT_FINGERPRINT
+    from pam_bench.registry import REGISTRY
+    from pam_bench.store import read_payload, write_payload
+
+    monkeypatch.setitem(REGISTRY._entries, ("metric", "colourgap"),
+                        REGISTRY.get("metric", "ssim").__class__("metric", "colourgap",
+                                                                 "tests.test_harness:MeanColourGap", "test"))
+    cache = tmp_path / "cache"
+    fresh = evaluate(Noisy(), ds, ["colourgap"], tmp_path / "a", progress=False, gt_cache=cache)
+    files = sorted(cache.rglob("*.npz"))
+    assert len(files) == len(ds.split().ids)
+
+    def tamper(fingerprint):
+        for f in files:
+            p = read_payload(f)
+            p["real_mean"] = p["real_mean"] + 50.0
+            if fingerprint is not None:
+                p[GT_FINGERPRINT] = fingerprint
+            f.unlink()
+            write_payload(f.with_suffix(""), p)
+
+    tamper(None)  # same fingerprint, changed features: the cache is used as is
+    trusted = evaluate(Noisy(), ds, ["colourgap"], tmp_path / "b", progress=False, gt_cache=cache)
+    assert trusted["metrics"]["colourgap"]["value"] > fresh["metrics"]["colourgap"]["value"] + 10
+    tamper("0" * 64)  # the GT data changed since the entry was written: recomputed
+    again = evaluate(Noisy(), ds, ["colourgap"], tmp_path / "c", progress=False, gt_cache=cache)
+    assert again["metrics"]["colourgap"]["value"] == pytest.approx(fresh["metrics"]["colourgap"]["value"], abs=1e-9)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import colorsys
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,18 @@ from ..errors import PamBenchError
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
 
 VERSION = "pam_bench.synthetic v1"
+
+
+def _code_hash() -> str:
+    """sha256 (16 hex) of the code that draws the clips: any change to it changes the manifest hash, so runs
+    and cached GT features of different synthetic data never mix."""
+    import hashlib
+
+    from .. import render
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(Path(render.__file__).read_bytes())
+    return h.hexdigest()[:16]
 
 # --- hand model (hand frame: x across the palm towards the thumb, y along the fingers,
 #     z the palm normal, i.e. the side the palm faces; right-handed, so this is a right hand) ---
@@ -278,7 +291,7 @@ class SyntheticHOI(Dataset):
     def split(self) -> Split:
         ids = tuple(f"synthetic_{i:04d}" for i in range(self.n_clips))
         protocol = {"frames": self.frames, "height": self.height, "width": self.width, "fps": self.fps,
-                    "seed": self.seed, "n_clips": self.n_clips, "version": VERSION}
+                    "seed": self.seed, "n_clips": self.n_clips, "version": VERSION, "code": _code_hash()}
         return Split(dataset=self.name, name=self.split_name, ids=ids, protocol=protocol)
 
     def _index(self, sample_id: str) -> int:
