@@ -172,13 +172,7 @@ def _build_controlnet_class():
             for e, c in zip(embeds, controlnet_cond):
                 x = x + e(c)
             ind = torch.zeros(b, f, dtype=x.dtype, device=x.device)
-            res = (x,)
-            for blk in self.down_blocks:
-                if getattr(blk, "has_cross_attention", False):
-                    x, r = blk(hidden_states=x, temb=emb, encoder_hidden_states=ehs, image_only_indicator=ind)
-                else:
-                    x, r = blk(hidden_states=x, temb=emb, image_only_indicator=ind)
-                res += r
+            x, res = down_pass(self.down_blocks, x, emb, ehs, ind)
             x = self.mid_block(hidden_states=x, temb=emb, encoder_hidden_states=ehs, image_only_indicator=ind)
             down = [blk(r) * conditioning_scale for r, blk in zip(res, self.controlnet_down_blocks)]
             return down, self.controlnet_mid_block(x) * conditioning_scale
@@ -199,6 +193,21 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def down_pass(blocks, x, emb, ehs, ind, after_block=None):
+    """The spatio-temporal down blocks of SVD's UNet (and its ControlNet copy): returns the hidden state and
+    the tuple of skip residuals; ``after_block(res)`` may rewrite the residuals after each block."""
+    res = (x,)
+    for blk in blocks:
+        if getattr(blk, "has_cross_attention", False):
+            x, r = blk(hidden_states=x, temb=emb, encoder_hidden_states=ehs, image_only_indicator=ind)
+        else:
+            x, r = blk(hidden_states=x, temb=emb, image_only_indicator=ind)
+        res += r
+        if after_block is not None:
+            res = after_block(res)
+    return x, res
+
+
 def unet_with_residuals(unet, sample, timestep, encoder_hidden_states, added_time_ids, down_res, mid_res,
                         residual_mode: str = "interdyn"):
     """The SVD UNet forward with ControlNet residuals (InterDyn's UNetSpatioTemporalConditionControlNetModel)."""
@@ -213,15 +222,11 @@ def unet_with_residuals(unet, sample, timestep, encoder_hidden_states, added_tim
     ehs = encoder_hidden_states.repeat_interleave(f, dim=0)
     x = unet.conv_in(sample.flatten(0, 1))
     ind = torch.zeros(b, f, dtype=x.dtype, device=x.device)
-    res = (x,)
-    for blk in unet.down_blocks:
-        if getattr(blk, "has_cross_attention", False):
-            x, r = blk(hidden_states=x, temb=emb, encoder_hidden_states=ehs, image_only_indicator=ind)
-        else:
-            x, r = blk(hidden_states=x, temb=emb, image_only_indicator=ind)
-        res += r
-        if residual_mode == "interdyn":  # re-added after every block, as in the released code
-            res = tuple(a + d for a, d in zip(res, down_res)) + res[len(down_res):]
+
+    def readd(res):  # InterDyn re-adds the residuals after every down block, as in the released code
+        return tuple(a + d for a, d in zip(res, down_res)) + res[len(down_res):]
+
+    x, res = down_pass(unet.down_blocks, x, emb, ehs, ind, readd if residual_mode == "interdyn" else None)
     if residual_mode == "standard":
         res = tuple(a + d for a, d in zip(res, down_res))
     x = unet.mid_block(hidden_states=x, temb=emb, encoder_hidden_states=ehs, image_only_indicator=ind) + mid_res

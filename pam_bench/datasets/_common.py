@@ -42,34 +42,29 @@ def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return out
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """uint8 [H,W,3] RGB from a JPEG/PNG; InputError naming the file when missing or truncated."""
+def _open_image(path: Path, what: str, convert: str | None = None) -> np.ndarray:
+    """Decode an image file fully; InputError naming the file when it is missing or truncated."""
     from PIL import Image
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "missing (colour frame)")
+        raise InputError(path, f"missing ({what})")
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return np.asarray(im.convert(convert) if convert else im)
     except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(path, f"unreadable image ({e}); is it truncated?") from None
+        raise InputError(path, f"unreadable {what} ({e}); is it truncated?") from None
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """uint8 [H,W,3] RGB from a JPEG/PNG; InputError naming the file when missing or truncated."""
+    return _open_image(path, "colour frame", "RGB").astype(np.uint8, copy=False)
 
 
 def read_depth_png(path: Path) -> np.ndarray:
     """uint16 [H,W] depth PNG (millimetres); InputError naming the file otherwise."""
-    from PIL import Image
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "missing (aligned depth frame)")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(path, f"unreadable depth PNG ({e}); is it truncated?") from None
+    arr = _open_image(path, "aligned depth frame")
     if arr.ndim != 2:
         raise InputError(path, f"depth PNG must be single-channel, got shape {arr.shape}")
     return arr.astype(np.uint16, copy=False)
@@ -167,6 +162,20 @@ class VerifyReport:
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
+
+
+def start_report(ds, note: str) -> tuple[VerifyReport, tuple[str, ...] | None]:
+    """A dataset's verify report with its first note and the split's ids (None when the split itself
+    cannot be listed; the reason is then already in the report)."""
+    rep = VerifyReport(ds.name, str(ds.root), ds.split_name)
+    rep.notes.append(note)
+    try:
+        ids = ds.split().ids
+    except InputError as e:
+        rep.add(e.path, e.problem)
+        return rep, None
+    rep.counts["clips"] = len(ids)
+    return rep, ids
 
 
 def missing_files(paths: Iterable[Path]) -> list[Path]:

@@ -278,14 +278,10 @@ class DexYCB(Dataset):
     def verify(self, deep: bool = False, max_problems: int = 200) -> C.VerifyReport:
         """Check every clip of the split without decoding (names and sizes of the files PAM's frame rule
         needs); ``deep`` also decodes each clip with :meth:`load`. Never raises for bad data."""
-        rep = C.VerifyReport(self.name, str(self.root), self.split_name)
-        rep.notes.append(f"layout {self.layout}; depth_source {self.depth_source}; depth videos in {self.depth_dir}")
-        try:
-            ids = self.split().ids
-        except InputError as e:
-            rep.add(e.path, e.problem)
+        note = f"layout {self.layout}; depth_source {self.depth_source}; depth videos in {self.depth_dir}"
+        rep, ids = C.start_report(self, note)
+        if ids is None:
             return rep
-        rep.counts["clips"] = len(ids)
         for serial in sorted({i.rsplit("/", 1)[-1] for i in ids}):
             p = self.raw_root / "calibration" / "intrinsics" / f"{serial}_{NATIVE_W}x{NATIVE_H}.yml"
             if not p.is_file():

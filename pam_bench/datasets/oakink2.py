@@ -485,14 +485,10 @@ class OakInk2(Dataset):
     # ------------------------------------------------------------------ verify
     def verify(self, deep: bool = False, max_problems: int = 200) -> C.VerifyReport:
         """Every clip: RGB source, PAM condition videos, annotation pickle (names only; ``deep`` loads)."""
-        rep = C.VerifyReport(self.name, str(self.root), self.split_name)
-        rep.notes.append("MANO: " + (str(self.mano.mano_dir) if self.mano else "not given (joints unavailable)"))
-        try:
-            ids = self.split().ids
-        except InputError as e:
-            rep.add(e.path, e.problem)
+        note = "MANO: " + (str(self.mano.mano_dir) if self.mano else "not given (joints unavailable)")
+        rep, ids = C.start_report(self, note)
+        if ids is None:
             return rep
-        rep.counts["clips"] = len(ids)
         for sid in ids:
             before = len(rep.problems)
             seq, cam, i = self.parse_id(sid)
