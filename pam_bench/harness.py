@@ -136,7 +136,7 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
     store = RunStore(Path(out))
     identity = {
         "method": gen.identity(),
-        "dataset": ds.identity(),
+        "dataset": ds.identity(sp),
         "seed": int(seed),
         "limit": limit,
         "shard": list(shard_t),

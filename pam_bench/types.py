@@ -130,8 +130,9 @@ class Dataset(ABC):
     def load(self, sample_id: str) -> Sample:
         """Decode one sample."""
 
-    def identity(self) -> dict[str, Any]:
-        s = self.split()
+    def identity(self, split: "Split | None" = None) -> dict[str, Any]:
+        """Name, split, size, manifest hash and protocol; pass the split already listed to avoid a re-listing."""
+        s = split if split is not None else self.split()
         return {"name": self.name, "split": s.name, "n": len(s), "manifest_hash": s.manifest_hash,
                 "protocol": dict(s.protocol)}
 
