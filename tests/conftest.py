@@ -24,6 +24,13 @@ def require_weights(name: str):
     return W.path(name)
 
 
+def require_shared(*paths: Path) -> None:
+    """Skip (with the reason) when ../shared/data is not beside the repo; CI always has it."""
+    for p in paths:
+        if not Path(p).exists():
+            pytest.skip(f"{p} not present (../shared/data is expected beside the repo)")
+
+
 @pytest.fixture(scope="session")
 def dexycb_clip() -> np.ndarray:
     """The real DexYCB sample clip: 72 frames, 480x640 RGB uint8."""

@@ -10,6 +10,7 @@ import pytest
 
 from pam_bench.errors import InputError
 from pam_bench.metrics import i3d as I
+from .conftest import require_shared
 from .conftest import require_weights as _require
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -183,6 +184,7 @@ def read_gif(path: Path) -> np.ndarray:
 
 @pytest.mark.weights
 def test_port_classifies_cricket_clip():
+    require_shared(CRICKET, LABELS)
     require_weights()
     import torch
 
