@@ -9,6 +9,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from pam_bench import safe_pickle as SP
 from pam_bench.errors import InputError, MissingResource
 
 
@@ -24,53 +25,11 @@ def pick_dtype(device: str, dtype: str = "auto"):
     return table[dtype]
 
 
-class _Opaque:
-    """Stands in for any non-tensor class inside a Lightning checkpoint (callbacks, optimiser state).
-
-    It records nothing and runs no code from the file: construction and state are ignored.
-    """
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        pass
-
-    def __call__(self, *args, **kwargs):  # a pickled function reference called by REDUCE
-        return _Opaque()
-
-
-_SAFE_PREFIXES = ("torch._utils", "torch.storage", "torch._tensor", "collections", "torch.serialization")
-_SAFE_NAMES = {("torch", n) for n in ("Size", "float32", "float16", "bfloat16", "int64", "device")} | {
-    ("torch", n) for n in ("FloatStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage",
-                           "ByteStorage", "BoolStorage", "DoubleStorage")} | {
-    ("builtins", n) for n in ("set", "frozenset", "dict", "list", "tuple", "int", "float", "str", "bytes",
-                              "bool", "slice", "complex")}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Tensor rebuild functions and plain containers only; every other class becomes ``_Opaque``."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _SAFE_NAMES or module.startswith(_SAFE_PREFIXES) and (
-                name.startswith("_rebuild") or name in ("OrderedDict", "defaultdict", "_load_from_bytes",
-                                                        "UntypedStorage", "TypedStorage")):
-            return super().find_class(module, name)
-        return _Opaque
-
-
-class _RestrictedPickleModule:
-    """A ``pickle_module`` for ``torch.load`` that uses the restricted unpickler."""
-
-    Unpickler = _RestrictedUnpickler
-    load = staticmethod(lambda f, **kw: _RestrictedUnpickler(f, **kw).load())
-    __name__ = "pam_bench_restricted_pickle"
-
-
 def load_torch_state_dict(path: Path) -> tuple[dict[str, Any], str]:
     """A checkpoint's tensors: ``torch.load(weights_only=True)``; if the file holds Lightning objects that
-    weights_only refuses, a restricted unpickler that keeps tensors and replaces every other class by an
-    inert stub. Returns (state_dict, how it was loaded). ``state_dict`` is unwrapped from ``["state_dict"]``."""
+    weights_only refuses, :mod:`pam_bench.safe_pickle` with torch's exact tensor names, every other class
+    replaced by the inert :class:`~pam_bench.safe_pickle.Inert`. Returns (state_dict, how it was loaded);
+    ``state_dict`` is unwrapped from ``["state_dict"]``."""
     import torch
 
     path = Path(path)
@@ -82,7 +41,8 @@ def load_torch_state_dict(path: Path) -> tuple[dict[str, Any], str]:
     except pickle.UnpicklingError:
         how = "restricted unpickler (tensors only; Lightning objects stubbed)"
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+            module = SP.pickle_module(SP.torch_tensors(), fallback=SP.Inert)
+            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)
         except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
             raise InputError(path, f"cannot read the checkpoint ({type(e).__name__}: {e})") from None
     except Exception as e:  # noqa: BLE001
@@ -90,7 +50,10 @@ def load_torch_state_dict(path: Path) -> tuple[dict[str, Any], str]:
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
         raise InputError(path, "has no state_dict (expected a dict of tensors)")
-    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}, how
+    tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise InputError(path, "holds no tensors (expected a state_dict of tensors)")
+    return tensors, how
 
 
 def need_file(path: Path | None, what: str, how: str) -> Path:

@@ -57,7 +57,7 @@ def quat_wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def _load_dict(path: Path) -> dict:
-    from pam_bench.weights import load_numpy_pickle, npy_pickle_body
+    from pam_bench.safe_pickle import NUMPY_DATA, loads, npy_pickle_body
 
     raw = path.read_bytes()
     if raw.startswith(b"PK"):  # .npz (zip)
@@ -67,7 +67,7 @@ def _load_dict(path: Path) -> dict:
         except ValueError as e:
             raise InputError(path, f"npz with object arrays or unreadable ({e}); save plain arrays") from None
     raw = npy_pickle_body(raw, path, "a dict of D-Grasp motion arrays")
-    data = load_numpy_pickle(raw)
+    data = loads(raw, NUMPY_DATA, where=path, what="a numpy-only pickle")
     if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():
         data = data.item()
     if not isinstance(data, dict):

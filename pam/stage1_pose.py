@@ -201,19 +201,19 @@ class GraspXLSequence:
 def _pickle_bytes(path: Path) -> bytes:
     """The pickle inside a file: the whole file, or, for ``np.save`` of an object (.npy with a header),
     what follows the header."""
-    from pam_bench.weights import npy_pickle_body
+    from pam_bench.safe_pickle import npy_pickle_body
 
     return npy_pickle_body(path.read_bytes(), path, "GraspXL's pickled dict")
 
 
 def read_graspxl(path) -> GraspXLSequence:
     """Read a GraspXL ``mano_N.npy`` with the numpy-only unpickler; every shape problem names the file."""
-    from pam_bench.weights import load_numpy_pickle
+    from pam_bench.safe_pickle import NUMPY_DATA, loads
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
-    data = load_numpy_pickle(_pickle_bytes(path))
+    data = loads(_pickle_bytes(path), NUMPY_DATA, where=path, what="a numpy-only pickle")
     if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():
         data = data.item()  # np.save of a dict
     if not isinstance(data, dict) or "right_hand" not in data:
@@ -254,9 +254,11 @@ def load_mano(mano_dir):
     f = Path(mano_dir) / "MANO_RIGHT.pkl"
     if not f.is_file():
         raise MissingResource(f"MANO model {f}", "copy MANO_RIGHT.pkl (numpy-only pickle) into that folder")
-    from pam_bench.weights import load_numpy_pickle
+    from pam_bench.safe_pickle import load_numpy_pickle
 
     data = load_numpy_pickle(f)
+    if not isinstance(data, dict):
+        raise InputError(f, f"a {type(data).__name__}, not a dict of MANO arrays")
     try:
         import smplx
         from smplx.utils import Struct

