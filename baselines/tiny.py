@@ -274,7 +274,7 @@ def write_tiny_interdyn(root, svd_dir, conditions: tuple[str, ...] = ("hand",), 
     from diffusers import UNetSpatioTemporalConditionModel
     from safetensors.torch import save_file
 
-    from .svd import ControlNetSDV
+    from .svd_controlnet import ControlNetSDV
 
     unet = UNetSpatioTemporalConditionModel.from_pretrained(Path(svd_dir) / "unet")
     net = ControlNetSDV.from_unet(unet, conditions=conditions, conditioning_embedding_out_channels=(8, 16))

@@ -38,7 +38,7 @@ def test_interdyn_layout_loads_exactly(tiny):
     import torch
     from safetensors.torch import load_file
 
-    from baselines.svd import load_controlnet
+    from baselines.svd_controlnet import load_controlnet
 
     _, hand, multi = tiny
     cfg = json.loads((hand / "controlnet" / "config.json").read_text())
@@ -58,7 +58,7 @@ def test_residual_forward_matches_diffusers_and_interdyn_quirk(tiny):
     import torch
     from diffusers import UNetSpatioTemporalConditionModel
 
-    from baselines.svd import unet_with_residuals
+    from baselines.svd_unet import unet_with_residuals
 
     svd, hand, _ = tiny
     unet = UNetSpatioTemporalConditionModel.from_pretrained(svd / "unet").eval()
