@@ -13,7 +13,7 @@ Two sources:
   (minimum-jerk interpolation of the wrist, finger flexion closing around the object, then hand and
   object moving rigidly together). No MANO needed.
 
-Rendering (:func:`render_conditions`) uses the shared rasteriser ``pam_bench.render``: the hand is the
+Rendering (:func:`render_conditions`) uses the shared rasteriser ``pam_bench.raster``: the hand is the
 joint-based proxy (capsules and spheres, ``hand_primitives``) and the object a primitive (box, sphere or
 cylinder, standing in for the object mesh); the result is PAM's ``{'depth','seg','hand'}`` condition
 videos plus a shaded RGB "simulator" video.
@@ -27,6 +27,9 @@ from typing import Mapping
 import numpy as np
 
 from pam_bench.errors import InputError, MissingResource
+from pam_bench.geometry.camera import pinhole_intrinsics, project
+from pam_bench.geometry.hand import finger_chain
+from pam_bench.geometry.rotations import axis_angle_to_matrix
 from pam_bench.types import PROTOCOL_FPS, Video
 
 #: MANO's 16 joints + 5 fingertip vertices -> the house order (wrist, thumb, index, middle, ring, little;
@@ -48,16 +51,16 @@ class ObjectSpec:
     color: tuple[float, float, float] = (180.0, 60.0, 50.0)
 
     def primitive(self, R: np.ndarray, t: np.ndarray):
-        from pam_bench import render
+        from pam_bench import raster
 
         common = dict(label=self.label, color=self.color, center=np.asarray(t, np.float64),
                       rotation=np.asarray(R, np.float64))
         if self.kind == "box":
-            return render.Box(half_extents=np.asarray(self.size, np.float64), **common)
+            return raster.Box(half_extents=np.asarray(self.size, np.float64), **common)
         if self.kind == "sphere":
-            return render.Sphere(radius=float(self.size[0]), **common)
+            return raster.Sphere(radius=float(self.size[0]), **common)
         if self.kind == "cylinder":
-            return render.Cylinder(radius=float(self.size[0]), half_height=float(self.size[1]), **common)
+            return raster.Cylinder(radius=float(self.size[0]), half_height=float(self.size[1]), **common)
         raise ValueError(f"object kind must be box, sphere or cylinder, got {self.kind!r}")
 
     @property
@@ -89,19 +92,7 @@ class PoseSequence:
         return len(self.joints_3d)
 
 
-# --- math helpers ----------------------------------------------------------------------------------------
-
-def axis_angle_to_matrix(rv: np.ndarray) -> np.ndarray:
-    """Rodrigues: [..., 3] axis-angle -> [..., 3, 3]."""
-    rv = np.asarray(rv, np.float64)
-    theta = np.linalg.norm(rv, axis=-1, keepdims=True)
-    k = np.where(theta > 1e-12, rv / np.maximum(theta, 1e-12), 0.0)
-    kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
-    zero = np.zeros_like(kx)
-    K = np.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], -1).reshape(*rv.shape[:-1], 3, 3)
-    th = theta[..., None]
-    return np.eye(3) + np.sin(th) * K + (1 - np.cos(th)) * (K @ K)
-
+# --- motion profile -------------------------------------------------------------------------------------
 
 def min_jerk(s: np.ndarray) -> np.ndarray:
     """Minimum-jerk profile 10s^3 - 15s^4 + 6s^5 on [0, 1] (zero velocity and acceleration at the ends)."""
@@ -130,17 +121,9 @@ def hand_joints(flexion: np.ndarray, wrist: np.ndarray, frame: np.ndarray) -> np
     ``wrist`` [3], ``frame`` [3, 3] columns (f, n, l) in the camera frame -> joints [21, 3] (house order)."""
     out = [np.zeros(3)]
     for i, (mf, ml, segs) in enumerate(_FINGERS.values()):
-        base = np.array([mf, 0.0, ml])
         direction = _THUMB_DIR.copy() if i == 0 else np.array([1.0, 0.0, 0.0])
-        pos, angle = base, 0.0
-        pts = [base]
-        for j, seg in enumerate(segs):
-            angle += flexion[i, j]
-            # rotate the (f) direction towards +n (palm side) by the accumulated flexion
-            d = direction * np.cos(angle) + np.array([0.0, 1.0, 0.0]) * np.sin(angle)
-            pos = pos + seg * d
-            pts.append(pos)
-        out.extend(pts)
+        # each finger bends from its direction towards +n (palm side) by the accumulated flexion
+        out.extend(finger_chain(np.array([mf, 0.0, ml]), direction, np.array([0.0, 1.0, 0.0]), segs, flexion[i]))
     local = np.stack(out)  # [21, 3] in (f, n, l) coordinates
     return wrist + local @ np.asarray(frame, np.float64).T
 
@@ -302,24 +285,24 @@ def graspxl_sequence(path, obj: ObjectSpec, camera_R: np.ndarray, camera_t: np.n
 
 def default_intrinsics(height: int, width: int, fov_y_deg: float = 45.0) -> np.ndarray:
     f = 0.5 * height / np.tan(np.radians(fov_y_deg) / 2)
-    return np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
+    return pinhole_intrinsics(f, f, height, width)
 
 
 def render_conditions(seq: PoseSequence, K: np.ndarray, height: int, width: int
                       ) -> tuple[dict[str, Video], Video, np.ndarray]:
     """Render PAM's condition videos; returns (conditions {'depth','seg','hand'}, sim RGB video,
     joints_2d [T, 1, 21, 2])."""
-    from pam_bench import render
+    from pam_bench import raster, render
 
     rgbs, depths, labels = [], [], []
     for i in range(len(seq)):
-        prims = render.hand_primitives(seq.joints_3d[i])
+        prims = raster.hand_primitives(seq.joints_3d[i])
         prims.append(seq.obj.primitive(seq.object_rotation[i], seq.object_translation[i]))
-        rgb, depth, lab = render.render_scene(prims, K, height, width)
+        rgb, depth, lab = raster.render_scene(prims, K, height, width)
         rgbs.append(rgb)
         depths.append(depth)
         labels.append(lab)
-    j2 = render.project(seq.joints_3d, K)[:, None]
+    j2 = project(seq.joints_3d, K)[:, None]
     conds = render.render_pam_conditions(np.stack(labels), np.stack(depths), j2, seq.joints_3d[:, None],
                                          fps=seq.fps)
     return conds, Video(np.stack(rgbs), seq.fps), j2

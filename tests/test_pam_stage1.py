@@ -67,9 +67,11 @@ def test_graspxl_joints_need_mano(tmp_path):
 def test_axis_angle_matches_scipy():
     from scipy.spatial.transform import Rotation
 
+    from pam_bench.geometry.rotations import axis_angle_to_matrix
+
     rv = np.random.default_rng(1).normal(size=(20, 3))
     rv[0] = 0
-    np.testing.assert_allclose(s1.axis_angle_to_matrix(rv), Rotation.from_rotvec(rv).as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(axis_angle_to_matrix(rv), Rotation.from_rotvec(rv).as_matrix(), atol=1e-12)
 
 
 def test_min_jerk_profile():

@@ -1,4 +1,4 @@
-"""pam_bench.render: PAM's condition conventions and the ray-cast rasteriser.
+"""pam_bench.render (PAM's condition conventions) and pam_bench.raster (the ray-cast rasteriser).
 
 References are independent of the code under test: hand-computed colours, analytic ellipses and
 discs, torch's nearest resize, closed-form ray-sphere intersection and sphere tracing of signed
@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pam_bench import raster
 from pam_bench import render as R
+from pam_bench.geometry.camera import project
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEXYCB_SAMPLES = DATA / "pam_samples" / "dexycb"
@@ -265,7 +267,7 @@ K_SMALL = np.array([[120.0, 0, 39.5], [0, 110.0, 29.5], [0, 0, 1]])
 
 def test_sphere_depth_matches_closed_form():
     c, r = np.array([0.02, -0.01, 0.5]), 0.08
-    rgb, depth, labels = R.render_scene([R.Sphere(label=7, center=c, radius=r)], K_SMALL, 60, 80)
+    rgb, depth, labels = raster.render_scene([raster.Sphere(label=7, center=c, radius=r)], K_SMALL, 60, 80)
     u, v = np.meshgrid(np.arange(80.0), np.arange(60.0))
     x = (u - K_SMALL[0, 2]) / K_SMALL[0, 0]
     y = (v - K_SMALL[1, 2]) / K_SMALL[1, 1]
@@ -284,7 +286,7 @@ def test_sphere_depth_matches_closed_form():
 
 def test_sphere_normals_closed_form():
     c, r = np.array([0.0, 0.01, 0.45]), 0.07
-    _, depth, _, nrm = R.render_scene([R.Sphere(center=c, radius=r)], K_SMALL, 60, 80, normals=True)
+    _, depth, _, nrm = raster.render_scene([raster.Sphere(center=c, radius=r)], K_SMALL, 60, 80, normals=True)
     hit = np.isfinite(depth)
     u, v = np.meshgrid(np.arange(80.0), np.arange(60.0))
     p = np.stack([(u - K_SMALL[0, 2]) / K_SMALL[0, 0], (v - K_SMALL[1, 2]) / K_SMALL[1, 1],
@@ -341,17 +343,17 @@ def test_primitive_depth_matches_sphere_tracing(kind):
     c = np.array([0.01, 0.02, 0.55])
     if kind == "capsule-on-axis":  # the camera lies on the (extended) bone axis
         a, b = np.array([0.0, 0.0, 0.5]), np.array([0.0, 0.0, 0.6])
-        prim, sdf = R.Capsule(a=a, b=b, radius=0.04), _sdf_capsule(a, b, 0.04)
+        prim, sdf = raster.Capsule(a=a, b=b, radius=0.04), _sdf_capsule(a, b, 0.04)
     elif kind == "capsule":
         a, b = np.array([-0.08, -0.03, 0.5]), np.array([0.07, 0.05, 0.6])
-        prim, sdf = R.Capsule(a=a, b=b, radius=0.03), _sdf_capsule(a, b, 0.03)
+        prim, sdf = raster.Capsule(a=a, b=b, radius=0.03), _sdf_capsule(a, b, 0.03)
     elif kind == "box":
         h = np.array([0.06, 0.04, 0.05])
-        prim, sdf = R.Box(center=c, half_extents=h, rotation=rot), _sdf_box(c, h, rot)
+        prim, sdf = raster.Box(center=c, half_extents=h, rotation=rot), _sdf_box(c, h, rot)
     else:
-        prim, sdf = R.Cylinder(center=c, radius=0.05, half_height=0.07, rotation=rot), \
+        prim, sdf = raster.Cylinder(center=c, radius=0.05, half_height=0.07, rotation=rot), \
             _sdf_cylinder(c, 0.05, 0.07, rot)
-    _, depth, _ = R.render_scene([prim], K_SMALL, 60, 80)
+    _, depth, _ = raster.render_scene([prim], K_SMALL, 60, 80)
     ref = _sphere_trace(sdf, K_SMALL, 60, 80)
     both = np.isfinite(depth) & np.isfinite(ref)
     assert both.sum() > 200
@@ -361,36 +363,36 @@ def test_primitive_depth_matches_sphere_tracing(kind):
 
 
 def test_zbuffer_labels_and_lambert():
-    near = R.Box(label=3, color=(200, 100, 50), center=np.array([0.0, 0.0, 0.5]),
+    near = raster.Box(label=3, color=(200, 100, 50), center=np.array([0.0, 0.0, 0.5]),
                  half_extents=np.array([0.05, 0.05, 0.01]))
-    far = R.Sphere(label=9, center=np.array([0.03, 0.0, 0.8]), radius=0.15)
-    rgb, depth, labels = R.render_scene([far, near], K_SMALL, 60, 80)
+    far = raster.Sphere(label=9, center=np.array([0.03, 0.0, 0.8]), radius=0.15)
+    rgb, depth, labels = raster.render_scene([far, near], K_SMALL, 60, 80)
     assert labels[29, 39] == 3 and abs(depth[29, 39] - 0.49) < 1e-9  # the nearer box wins
     assert labels[29, 60] == 9  # the sphere shows beside the box
-    lam = R.AMBIENT + R.DIFFUSE * max(0.0, float(np.array([0, 0, -1.0]) @ R.LIGHT_DIR))
+    lam = raster.AMBIENT + raster.DIFFUSE * max(0.0, float(np.array([0, 0, -1.0]) @ raster.LIGHT_DIR))
     np.testing.assert_array_equal(rgb[29, 39], np.rint(np.array([200, 100, 50]) * lam).astype(np.uint8))
 
 
 def test_hand_primitives_proxy():
     rng = np.random.default_rng(1)
     j = np.array([0.0, 0.0, 0.5]) + rng.normal(0, 0.03, (21, 3))
-    prims = R.hand_primitives(j, label=255)
+    prims = raster.hand_primitives(j, label=255)
     assert len(prims) == 44 and all(p.label == 255 for p in prims)
-    assert R.hand_primitives(np.full((21, 3), np.nan)) == []
+    assert raster.hand_primitives(np.full((21, 3), np.nan)) == []
     K = np.array([[600.0, 0, 100], [0, 600.0, 100], [0, 0, 1]])
-    _, depth, labels = R.render_scene(prims, K, 200, 200)
-    uv = np.rint(R.project(j, K)).astype(int)
+    _, depth, labels = raster.render_scene(prims, K, 200, 200)
+    uv = np.rint(project(j, K)).astype(int)
     inside = (uv >= 0).all(1) & (uv < 200).all(1)
     assert (labels[uv[inside, 1], uv[inside, 0]] == 255).all()  # every joint lies on the proxy
-    rgb_t, _, _ = R.render_scene(prims, K, 200, 200)
-    rgb_f, _, _ = R.render_scene(R.hand_primitives(j, textured=False), K, 200, 200)
+    rgb_t, _, _ = raster.render_scene(prims, K, 200, 200)
+    rgb_f, _, _ = raster.render_scene(raster.hand_primitives(j, textured=False), K, 200, 200)
     hand = labels == 255
     assert np.abs(rgb_t[hand].astype(int) - rgb_f[hand]).max() > 10  # the skin texture shows
 
 
 def test_capsule_texture_coordinates_follow_the_bone():
     a, b = np.array([0.0, 0.0, 0.5]), np.array([0.1, 0.0, 0.5])
-    cap = R.Capsule(a=a, b=b, radius=0.01, ref=np.array([0.0, 0.0, -1.0]))
+    cap = raster.Capsule(a=a, b=b, radius=0.01, ref=np.array([0.0, 0.0, -1.0]))
     p = np.array([[0.03, 0.0, 0.49], [0.07, 0.01, 0.5]])  # facing the camera; a quarter turn later
     n, local = cap.surface(p)
     np.testing.assert_allclose(n, [[0, 0, -1], [0, 1, 0]], atol=1e-12)

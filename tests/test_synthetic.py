@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pam_bench import raster
 from pam_bench import render as R
 from pam_bench.datasets import synthetic as S
 from pam_bench.errors import PamBenchError
@@ -22,7 +23,7 @@ def test_split_is_cheap_and_pinned(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("split() must not render")
 
-    monkeypatch.setattr(R, "render_scene", boom)
+    monkeypatch.setattr(raster, "render_scene", boom)
     ds = S.SyntheticHOI()
     sp = ds.split()
     assert sp.dataset == "synthetic" and sp.name == "val"

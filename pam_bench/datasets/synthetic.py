@@ -3,7 +3,7 @@
 Each clip: a right hand (21 joints, DexYCB order, plausible bone lengths in metres) approaches a
 primitive object (box, sphere or cylinder; size, colour, texture and YCB-like id vary per clip),
 curls its fingers around it and lifts/moves it, in front of a procedural textured background,
-seen by a static pinhole camera. Everything is ray-cast by :mod:`pam_bench.render` (z-buffer
+seen by a static pinhole camera. Everything is ray-cast by :mod:`pam_bench.raster` (z-buffer
 depth, instance labels) and the conditions follow PAM's conventions.
 
 Camera: a 4:3 sensor with focal ``600 * height / 480`` px stretched to the clip's width the way
@@ -24,7 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import render as R
+from .. import raster as R
+from .. import render
+from ..geometry.camera import pinhole_intrinsics, project
+from ..geometry.hand import chain, finger_chain
+from ..geometry.rotations import rotation_about as _rot
 from ..errors import PamBenchError
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
 
@@ -36,10 +40,12 @@ def _code_hash() -> str:
     and cached GT features of different synthetic data never mix."""
     import hashlib
 
-    from .. import render
+    from .. import geometry
+    from ..geometry import camera, hand, rotations
 
     h = hashlib.sha256(Path(__file__).read_bytes())
-    h.update(Path(render.__file__).read_bytes())
+    for mod in (render, R, geometry, camera, hand, rotations):
+        h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()[:16]
 
 # --- hand model (hand frame: x across the palm towards the thumb, y along the fingers,
@@ -61,35 +67,21 @@ _PALM_CENTRE = np.array([0.0, 0.050, 0.0])
 _SKIN = [(224, 172, 140), (198, 140, 105), (241, 194, 160), (141, 85, 36), (170, 190, 215)]
 
 
-def _rot(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation matrix about a unit axis (Rodrigues)."""
-    a = np.asarray(axis, np.float64)
-    a = a / np.linalg.norm(a)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-
-
 def hand_joints_local(curl: float, spread: float = 1.0) -> np.ndarray:
     """21 joints [21, 3] in the hand frame for a curl amount in [0, 1] (0 open, 1 power grasp)."""
     j = np.zeros((21, 3))
     flex = np.array([0.12, 0.15, 0.10]) + curl * np.array([0.95, 1.15, 0.75])
     for f in range(4):
         base = 5 + 4 * f
-        j[base] = _MCP[f]
         spin = _rot([0, 0, 1], _SPREAD[f] * spread * (1 - 0.6 * curl))
-        angle = 0.0
-        for s in range(3):
-            angle += flex[s]
-            d = spin @ np.array([0.0, np.cos(angle), np.sin(angle)])
-            j[base + s + 1] = j[base + s] + _PHALANX[f, s] * d
+        # flexes in the plane of the spread finger direction and the palm normal
+        j[base:base + 4] = finger_chain(_MCP[f], spin[:, 1], spin[:, 2], _PHALANX[f], flex)
     # thumb: starts pointing out and up, swings across the palm while curling
-    j[1] = _THUMB_BASE
     d0 = np.array([0.80, 0.55, 0.25])
     d0 /= np.linalg.norm(d0)
     axis = np.cross(d0, np.array([-0.35, 0.45, 0.82]))
-    for s in range(3):
-        d = _rot(axis, (0.2 + 0.9 * curl) * (s + 1) * 0.5) @ d0
-        j[2 + s] = j[1 + s] + _THUMB_LEN[s] * d
+    dirs = [_rot(axis, (0.2 + 0.9 * curl) * (s + 1) * 0.5) @ d0 for s in range(3)]
+    j[1:5] = chain(_THUMB_BASE, dirs, _THUMB_LEN)
     return j
 
 
@@ -264,8 +256,7 @@ def simulate(spec: _ClipSpec, frames: int) -> list[dict[str, Any]]:
 def intrinsics_for(height: int, width: int) -> np.ndarray:
     """The synthetic camera (see the module docstring)."""
     f = 600.0 * height / 480.0
-    fx = f * width / (height * 4.0 / 3.0)
-    return np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+    return pinhole_intrinsics(f * width / (height * 4.0 / 3.0), f, height, width)
 
 
 class SyntheticHOI(Dataset):
@@ -325,7 +316,7 @@ class SyntheticHOI(Dataset):
             rgb[t], depth[t], labels[t] = R.render_scene(prims, K, h, w, background=bg)
         j3 = np.stack([st["joints"] for st in states])
         return {"rgb": rgb, "depth": depth, "labels": labels, "joints_3d": j3,
-                "joints_2d": R.project(j3, K), "intrinsics": K, "spec": spec}
+                "joints_2d": project(j3, K), "intrinsics": K, "spec": spec}
 
     def load(self, sample_id: str) -> Sample:
         if self._last is not None and self._last[0] == sample_id:
@@ -335,7 +326,7 @@ class SyntheticHOI(Dataset):
         j2 = clip["joints_2d"][:, None].astype(np.float32)
         j3 = clip["joints_3d"][:, None].astype(np.float32)
         canvas = (self.height, int(round(self.height * 4 / 3)))
-        conditions = R.render_pam_conditions(clip["labels"], clip["depth"], j2, j3, fps=self.fps,
+        conditions = render.render_pam_conditions(clip["labels"], clip["depth"], j2, j3, fps=self.fps,
                                               keypoint_canvas=canvas)
         spec: _ClipSpec = clip["spec"]
         meta = {"depth_source": "synthetic-zbuffer", "generator": VERSION, "index": index,
