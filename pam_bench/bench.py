@@ -12,7 +12,6 @@ memory (ru_maxrss) is its own. Modes:
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from .procstats import cpu_seconds, maxrss_bytes
 
 
 def make_pairs(folder: Path, n: int, frames: int, height: int, width: int, seed: int = 0) -> Path:
@@ -40,16 +41,6 @@ def make_pairs(folder: Path, n: int, frames: int, height: int, width: int, seed:
         write_video(folder / "gt" / f"gt_{i:04d}.mp4", Video(gt, 15.0))
         write_video(folder / "generated" / f"generated_{i:04d}.mp4", Video(gen, 15.0))
     return folder
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process (all threads): robust to other load on a shared machine."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def _decode(folder: Path) -> dict:
@@ -112,7 +103,7 @@ def worker(argv: list[str]) -> None:
 
         build_i3d()  # model loading is a fixed cost, reported by neither mode
     t0 = time.perf_counter()
-    c0 = _cpu_seconds()
+    c0 = cpu_seconds()
     if mode == "decode":
         out = _decode(folder)
     elif mode == "pipeline":
@@ -123,8 +114,8 @@ def worker(argv: list[str]) -> None:
         out = _pipeline(folder, "fvd", gt_cache=argv[2])
     else:
         raise SystemExit(f"unknown bench mode {mode}")
-    print(json.dumps({"mode": mode, "seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - c0,
-                      "peak_rss_mb": _maxrss_mb(), "values": out}))
+    print(json.dumps({"mode": mode, "seconds": time.perf_counter() - t0, "cpu_seconds": cpu_seconds() - c0,
+                      "peak_rss_mb": maxrss_bytes() / 2**20, "values": out}))
 
 
 def run_mode(mode: str, folder: Path, *extra: str) -> dict:

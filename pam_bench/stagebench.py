@@ -18,12 +18,12 @@ authors on an NVIDIA H20 for one clip: never computed here, shown for reference 
 from __future__ import annotations
 
 import contextlib
-import os
-import resource
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from .procstats import maxrss_bytes, rss_bytes
 
 #: PAM supplementary Table 1 / paper Table 5 (NVIDIA H20): stage -> (seconds, GB).
 REPORTED = {"stage1": (19.3, 0.03), "stage2": (36.1, 41.4), "stage3": (245.7, 30.3)}
@@ -31,18 +31,6 @@ REPORTED_TOTAL_S = 301.1  # "the full pipeline runs in 301.1 s for 40 frames"
 REPORTED_SOURCE = "PAM supplementary Table 1 (Table 5 in the combined text), NVIDIA H20, one clip"
 STAGE_LABELS = {"load": "model loading", "stage1": "Stage I (pose)", "stage2": "Stage II (appearance)",
                 "stage3": "Stage III (motion)", "generate": "generate (no stages)"}
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _maxrss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
 
 
 @dataclass
@@ -73,12 +61,12 @@ class StageTimer:
 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        peak = [_rss_bytes()]
+        peak = [rss_bytes()]
         stop = threading.Event()
 
         def sample():
             while not stop.wait(self.interval_s):
-                r = _rss_bytes()
+                r = rss_bytes()
                 if r is not None and peak[0] is not None:
                     peak[0] = max(peak[0], r)
 
@@ -95,7 +83,7 @@ class StageTimer:
             dt = time.perf_counter() - t0
             stop.set()
             th.join()
-            end = _rss_bytes()
+            end = rss_bytes()
             if end is not None and peak[0] is not None:
                 peak[0] = max(peak[0], end)
             cuda_peak = None
@@ -104,7 +92,7 @@ class StageTimer:
 
                 cuda_peak = torch.cuda.max_memory_allocated() / 1e9
             self.records.append(StageRecord(name, dt, None if peak[0] is None else peak[0] / 1e9,
-                                            _maxrss_bytes() / 1e9, cuda_peak))
+                                            maxrss_bytes() / 1e9, cuda_peak))
 
 
 def bench_method(method: str, device: str = "cpu", options: dict | None = None, frames: int = 49,

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pam_bench.stagebench import REPORTED, StageTimer, _rss_bytes
+from pam_bench.procstats import rss_bytes
+from pam_bench.stagebench import REPORTED, StageTimer
 
 
 def test_timer_measures_time_and_memory_against_references():
@@ -16,7 +17,7 @@ def test_timer_measures_time_and_memory_against_references():
     with timer("sleep"):
         time.sleep(0.05)
     outer = time.perf_counter() - t0
-    before = _rss_bytes()
+    before = rss_bytes()
     with timer("alloc"):
         a = np.ones(40_000_000, np.float64)  # 320 MB, touched
         time.sleep(0.02)
