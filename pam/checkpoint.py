@@ -2,7 +2,7 @@
 
 Cheap to import (no torch, no diffusers): ``pam.generator`` uses it in ``check_ready``/``identity``.
 
-Layout (``pam.tiny.write_tiny_checkpoint`` writes exactly this, only smaller)::
+Layout (``write_tiny_checkpoint`` in tests/tiny_pam.py writes exactly this, only smaller)::
 
     PAM_DIR/
       transformer/config.json                       Stage III: PAM's motion transformer (CogVideoX-5B-I2V + condition
@@ -99,7 +99,7 @@ def required_files(root: Path, mode: str) -> list[Path]:
     if not root.is_dir():
         raise MissingResource(f"PAM checkpoint folder {root}",
                               "create it with the layout in docs/pam_gpu.md (transformer/, vae/, scheduler/, "
-                              "prompt_embeds.safetensors[, flux/]); pam.tiny.write_tiny_checkpoint(DIR) writes a "
+                              "prompt_embeds.safetensors[, flux/]); tests/tiny_pam.py (write_tiny_checkpoint) writes a "
                               "tiny random one for tests")
     files: list[Path] = []
     for part in layout(mode):

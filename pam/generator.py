@@ -23,7 +23,7 @@ from . import checkpoint as ckpt
 
 _CHECKPOINT_HOW = ("pass --checkpoint PAM_DIR: a folder with transformer/ (PAM's released motion checkpoint), "
                    "vae/ and scheduler/ (THUDM/CogVideoX-5b-I2V), prompt_embeds.safetensors, and flux/ for "
-                   "mode=full (layout: docs/pam_gpu.md); pam.tiny.write_tiny_checkpoint(DIR) writes a tiny "
+                   "mode=full (layout: docs/pam_gpu.md); tests/tiny_pam.py (write_tiny_checkpoint) writes a tiny "
                    "random one for tests")
 
 

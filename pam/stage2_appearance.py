@@ -304,38 +304,6 @@ class AppearancePipeline:
         return x.permute(1, 2, 0).cpu().numpy()
 
 
-# --- tiny components (tests and demos) -----------------------------------------------------------------
-
-def write_tiny_flux(directory: Path, seed: int = 0) -> Path:
-    """The ``flux/`` part of a checkpoint folder, tiny and random, in the real layout."""
-    from safetensors.torch import save_file
-
-    from . import tiny
-
-    d = Path(directory)
-    torch.manual_seed(seed)
-    tr = FluxTransformer2DModel(**tiny.TINY_FLUX_TRANSFORMER)
-    tr.save_pretrained(d / "transformer", safe_serialization=True)
-    AutoencoderKL(**tiny.TINY_FLUX_VAE).save_pretrained(d / "vae", safe_serialization=True)
-    FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-                                    base_image_seq_len=256, max_image_seq_len=4096).save_config(d / "scheduler")
-    cfg = controlnet_config_for(dict(tr.config), tiny.TINY_XLABS_DEPTH)
-    g = torch.Generator().manual_seed(seed + 7)
-    nets = []
-    for _ in range(2):
-        net = PAMFluxControlNetModel(conditioning_channels=6, **cfg)
-        with torch.no_grad():  # non-zero zero-convs so the tiny conditions reach the output
-            for p in [*net.controlnet_blocks.parameters(), *net.input_hint_block.conv_out.parameters()]:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        nets.append(net)
-    save_double_controlnet(nets[0], nets[1], d / "controlnet.safetensors")
-    save_file({"prompt_embeds": torch.randn(1, tiny.TINY_FLUX_TEXT_LEN, tr.config.joint_attention_dim,
-                                            generator=g),
-               "pooled_prompt_embeds": torch.randn(1, tr.config.pooled_projection_dim, generator=g)},
-              str(d / "prompt_embeds.safetensors"))
-    return d
-
-
 def read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())

@@ -12,7 +12,7 @@ from pam_bench.types import Sample, Video  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from baselines import tiny as T
+    from tests import tiny_baselines as T
 
     d = tmp_path_factory.mktemp("coshand")
     models = T.tiny_coshand_models(seed=0)

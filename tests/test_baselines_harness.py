@@ -15,7 +15,7 @@ DATA = ["-d", "n_clips=1", "-d", "frames=3", "-d", "height=48", "-d", "width=64"
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
-    from baselines import tiny as T
+    from tests import tiny_baselines as T
 
     d = tmp_path_factory.mktemp("baseline_ckpts")
     coshand = T.write_tiny_coshand(d / "coshand" / "coshandrelease.ckpt", seed=0, ema=False).parent

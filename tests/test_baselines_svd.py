@@ -16,7 +16,7 @@ OPTS = dict(steps=1, height=16, width=24, num_frames=2)
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from baselines import tiny as T
+    from tests import tiny_baselines as T
 
     d = tmp_path_factory.mktemp("svd")
     svd = T.write_tiny_svd(d / "svd")

@@ -121,7 +121,7 @@ def test_option_errors():
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from pam.tiny import write_tiny_checkpoint
+    from tests.tiny_pam import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("pam") / "PAM_DIR", mode="full")
 

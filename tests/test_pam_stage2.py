@@ -11,13 +11,13 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
 from pam import stage2_appearance as s2  # noqa: E402
-from pam import tiny  # noqa: E402
+from tests import tiny_pam as tiny  # noqa: E402
 from pam_bench.errors import InputError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def flux_dir(tmp_path_factory):
-    return s2.write_tiny_flux(tmp_path_factory.mktemp("flux") / "flux", seed=0)
+    return tiny.write_tiny_flux(tmp_path_factory.mktemp("flux") / "flux", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ pytest.importorskip("diffusers")
 
 from diffusers import CogVideoXDPMScheduler, CogVideoXTransformer3DModel  # noqa: E402
 
-from pam import tiny  # noqa: E402
+from tests import tiny_pam as tiny  # noqa: E402
 from pam import stage3_motion as s3  # noqa: E402
 from pam_bench.errors import InputError  # noqa: E402
 

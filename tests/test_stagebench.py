@@ -100,7 +100,7 @@ def test_staged_method_rows_line_up_with_table5(monkeypatch):
 @pytest.mark.slow
 def test_pam_tiny_i2v_prints_table5_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
-    from pam.tiny import write_tiny_checkpoint
+    from tests.tiny_pam import write_tiny_checkpoint
 
     ck = write_tiny_checkpoint(tmp_path / "PAM", mode="i2v")
     out = _cli(["--method", "pam", "--checkpoint", str(ck), "-o", "mode=i2v", "-o", "steps=1",
@@ -119,7 +119,7 @@ def test_pam_tiny_i2v_prints_table5_rows(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_pam_tiny_full_mode_all_three_stages(tmp_path, monkeypatch):
     monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
-    from pam.tiny import write_tiny_checkpoint
+    from tests.tiny_pam import write_tiny_checkpoint
 
     ck = write_tiny_checkpoint(tmp_path / "PAM", mode="full")
     out = _cli(["--method", "pam", "--checkpoint", str(ck), "-o", "mode=full", "-o", "stage1=builtin",

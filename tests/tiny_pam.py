@@ -1,10 +1,10 @@
-"""Tiny random configs of the real architectures, and a tiny checkpoint folder for tests and demos.
+"""Test fixture: tiny random configs of PAM's real architectures, and a tiny checkpoint folder.
 
 The configs follow diffusers' own test components (CogVideoX: 2 heads x 16, 4 down/up blocks of 8 channels,
 latent 4, temporal ratio 4; Flux: patch 1, heads 2 x 16, rope axes [4,4,8], joint_attention 32,
 pooled 32), sized so that the spatial compression (8x) matches the real models: a tiny checkpoint runs at
 an internal 32x48 (H x W), 9 frames. ``write_tiny_checkpoint`` writes EXACTLY the layout of a real
-checkpoint folder (see ``pam.checkpoint``); only the sizes differ. Its outputs are noise: it exists to
+checkpoint folder (see ``pam.checkpoint``; ``write_tiny_flux`` its ``flux/`` part); only the sizes differ. Its outputs are noise: it exists to
 exercise every code path, never to produce a number anyone should read as PAM's.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ def tiny_transformer(seed: int = 0):
     """A random tiny PAM Stage III transformer (condition branch randomised too, so it does something)."""
     import torch
 
-    from .stage3_motion import PAMCogVideoXTransformer3DModel
+    from pam.stage3_motion import PAMCogVideoXTransformer3DModel
 
     torch.manual_seed(seed)
     model = PAMCogVideoXTransformer3DModel(num_tracking_blocks=TINY_NUM_TRACKING_BLOCKS,
@@ -84,8 +84,7 @@ def write_tiny_checkpoint(path, mode: str = "full", seed: int = 0) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from . import stage2_appearance as s2
-    from .stage3_motion import save_transformer
+    from pam.stage3_motion import save_transformer
 
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
@@ -104,7 +103,7 @@ def write_tiny_checkpoint(path, mode: str = "full", seed: int = 0) -> Path:
                "negative_prompt_embeds": torch.randn(1, TINY_TEXT_LEN, dim, generator=g)},
               str(root / "prompt_embeds.safetensors"))
     if mode == "full":
-        s2.write_tiny_flux(root / "flux", seed)
+        write_tiny_flux(root / "flux", seed)
     elif mode != "i2v":
         raise ValueError(f"mode must be 'full' or 'i2v', got {mode!r}")
     return root
@@ -113,3 +112,35 @@ def write_tiny_checkpoint(path, mode: str = "full", seed: int = 0) -> Path:
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2))
+
+
+def write_tiny_flux(directory: Path, seed: int = 0) -> Path:
+    """The ``flux/`` part of a checkpoint folder, tiny and random, in the real layout."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from safetensors.torch import save_file
+
+    from pam.stage2_appearance import PAMFluxControlNetModel, controlnet_config_for, save_double_controlnet
+
+    d = Path(directory)
+    torch.manual_seed(seed)
+    tr = FluxTransformer2DModel(**TINY_FLUX_TRANSFORMER)
+    tr.save_pretrained(d / "transformer", safe_serialization=True)
+    AutoencoderKL(**TINY_FLUX_VAE).save_pretrained(d / "vae", safe_serialization=True)
+    FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                    base_image_seq_len=256, max_image_seq_len=4096).save_config(d / "scheduler")
+    cfg = controlnet_config_for(dict(tr.config), TINY_XLABS_DEPTH)
+    g = torch.Generator().manual_seed(seed + 7)
+    nets = []
+    for _ in range(2):
+        net = PAMFluxControlNetModel(conditioning_channels=6, **cfg)
+        with torch.no_grad():  # non-zero zero-convs so the tiny conditions reach the output
+            for p in [*net.controlnet_blocks.parameters(), *net.input_hint_block.conv_out.parameters()]:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        nets.append(net)
+    save_double_controlnet(nets[0], nets[1], d / "controlnet.safetensors")
+    save_file({"prompt_embeds": torch.randn(1, TINY_FLUX_TEXT_LEN, tr.config.joint_attention_dim,
+                                            generator=g),
+               "pooled_prompt_embeds": torch.randn(1, tr.config.pooled_projection_dim, generator=g)},
+              str(d / "prompt_embeds.safetensors"))
+    return d

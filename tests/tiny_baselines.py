@@ -1,4 +1,4 @@
-"""Tiny random models and tiny checkpoints written in each ORIGINAL key layout (tests and demos).
+"""Test fixture: tiny random models and tiny checkpoints written in each ORIGINAL key layout.
 
 - ``write_tiny_coshand(path)``: a CosHand-style LDM/Lightning checkpoint (``{"state_dict": ...}`` with
   ``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.model.visual.*`` (OpenAI CLIP
@@ -29,7 +29,7 @@ def tiny_coshand_models(seed: int = 0) -> dict[str, Any]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPVisionModelWithProjection
 
-    from .coshand import clip_config, unet_config, vae_config
+    from baselines.coshand import clip_config, unet_config, vae_config
 
     c = TINY_COSHAND
     torch.manual_seed(seed)
@@ -274,7 +274,7 @@ def write_tiny_interdyn(root, svd_dir, conditions: tuple[str, ...] = ("hand",), 
     from diffusers import UNetSpatioTemporalConditionModel
     from safetensors.torch import save_file
 
-    from .svd_controlnet import ControlNetSDV
+    from baselines.svd_controlnet import ControlNetSDV
 
     unet = UNetSpatioTemporalConditionModel.from_pretrained(Path(svd_dir) / "unet")
     net = ControlNetSDV.from_unet(unet, conditions=conditions, conditioning_embedding_out_channels=(8, 16))
