@@ -9,7 +9,7 @@ export PAM_BENCH_HOME ?= $(HOME)/.cache/pam-bench
 RUNS ?= runs/demo
 DEMO_METRICS ?= ssim,psnr,lpips,fvd,mf,mpjpe
 
-.PHONY: setup weights run leaderboard test test-fast bench clean
+.PHONY: setup weights run leaderboard test test-all clean
 
 setup: $(STAMP)
 

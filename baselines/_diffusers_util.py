@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pam_bench import safe_pickle as SP
-from pam_bench.errors import InputError, MissingResource
+from pam_bench.errors import InputError
 
 
 def pick_dtype(device: str, dtype: str = "auto"):
@@ -54,14 +54,6 @@ def load_torch_state_dict(path: Path) -> tuple[dict[str, Any], str]:
     if not tensors:
         raise InputError(path, "holds no tensors (expected a state_dict of tensors)")
     return tensors, how
-
-
-def need_file(path: Path | None, what: str, how: str) -> Path:
-    """``path`` if it exists, else MissingResource(what, how)."""
-    if path is None or not Path(path).exists():
-        where = f" (looked at {path})" if path is not None else ""
-        raise MissingResource(what, how + where)
-    return Path(path)
 
 
 def torch_generator(seed: int, device: str):

@@ -75,7 +75,7 @@ class PAMPipeline:
         ckpt.required_files(self.root, mode)  # clear MissingResource before any loading
         self.device, self.dtype, self.offload = torch.device(device), dtype, offload
         self.home = torch.device("cpu") if offload else self.device
-        tr, self.transformer_info = s3.load_transformer(self.root / "transformer", dtype=dtype)
+        tr, _ = s3.load_transformer(self.root / "transformer", dtype=dtype)
         vae = AutoencoderKLCogVideoX.from_pretrained(self.root / "vae", torch_dtype=dtype)
         if vae_tiling:
             vae.enable_tiling()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .errors import PamBenchError
 
@@ -26,7 +25,6 @@ class Entry:
     packages: tuple[str, ...] = ()
     weights: tuple[str, ...] = ()  # names in pam_bench.weights.PINNED
     user_files: str = ""  # what the user must supply (checkpoint dirs, datasets): shown by `list`
-    default_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     def load(self):
         mod_name, _, attr = self.target.partition(":")

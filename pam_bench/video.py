@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .types import PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Video
-
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
+from .types import Video
 
 
 def read_video(path, max_frames: int | None = None) -> Video:
@@ -154,18 +152,6 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
-
-
-def check_protocol(video: Video, where, frames: int = PROTOCOL_FRAMES, height: int = PROTOCOL_HEIGHT,
-                   width: int = PROTOCOL_WIDTH) -> None:
-    """PAM protocol: 49 frames at 480x720. Anything else is a clear error (never a silent resize)."""
-    problems = []
-    if video.num_frames != frames:
-        problems.append(f"{video.num_frames} frames, the protocol needs {frames}")
-    if video.size != (height, width):
-        problems.append(f"size {video.height}x{video.width}, the protocol needs {height}x{width}")
-    if problems:
-        raise InputError(where, "; ".join(problems) + " (use --trim/--resize to adapt explicitly)")
 
 
 def conform(video: Video, where, frames: int | None, size: tuple[int, int] | None, trim: bool, resize: bool

@@ -59,8 +59,6 @@ class Metric(ABC):
     kind: ClassVar[str] = "per_video"  # or "set" (a whole-set statistic such as FVD)
     unit: ClassVar[str] = ""
     backend: str = "numpy"
-    #: What measure() reads from the sample besides the video: e.g. ("joints_3d",).
-    needs: ClassVar[tuple[str, ...]] = ()
     #: False when measure() never reads the GT video (its GT side comes from measure_reference, which the
     #: harness caches): then a warm GT cache lets the harness skip decoding the reference clip.
     uses_reference_video: ClassVar[bool] = True

@@ -132,7 +132,6 @@ class HandMPJPE(MeanMetric):
     direction = "lower"
     version = "1"
     unit = "mm"
-    needs = ("joints_3d", "joints_2d", "hand_sides")
 
     def __init__(self, device: str = "cpu", **options):
         super().__init__(device=device, **options)

@@ -158,7 +158,6 @@ class MotionFidelity(MeanMetric):
     direction = "higher"
     version = "1"
     unit = ""
-    needs = ("seg", "conditions")
 
     def __init__(self, device: str = "cpu", **options):
         super().__init__(device=device, **options)
