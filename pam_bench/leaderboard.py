@@ -1,7 +1,7 @@
 """Leaderboards in the PAM paper's table layouts, with the paper's reported rows beside measured ones.
 
 A board has *blocks* of rows, one per evaluation protocol: the paper's reported rows (from
-``leaderboards/reported.csv``, cited) form one block, the measured results (results.json files) another.
+``pam_bench/reported.csv``, package data, cited in ``leaderboards/README.md``) form one block, the measured results (results.json files) another.
 Numbers of different protocols are never ranked against each other: the best value of a column is
 marked (bold in md/tex/html) within each block, by the metric's own direction.
 
@@ -17,6 +17,7 @@ of evaluated clips; anything else is refused with :class:`~pam_bench.errors.Inco
 from __future__ import annotations
 
 import csv
+import importlib.resources
 import io
 import math
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from .errors import IncompatibleResults, InputError, PamBenchError
 from .results import column_key
 
 #: The default reported-numbers file (committed in the repository).
-REPORTED_CSV = Path(__file__).resolve().parents[1] / "leaderboards" / "reported.csv"
+REPORTED_CSV = Path(str(importlib.resources.files("pam_bench") / "reported.csv"))  # package data
 REPORTED_COLUMNS = ("table", "method", "venue", "metric", "value", "backend", "source", "note")
 
 #: Metric display names and the paper's arrows (the direction of each metric, as the paper prints it).
@@ -283,7 +284,7 @@ def build(results: Sequence[dict], layout: str = "table1", reported: str | Path 
         sources = [s for s in sources if not any(o != s and o.startswith(s) for o in sources)]
         blocks.append(Block(lay.reported_protocol, rep))
         footnotes.insert(0, "Reported rows are copied from: " + "; ".join(sources) +
-                         " (leaderboards/reported.csv, cited in leaderboards/README.md).")
+                         " (pam_bench/reported.csv, cited in leaderboards/README.md).")
     if meas:
         d = results[0]["dataset"]
         blocks.append(Block(f"measured: {d.get('name')}/{d.get('split')}, {results[0].get('n_evaluated')} clips, "

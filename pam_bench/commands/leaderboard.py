@@ -17,7 +17,7 @@ from .evaluate import parse_kv
 @click.option("--out", type=click.Path(), default=None,
               help="output file (md/tex/csv; default stdout) or folder (html: DIR/index.html + previews)")
 @click.option("--reported", type=click.Path(), default=None,
-              help="reported-numbers CSV [leaderboards/reported.csv]")
+              help="reported-numbers CSV [pam_bench/reported.csv]")
 @click.option("--no-reported", is_flag=True, help="measured rows only")
 @click.option("--clips", default="2", show_default=True,
               help="html: number of clips to preview, or comma-separated clip ids")

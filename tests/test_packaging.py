@@ -1,0 +1,77 @@
+"""The package is self-contained: a wheel built from the repository, installed (not editable) into a fresh
+virtual environment outside the repository, runs ``pam-bench leaderboard --layout table1``.
+
+The wheel is built from a copy of the package sources (so the build leaves nothing in the checkout) with
+``pip wheel --no-deps --no-build-isolation`` (no network). The fresh environment sees the test
+interpreter's installed packages through a ``.pth`` line (torch and friends are not downloaded again), but
+not the repository: no PYTHONPATH, and the working directory is a temporary folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+@pytest.mark.skipif(not (_have("pip") and _have("setuptools")), reason="needs pip and setuptools to build a wheel")
+def test_wheel_installed_outside_the_repo_runs_the_leaderboard(tmp_path):
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("pam_bench", "pam", "baselines"):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+          "-w", str(dist), str(src)], tmp_path)
+    wheels = list(dist.glob("pam_bench-*.whl"))
+    assert len(wheels) == 1, wheels
+
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
+    py = venv / "bin" / "python"
+    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                     tmp_path).stdout.strip())
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "_outer_env.pth").write_text("\n".join(sorted(outer)) + "\n")
+    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
+          str(wheels[0])], tmp_path)
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = _run([str(py), "-c", "import pam_bench; print(pam_bench.__file__)"], work).stdout.strip()
+    assert Path(where).resolve().is_relative_to(site.resolve()), where  # the installed copy, not the checkout
+    out = _run([str(venv / "bin" / "pam-bench"), "leaderboard", "--layout", "table1", "--format", "csv"],
+               work).stdout
+    # the reported rows come from the packaged CSV: every method the paper's Table 1 lists is in the table
+    from pam_bench.leaderboard import load_reported
+
+    methods = {r["method"] for r in load_reported(table="table1")}
+    assert len(methods) >= 3, methods
+    missing = [m for m in methods if m not in out]
+    assert not missing, f"reported rows missing from the installed copy's table: {missing}\n{out}"
