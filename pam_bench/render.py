@@ -1,8 +1,7 @@
 """PAM's condition encodings (seg / keypoints / depth) and their composite.
 
 Everything here works on numpy arrays in the house pixel convention (uint8 RGB, H x W x 3).
-Facts follow PAM's ``training/hoi_utils.py`` and ``training/dataset.py`` (see
-/work/shared/docs/datasets.md, "PAM's clip protocol"):
+Facts follow PAM's ``training/hoi_utils.py`` and ``training/dataset.py`` (its clip protocol):
 
 - **seg**: instance labels -> ADE20K palette: background 0 -> black, hand 255 -> palette[149]
   = (92, 0, 255), object id k -> palette[k] (1 -> (180, 120, 120)). PAM feeds these arrays to the

@@ -75,3 +75,47 @@ def test_wheel_installed_outside_the_repo_runs_the_leaderboard(tmp_path):
     assert len(methods) >= 3, methods
     missing = [m for m in methods if m not in out]
     assert not missing, f"reported rows missing from the installed copy's table: {missing}\n{out}"
+
+
+def test_weights_doc_lists_every_pin():
+    """docs/weights.md (cited by docstrings) states what pam_bench.weights pins: every name, file, size and
+    sha256."""
+    from pam_bench.weights import PINNED
+
+    doc = (REPO / "docs" / "weights.md").read_text(encoding="utf-8")
+    for p in PINNED.values():
+        assert f"`{p.name}`" in doc and f"`{p.filename}`" in doc, p.name
+        for h in (p.sha256, p.archive_sha256):
+            if h:
+                assert h in doc, (p.name, h)
+        if p.size:
+            assert f"{p.size:,}" in doc, (p.name, p.size)
+        if p.archive:
+            assert f"`{p.archive}`" in doc and f"`{p.member}`" in doc, p.name
+
+
+def test_no_docstring_cites_a_path_outside_the_repository():
+    """Docstrings cite files of the repository only (the docs beside it are not shipped)."""
+    import ast
+
+    bad = []
+    for root in ("pam_bench", "pam", "baselines"):
+        for f in sorted((REPO / root).rglob("*.py")):
+            tree = ast.parse(f.read_text(encoding="utf-8"))
+            nodes = [tree] + [n for n in ast.walk(tree)
+                              if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            for n in nodes:
+                doc = ast.get_docstring(n) or ""
+                for marker in ("../shared", "/work/", "shared/docs", "shared/data"):
+                    if marker in doc:
+                        bad.append(f"{f.relative_to(REPO)}: {getattr(n, 'name', '<module>')} cites {marker}")
+                for cited in _cited_docs(doc):
+                    if not (REPO / cited).is_file():
+                        bad.append(f"{f.relative_to(REPO)}: cites {cited}, which is not in the repository")
+    assert not bad, "\n".join(bad)
+
+
+def _cited_docs(doc: str) -> list[str]:
+    import re
+
+    return re.findall(r"\bdocs/[\w.-]+\.md\b", doc)

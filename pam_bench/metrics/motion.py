@@ -1,6 +1,6 @@
 """Motion Fidelity (MF): do the hands and objects in the generated clip move like those in the GT clip?
 
-Protocol (paper section 4.1, made exact here; see /work/shared/docs/protocol.md):
+Protocol (paper section 4.1, made exact here):
 
 1. **Query points.** ``n_points`` (100) pixels are drawn without replacement, with a seeded RNG
    (``derive_seed(seed, sample.id)``, so every method sees the same points for a sample), from the GT
