@@ -111,6 +111,7 @@ class _SVDControlBase(Generator):
                                    UNetSpatioTemporalConditionModel)
             from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
+            from pam_bench.hf_offline import hub_offline
             from pam_bench.weights import sha256_file
 
             from ._diffusers_util import pick_dtype
@@ -122,6 +123,7 @@ class _SVDControlBase(Generator):
             if got != self.conditions:
                 raise InputError(wf, f"controlnet was built for conditions {got}, {self.name} needs {self.conditions}")
             self._sha = sha256_file(wf)
+            hub_offline()
             p = {"controlnet": net,
                  "unet": UNetSpatioTemporalConditionModel.from_pretrained(self.svd_dir / "unet"),
                  "vae": AutoencoderKLTemporalDecoder.from_pretrained(self.svd_dir / "vae"),

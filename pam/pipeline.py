@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pam_bench.errors import InputError
+from pam_bench.hf_offline import hub_offline
 from pam_bench.video import resize_frames
 
 from . import checkpoint as ckpt
@@ -73,6 +74,7 @@ class PAMPipeline:
 
         self.root, self.mode = Path(root), mode
         ckpt.required_files(self.root, mode)  # clear MissingResource before any loading
+        hub_offline()
         self.device, self.dtype, self.offload = torch.device(device), dtype, offload
         self.home = torch.device("cpu") if offload else self.device
         tr, _ = s3.load_transformer(self.root / "transformer", dtype=dtype)

@@ -1,21 +1,52 @@
 """pam-bench: benchmark and evaluation suite for sim-to-real hand-object-interaction video generation.
 
-Public API (imports are lazy: ``import pam_bench`` is cheap)::
+Public API (imports are lazy: ``import pam_bench`` loads neither numpy nor torch, and changes nothing in
+the process)::
 
-    from pam_bench import evaluate, list_entries
-    results = evaluate(method="oracle", dataset="synthetic", metrics=["ssim", "psnr"], out="runs/x")
+    import pam_bench
+    results = pam_bench.evaluate(method="oracle", dataset="synthetic", metrics=["ssim", "psnr"], out="runs/x")
+    ssim = pam_bench.create_metric("ssim")          # a registered metric by name, with its options
+    per_frame = pam_bench.ssim_frames(a, b)         # the functional metrics on uint8 T x H x W x 3 arrays
+
+Exported lazily: :func:`evaluate`, :func:`list_entries`, :func:`create_metric`, the metric classes
+(``SSIM``, ``PSNR``, ``LPIPS``, ``FVD``, ``MotionFidelity``, ``HandMPJPE`` and their bases) and the
+functional metrics (``ssim_frames``, ``psnr_frames``, ``lpips_frames``, ``frechet_distance``,
+``motion_fidelity``, ``root_aligned_mpjpe``, ...), each loaded from its module on first access.
 """
 from __future__ import annotations
 
-import os as _os
-
-# pam-bench never downloads weights at run time: every model loads from a local, user-given path. Tell the
-# Hugging Face libraries so, so that a mistyped path fails locally instead of becoming a hub request.
-_os.environ.setdefault("HF_HUB_OFFLINE", "1")
-_os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import importlib as _importlib
 
 __version__ = "0.1.0"
-__all__ = ["evaluate", "list_entries", "__version__"]
+
+#: Lazily exported name -> the module that defines it.
+_LAZY = {
+    "Metric": "pam_bench.metrics.base", "MeanMetric": "pam_bench.metrics.base",
+    "MetricResult": "pam_bench.metrics.base", "bootstrap_ci": "pam_bench.metrics.base",
+    "SSIM": "pam_bench.metrics.pixel", "PSNR": "pam_bench.metrics.pixel", "LPIPS": "pam_bench.metrics.pixel",
+    "ssim_frames": "pam_bench.metrics.pixel", "psnr_frames": "pam_bench.metrics.pixel",
+    "lpips_frames": "pam_bench.metrics.pixel", "build_lpips": "pam_bench.metrics.pixel",
+    "FVD": "pam_bench.metrics.fvd",
+    "FrechetStats": "pam_bench.metrics.frechet", "frechet_distance": "pam_bench.metrics.frechet",
+    "frechet_from_stats": "pam_bench.metrics.frechet",
+    "MotionFidelity": "pam_bench.metrics.motion", "motion_fidelity": "pam_bench.metrics.motion",
+    "HandMPJPE": "pam_bench.metrics.hand", "root_aligned_mpjpe": "pam_bench.metrics.hand",
+    "joint_errors_2d": "pam_bench.metrics.hand",
+}
+
+__all__ = ["evaluate", "list_entries", "create_metric", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pam_bench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def evaluate(*args, **kwargs):
@@ -31,3 +62,11 @@ def list_entries(kind: str | None = None):
 
     return [{"kind": e.kind, "name": e.name, "summary": e.summary, "missing": e.missing(),
              "user_files": e.user_files} for e in REGISTRY.entries(kind)]
+
+
+def create_metric(name: str, device: str = "cpu", **options):
+    """The registered metric ``name`` (``pam-bench list`` shows them), built with ``options`` exactly as
+    ``-m name.key=value`` would (an unknown option is a one-line error naming it)."""
+    from .harness import build_metrics
+
+    return build_metrics([name], device=device, options={name: options} if options else None)[0]
