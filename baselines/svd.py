@@ -281,5 +281,6 @@ class SVDMulti(_SVDControlBase):
     def checkpoint_how(self) -> str:
         return ("an SVD-multi controlnet folder in pam-bench's layout (controlnet/config.json with "
                 "conditions [depth, seg, hand] + diffusion_pytorch_model.safetensors); no weights are public, "
-                "train one or write a tiny one with write_tiny_interdyn(..., conditions=...) in tests/tiny_baselines.py; "
+                "train one or write a tiny one with write_tiny_interdyn(..., conditions=...) in "
+                "tests/tiny_baselines.py; "
                 "pass --checkpoint DIR or place it at $PAM_BENCH_HOME/models/svd-multi")

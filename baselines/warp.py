@@ -147,7 +147,8 @@ class CondWarp(Generator):
                 "native_frames": "any", "steps": None, "guidance": None, "seed_policy": "deterministic (seed unused)",
                 "flow": f"opencv DIS preset {self.preset}, backward (t -> t-1), composed into a map to frame 0",
                 "motion_source": "mean grey of the condition frames: " + "+".join(self.sources),
-                "fg_threshold": self.fg_threshold, "min_flow_px": self.min_flow, "fill": "background plate: first frame with its foreground "
+                "fg_threshold": self.fg_threshold, "min_flow_px": self.min_flow,
+                "fill": "background plate: first frame with its foreground "
                 f"(dilated {self.fill_dilate}px) inpainted by cv2.inpaint Telea r={self.inpaint_radius}"}
 
     def generate(self, sample: Sample, seed: int) -> Video:

@@ -141,7 +141,8 @@ def builtin_sequence(num_frames: int = 49, obj: ObjectSpec = ObjectSpec(),
     """Approach -> grasp -> move, in the camera frame (x right, y down, z forward).
 
     The hand's fingers point along +x and curl towards +y (down onto the object; the palm normal is tilted
-    ``palm_tilt_deg`` towards the camera); the palm comes to rest ``palm_gap`` above the object's top. ``phases``: fractions of the clip for approach, grasp, move.
+    ``palm_tilt_deg`` towards the camera); the palm comes to rest ``palm_gap`` above the object's top.
+    ``phases``: fractions of the clip for approach, grasp, move.
     ``initial_flexion`` / ``target_flexion`` [5, 3] radians are the initial and target hand poses.
     """
     if num_frames < 2:

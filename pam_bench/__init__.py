@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib as _importlib
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 #: Lazily exported name -> the module that defines it.
 _LAZY = {

@@ -73,7 +73,7 @@ def _naive(folder: Path) -> dict:
     model = build_lpips()
     vals = {"ssim": [], "psnr": [], "lpips": []}
     for g, x in zip(gts, gens):
-        s, p, l = [], [], []
+        s, p, lp = [], [], []
         for a, b in zip(g, x):
             s.append(structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                            data_range=255, channel_axis=-1))
@@ -81,8 +81,8 @@ def _naive(folder: Path) -> dict:
             with torch.no_grad():
                 ta = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 127.5 - 1
                 tb = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].float() / 127.5 - 1
-                l.append(float(model(ta, tb)))
-        for k, v in zip(("ssim", "psnr", "lpips"), (s, p, l)):
+                lp.append(float(model(ta, tb)))
+        for k, v in zip(("ssim", "psnr", "lpips"), (s, p, lp)):
             vals[k].append(np.mean(v))
     return {k: float(np.mean(v)) for k, v in vals.items()}
 

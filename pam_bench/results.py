@@ -63,7 +63,7 @@ def check_comparable(a: dict, b: dict, what: str = "compare") -> None:
 def env_info(device: str) -> dict[str, Any]:
     import platform
 
-    from . import __version__
+    from ._version import __version__
 
     info = {"pam_bench": __version__, "python": platform.python_version(), "device": device}
     try:

@@ -48,7 +48,8 @@ def test_clips_found_and_pam_clip_list(tree, tmp_path):
     root, info, mano = tree
     assert OakInk2(root=root).split().ids == (ID0, ID1)
     lst = tmp_path / "val_videos.txt"
-    lst.write_text(f"# PAM list, a foreign machine's prefix\n/share/x/OakInk-v2_data/videos/{OAK_SEQ}/{OAK_CAM}/1/video.mp4\n"
+    lst.write_text("# PAM list, a foreign machine's prefix\n"
+                   f"/share/x/OakInk-v2_data/videos/{OAK_SEQ}/{OAK_CAM}/1/video.mp4\n"
                    f"\n{OAK_SEQ}/{OAK_CAM}/0\n")
     s = OakInk2(root=root, clip_list=lst).split()
     assert s.ids == (ID1, ID0) and s.name == "val_videos"
@@ -258,7 +259,8 @@ def test_cli_verify_ok_and_incomplete(tree, tmp_path):
     root, info, mano = tree
     lst = tmp_path / "ok.txt"
     lst.write_text(f"{OAK_SEQ}/{OAK_CAM}/0\n")
-    ok = CliRunner().invoke(cli, ["data", "verify", "--dataset", "oakink2", "--root", str(root), "--clip-list", str(lst)])
+    ok = CliRunner().invoke(cli, ["data", "verify", "--dataset", "oakink2", "--root", str(root),
+                                  "--clip-list", str(lst)])
     assert ok.exit_code == 0, ok.output
     assert "clips: 1" in ok.output and "OK" in ok.output
     bad = CliRunner().invoke(cli, ["data", "verify", "--dataset", "oakink2", "--root", str(root)])

@@ -243,7 +243,8 @@ def tiny_svd_components(seed: int = 0) -> dict[str, Any]:
         hidden_size=c["clip_hidden"], projection_dim=c["cross_attention_dim"], num_hidden_layers=2,
         num_attention_heads=4, image_size=c["clip_image"], intermediate_size=37, patch_size=c["clip_patch"]))
     sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                   interpolation_type="linear", num_train_timesteps=1000, prediction_type="v_prediction",
+                                   interpolation_type="linear", num_train_timesteps=1000,
+                                   prediction_type="v_prediction",
                                    sigma_max=700.0, sigma_min=0.002, steps_offset=1, timestep_spacing="leading",
                                    timestep_type="continuous", use_karras_sigmas=True)
     fe = CLIPImageProcessor(crop_size=c["clip_image"], size=c["clip_image"])
@@ -290,5 +291,6 @@ def write_tiny_interdyn(root, svd_dir, conditions: tuple[str, ...] = ("hand",), 
     if tuple(conditions) == ("hand",):
         cfg.pop("conditions", None)  # InterDyn's config has no such key
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "diffusion_pytorch_model.safetensors"))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()},
+              str(out / "diffusion_pytorch_model.safetensors"))
     return Path(root)

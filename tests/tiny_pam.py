@@ -4,8 +4,9 @@ The configs follow diffusers' own test components (CogVideoX: 2 heads x 16, 4 do
 latent 4, temporal ratio 4; Flux: patch 1, heads 2 x 16, rope axes [4,4,8], joint_attention 32,
 pooled 32), sized so that the spatial compression (8x) matches the real models: a tiny checkpoint runs at
 an internal 32x48 (H x W), 9 frames. ``write_tiny_checkpoint`` writes EXACTLY the layout of a real
-checkpoint folder (see ``pam.checkpoint``; ``write_tiny_flux`` its ``flux/`` part); only the sizes differ. Its outputs are noise: it exists to
-exercise every code path, never to produce a number anyone should read as PAM's.
+checkpoint folder (see ``pam.checkpoint``; ``write_tiny_flux`` writes its ``flux/`` part); only the sizes
+differ. Its outputs are noise: it exists to exercise every code path, never to produce a number anyone
+should read as PAM's.
 """
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int] = (PROTOCOL_HEIGHT, 
 
     if labels.shape[1:3] == tuple(size):
         return np.ascontiguousarray(labels)
-    return np.stack([nearest_resize(l, size[0], size[1]) for l in labels])
+    return np.stack([nearest_resize(lab, size[0], size[1]) for lab in labels])
 
 
 def count_frames(path: Path) -> int:
