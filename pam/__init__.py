@@ -6,7 +6,7 @@
 - ``stage3_motion``: CogVideoX-5B-I2V + PAM's multi-condition branch -> video;
 - ``pipeline``: both diffusion stages from one checkpoint folder (``checkpoint`` documents its layout);
 - ``generator``: ``PAMGenerator``, the pam-bench method ``pam``;
-- ``tiny``: tiny random configs and checkpoint folders for tests.
+- the tiny random configs and checkpoint folders the tests use live in ``tests/tiny_pam.py``.
 
 Importing this package is cheap; torch/diffusers load only inside the stage modules.
 """

@@ -1,4 +1,5 @@
-"""The code's floor plan: every module imports, the import graph has no cycle, and ruff finds nothing.
+"""The code's floor plan: every module imports and has a docstring, functions stay short, the import graph
+has no cycle, and ruff finds nothing.
 
 The import graph counts every ``import`` statement of a module, at its top or inside a function (a lazy
 import still ties the two modules together), resolved within the three packages ``pam_bench``, ``pam`` and
@@ -167,6 +168,30 @@ def test_no_import_cycle():
 @pytest.mark.parametrize("cycle", KNOWN_CYCLES, ids=lambda c: "<->".join(sorted(c)))
 def test_known_cycle_is_gone(cycle):
     assert cycle not in strongly_connected(import_graph())
+
+
+#: Functions allowed over MAX_FUNCTION_LINES: the two model-class factories (one class body each), and
+#: harness.evaluate until the engine core (issue 13's pam_bench/run/) splits it.
+LONG_FUNCTIONS = {"baselines.svd_controlnet._build_controlnet_class", "pam_bench.metrics.i3d._modules",
+                  "pam_bench.harness.evaluate"}
+MAX_FUNCTION_LINES = 60
+#: Modules without a docstring yet: the metrics package's __init__ (empty; issue 16 owns it now).
+NO_DOCSTRING_YET = {"pam_bench.metrics"}
+
+
+def test_every_module_has_a_docstring_and_short_functions():
+    missing, long = [], []
+    for name, path in project_modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if not ast.get_docstring(tree) and name not in NO_DOCSTRING_YET:
+            missing.append(name)
+        for n in ast.walk(tree):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = n.end_lineno - n.lineno + 1
+                if lines > MAX_FUNCTION_LINES and f"{name}.{n.name}" not in LONG_FUNCTIONS:
+                    long.append(f"{name}.{n.name} ({lines} lines)")
+    assert not missing, f"modules without a docstring: {missing}"
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
 #: Modules not imported by the test, with the reason.
