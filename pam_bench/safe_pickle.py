@@ -262,6 +262,6 @@ def npy_pickle_body(raw: bytes, path, what: str) -> bytes:
         _, _, dtype = reader(f)
     except ValueError as e:
         raise InputError(path, f"bad .npy header ({e})") from None
-    if dtype != object:
+    if dtype != object:  # noqa: E721 - numpy dtype equality (object dtype), not a type check
         raise InputError(path, f"a plain {dtype} array, not {what}")
     return raw[f.tell():]

@@ -186,7 +186,8 @@ def test_gadgets_never_run_through_the_unpickler_itself(tmp_path):
 
 def test_real_numpy_data_still_loads_in_every_protocol(tmp_path):
     data = {"f": np.arange(6.0).reshape(2, 3), "i": np.arange(4, dtype=np.int32), "b": np.array([True]),
-            "c": np.array([1 + 2j]), "s": np.array(["ab", "c"]), "by": np.array([b"x"]), "o": np.array([1, "x"], object),
+            "c": np.array([1 + 2j]), "s": np.array(["ab", "c"]), "by": np.array([b"x"]),
+            "o": np.array([1, "x"], object),
             "rec": np.zeros(2, dtype=[("a", "f4"), ("b", "i8", (2,))]), "t": np.array(["2020-01-01"], "datetime64[D]"),
             "scalar": np.float32(1.5), "fortran": np.asfortranarray(np.ones((2, 3))), "set": {1, 2},
             "fs": frozenset([3]), "bytes": b"raw", "ba": bytearray(b"q"), "cx": 3 + 1j, "be": np.zeros(2, ">f4"),
