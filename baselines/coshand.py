@@ -13,13 +13,24 @@ run_results_on_final_eval_set.py). Facts it is rebuilt from:
   input frame ([-1,1] -> bicubic 224 align_corners -> CLIP mean/std), one token. (CosHand's training code
   feeds ``cc_projection(zeros)`` - the null prompt - while its released inference uses the image embedding;
   we follow the inference script, option ``context='image'``; ``context='null'`` gives the training one.)
-- Sampling: DDIM 50 steps, eta 1.0, classifier-free guidance 1.5 with zero c_concat and zero context as the
-  unconditional branch; LDM 'uniform' DDIM timesteps (= diffusers "leading" + steps_offset 1), betas
-  scaled_linear 0.00085..0.012, final alpha = alphas_cumprod[0]. EMA weights when the checkpoint has them.
+- Sampling: DDIM, eta 1.0, classifier-free guidance 1.5 with zero c_concat and zero context as the
+  unconditional branch; betas LDM 'linear' 0.00085..0.012 over 1000 steps (= diffusers scaled_linear).
+  Timesteps exactly as the official sampler runs them (``official_ddim_timesteps``): LDM 'uniform'
+  discretisation ``range(0, 1000, 1000 // steps) + 1``, then ``DDIMSampler.ddim_sampling(t_start=-1)`` slices
+  ``[:-1]``, dropping the LAST (largest) timestep; so 50 steps execute 49 DDIM updates from t=961 down to t=1
+  (20 steps: 19 from t=901). alpha_prev of each update is the previous entry of the full list,
+  alphas_cumprod[0] for the last. ``-o timesteps=diffusers`` restores the earlier behaviour (all 50 from t=981).
+- Preprocessing (``-o resize=crop``, the default): the official inference script's ``resize_image``: a
+  centre square crop whose columns are shifted by +50 px (only when the frame is wider than tall; numpy
+  slicing clips the crop at the right edge), then ``cv2.resize`` INTER_LINEAR to 256x256, for the frame
+  and for the hand masks alike. The prediction covers only the crop: it is resized (INTER_LINEAR) to the
+  crop's size and pasted there; outside the crop every output frame shows the GT first frame's pixels
+  (the model never sees them). ``-o resize=stretch`` stretches the whole frame to 256x256 and back.
+  Output conversion: ``uint8(255 * clamp((x + 1) / 2))`` with truncation, as the script does.
+- Precision: fp32 by default, as the official script (``precision='fp32'``); ``-o dtype=bf16`` is an option.
 - 256x256 native. Video policy (recorded in identity): frame 0 is the GT first frame; frame t is predicted
   from the conditioning frame (``mode='autoregressive'``: the previous generated frame and its hand mask;
-  ``mode='from-first'``: the GT first frame and hand mask 0) and hand mask t. Frames are stretched to 256x256
-  (no crop, so the whole protocol frame is seen) and predictions stretched back to the protocol size bilinearly.
+  ``mode='from-first'``: the GT first frame and hand mask 0) and hand mask t.
 
 Checkpoint: the official ``coshandrelease.ckpt`` (LDM/Lightning layout), converted by ``convert_ldm_checkpoint``;
 architecture numbers are read from the tensor shapes (heads: 8, the config's value, or ``num_heads``).
@@ -234,17 +245,50 @@ class CosHandModel:
         return self.vae.decode(z / SCALE_FACTOR).sample
 
 
-def ddim_scheduler(steps: int):
-    from diffusers import DDIMScheduler
+NUM_TRAIN_TIMESTEPS = 1000
+LINEAR_START, LINEAR_END = 0.00085, 0.012
+TIMESTEP_RULES = ("official", "diffusers")
 
-    s = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                      clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
-    s.set_timesteps(steps)
-    return s
+
+def ldm_alphas_cumprod():
+    """LDM ``make_beta_schedule('linear')``: sqrt-linear betas in float64, cumprod, stored as float32."""
+    betas = np.linspace(LINEAR_START ** 0.5, LINEAR_END ** 0.5, NUM_TRAIN_TIMESTEPS, dtype=np.float64) ** 2
+    return np.cumprod(1.0 - betas).astype(np.float32).astype(np.float64)
+
+
+def official_ddim_timesteps(steps: int, rule: str = "official") -> list[int]:
+    """The timesteps the sampler executes, in execution order (descending); see the module docstring.
+
+    ``official``: LDM 'uniform' list + 1 with its last entry dropped (``t_start=-1``);
+    ``diffusers``: the full list (diffusers 'leading' + steps_offset 1)."""
+    if rule not in TIMESTEP_RULES:
+        raise InputError("timesteps", f"unknown timestep rule {rule!r}; use {' or '.join(TIMESTEP_RULES)}")
+    if not 1 <= int(steps) <= NUM_TRAIN_TIMESTEPS:
+        raise InputError("steps", f"must be between 1 and {NUM_TRAIN_TIMESTEPS}, got {steps}")
+    full = list(range(0, NUM_TRAIN_TIMESTEPS, NUM_TRAIN_TIMESTEPS // int(steps)))
+    full = [t + 1 for t in full]
+    run = full[:-1] if rule == "official" else full
+    if not run:
+        raise InputError("steps", "1 step executes nothing with the official sampler (it drops the last timestep)")
+    return run[::-1]
+
+
+def ddim_schedule(steps: int, eta: float, rule: str = "official") -> list[tuple[int, float, float, float]]:
+    """(t, alpha_t, alpha_prev, sigma_t) per executed update, as ``make_ddim_sampling_parameters`` gives
+    them: alpha_prev is alphas_cumprod at the previous entry of the full list (alphas_cumprod[0] first)."""
+    ac = ldm_alphas_cumprod()
+    run = official_ddim_timesteps(steps, rule)[::-1]  # ascending: the full list minus the dropped tail
+    out = []
+    for i, t in enumerate(run):
+        a_t = ac[t]
+        a_prev = ac[0] if i == 0 else ac[run[i - 1]]
+        sigma = eta * np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+        out.append((t, float(a_t), float(a_prev), float(sigma)))
+    return out[::-1]
 
 
 def sample_frame(model: CosHandModel, frame, mask_in, mask_target, steps: int, guidance: float, eta: float,
-                 generator, context: str = "image"):
+                 generator, context: str = "image", rule: str = "official"):
     """One CosHand prediction. Tensors [1,3,S,S] in [-1,1]; returns [1,3,S,S] in [-1,1]."""
     import torch
 
@@ -255,18 +299,40 @@ def sample_frame(model: CosHandModel, frame, mask_in, mask_target, steps: int, g
         ctx = model.clip_context(frame)
         if context == "null":
             ctx = model.cc_projection(torch.zeros_like(ctx))
-        sched = ddim_scheduler(steps)
         h, w = c_concat.shape[-2:]
-        x = randn((1, model.unet.config.out_channels, h, w), generator, model.device, model.dtype)
+        x = randn((1, model.unet.config.out_channels, h, w), generator, model.device, model.dtype).float()
         cc2 = torch.cat([torch.zeros_like(c_concat), c_concat])
         ctx2 = torch.cat([torch.zeros_like(ctx), ctx])
-        for t in sched.timesteps:
-            inp = torch.cat([torch.cat([x, x]), cc2], 1)
-            eps = model.unet(inp, t, encoder_hidden_states=ctx2).sample
-            e_u, e_c = eps.chunk(2)
+        for t, a_t, a_prev, sigma in ddim_schedule(steps, eta, rule):
+            inp = torch.cat([torch.cat([x, x]).to(model.dtype), cc2], 1)
+            e_u, e_c = model.unet(inp, t, encoder_hidden_states=ctx2).sample.float().chunk(2)
             eps = e_u + guidance * (e_c - e_u)
-            x = sched.step(eps.float(), t, x.float(), eta=eta, generator=generator).prev_sample.to(model.dtype)
-        return model.decode(x).float().clamp(-1, 1)
+            x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5
+            x = a_prev ** 0.5 * x0 + (1 - a_prev - sigma ** 2) ** 0.5 * eps
+            if sigma > 0:
+                x = x + sigma * randn(tuple(x.shape), generator, model.device, torch.float32)
+        return model.decode(x.to(model.dtype)).float().clamp(-1, 1)
+
+
+RESIZES = ("crop", "stretch")
+CROP_OFFSET_X = 50  # run_results_on_final_eval_set.py resize_image: the width crop is shifted by +50 px
+
+
+def official_crop_box(h: int, w: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of CosHand's inference crop to a square (see the module docstring)."""
+    if w / h > 1.0:
+        new_w = int(h * 1.0)
+        start = (w - new_w) // 2
+        return 0, h, min(start + CROP_OFFSET_X, w), min(start + new_w + CROP_OFFSET_X, w)
+    new_h = int(w / 1.0)
+    start = (h - new_h) // 2
+    return start, start + new_h, 0, w
+
+
+def _linear_resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for f in frames])
 
 
 def _to_tensor(frames: np.ndarray, device: str):
@@ -277,7 +343,14 @@ def _to_tensor(frames: np.ndarray, device: str):
 
 
 def _to_uint8(x) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    """The official conversion: ``(255 * clamp((x + 1) / 2)).astype(uint8)``, i.e. truncation."""
+    y = (x.float().clamp(-1, 1) + 1.0) / 2.0
+    return (255.0 * y.clamp(0, 1)).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
+
+
+def _file_key(f: Path) -> tuple:
+    st = f.stat()
+    return (str(f.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def _default_dir() -> Path:
@@ -295,13 +368,18 @@ class CosHand(Generator):
 
     def __init__(self, device: str = "cpu", checkpoint=None, steps: int = 50, guidance: float = 1.5,
                  eta: float = 1.0, mode: str = "autoregressive", resolution: int = 256, context: str = "image",
-                 num_heads: int = 8, ema: bool = True, dtype: str = "auto", clip=None, **options: Any):
+                 num_heads: int = 8, ema: bool = True, dtype: str = "fp32", clip=None, resize: str = "crop",
+                 timesteps: str = "official", **options: Any):
         if options:
             raise InputError("options", f"coshand does not know {', '.join(sorted(options))}")
         if mode not in self.MODES:
             raise InputError("mode", f"unknown mode {mode!r}; use {' or '.join(self.MODES)}")
         if context not in ("image", "null"):
             raise InputError("context", f"unknown context {context!r}; use image or null")
+        if resize not in RESIZES:
+            raise InputError("resize", f"unknown resize {resize!r}; use {' or '.join(RESIZES)}")
+        official_ddim_timesteps(int(steps), timesteps)  # validates steps and the rule
+        self.resize, self.timestep_rule = resize, timesteps
         self.device = device
         self.steps, self.guidance, self.eta = int(steps), float(guidance), float(eta)
         self.mode, self.resolution, self.context = mode, int(resolution), context
@@ -340,41 +418,76 @@ class CosHand(Generator):
             self._sha = sha256_file(f)
             self._ema = parts["ema"]
             self._model = CosHandModel(parts, self.device, pick_dtype(self.device, self.dtype_name), self.clip_dir)
+            self._sha_key = _file_key(f)
         return self._model
+
+    def _checkpoint_sha(self, f: Path) -> str | None:
+        """sha256 of the checkpoint, cached by (path, size, mtime)."""
+        if not f.is_file():
+            return None
+        key = _file_key(f)
+        if self._sha is None or getattr(self, "_sha_key", None) != key:
+            from pam_bench.weights import sha256_file
+
+            self._sha, self._sha_key = sha256_file(f), key
+        return self._sha
 
     def identity(self) -> dict[str, Any]:
         f = self._ckpt_file()
-        if self._sha is None and f.is_file():
-            from pam_bench.weights import sha256_file
-
-            self._sha = sha256_file(f)
-        return {"name": self.name, "checkpoint": str(f.name), "checkpoint_sha256": self._sha,
+        ts = official_ddim_timesteps(self.steps, self.timestep_rule)
+        return {"name": self.name, "checkpoint": str(f.name), "checkpoint_sha256": self._checkpoint_sha(f),
                 "native_resolution": [self.resolution, self.resolution], "native_frames": 1,
                 "video_policy": f"{self.mode}: frame t from "
                 + ("the previous generated frame + its hand mask" if self.mode == "autoregressive"
                    else "the GT first frame + hand mask 0") + " and hand mask t; frame 0 = GT first frame",
-                "resize": "stretch to native (no crop), bilinear back to the protocol size",
-                "sampler": "DDIM (LDM uniform timesteps)", "steps": self.steps, "guidance": self.guidance,
+                "resize": ("official: centre square crop shifted +50 px in x, cv2 INTER_LINEAR to native; "
+                           "prediction pasted back into the crop, GT first frame outside it")
+                if self.resize == "crop" else "stretch to native (no crop), bilinear back to the protocol size",
+                "sampler": f"DDIM, {self.timestep_rule} timesteps: {len(ts)} updates from t={ts[0]}",
+                "timesteps": self.timestep_rule, "steps": self.steps, "guidance": self.guidance,
                 "eta": self.eta, "context": self.context, "num_heads": self.num_heads, "ema": self.use_ema,
                 "dtype": self.dtype_name if self.dtype_name != "auto" else
                 ("bf16" if str(self.device).startswith("cuda") else "fp32"),
+                "output_uint8": "truncate (official)",
                 "seed_policy": "one CPU torch.Generator per video seeded with the per-sample seed, consumed in frame order"}
+
+    def _prepare(self, sample: Sample, t: int) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+        """(first frame [1,S,S,3], masks [t,S,S,3]) at native size, and the crop box (None: stretched)."""
+        s = (self.resolution, self.resolution)
+        masks = mask_to_rgb(hand_masks(sample)[:t])
+        first = sample.first_frame[None]
+        if self.resize == "stretch":
+            return resize_video(first, s), resize_video(masks, s), None
+        box = official_crop_box(*first.shape[1:3])
+        y0, y1, x0, x1 = box
+        if y1 - y0 < 2 or x1 - x0 < 2:
+            raise InputError(sample.id, f"a {first.shape[2]}x{first.shape[1]} frame leaves no pixels in CosHand's "
+                                        "official crop (+50 px offset); use -o resize=stretch")
+        return (_linear_resize(first[:, y0:y1, x0:x1], s), _linear_resize(masks[:, y0:y1, x0:x1], s), box)
+
+    def _to_protocol(self, pred, sample: Sample, box: tuple | None) -> np.ndarray:
+        h, w = sample.first_frame.shape[:2]
+        img = _to_uint8(pred)
+        if box is None:
+            return resize_video(img, (h, w))[0]
+        y0, y1, x0, x1 = box
+        out = sample.first_frame.copy()
+        out[y0:y1, x0:x1] = _linear_resize(img, (y1 - y0, x1 - x0))[0]
+        return out
 
     def generate(self, sample: Sample, seed: int) -> Video:
         from ._diffusers_util import torch_generator
 
         model = self._load()
-        t, h, w = target_shape(sample)
-        s = (self.resolution, self.resolution)
-        masks = resize_video(mask_to_rgb(hand_masks(sample)[:t]), s)
-        first = resize_video(sample.first_frame[None], s)
+        t = target_shape(sample)[0]
+        first, masks, box = self._prepare(sample, t)
         gen = torch_generator(seed, self.device)
         out = [sample.first_frame]
         cond_frame, cond_mask = _to_tensor(first, self.device), _to_tensor(masks[:1], self.device)
         for i in range(1, t):
             pred = sample_frame(model, cond_frame, cond_mask, _to_tensor(masks[i:i + 1], self.device), self.steps,
-                                self.guidance, self.eta, gen, self.context)
-            out.append(resize_video(_to_uint8(pred), (h, w))[0])
+                                self.guidance, self.eta, gen, self.context, self.timestep_rule)
+            out.append(self._to_protocol(pred, sample, box))
             if self.mode == "autoregressive":
                 cond_frame, cond_mask = pred.to(self.device), _to_tensor(masks[i:i + 1], self.device)
         fps = sample.video.fps if sample.video is not None else next(iter(sample.conditions.values())).fps

@@ -21,11 +21,12 @@ def tiny(tmp_path_factory):
     return models, plain, ema
 
 
-def _sample(t=3, h=40, w=60):
+def _sample(t=3, h=40, w=160):
+    """A wide frame, so the official crop (start 60, +50 px: columns 110..150) holds the hand."""
     rng = np.random.default_rng(0)
     seg = np.zeros((t, h, w, 3), np.uint8)
     for i in range(t):
-        seg[i, 10:22, 8 + 3 * i:30 + 3 * i] = (185, 0, 255)
+        seg[i, 10:22, 108 + 3 * i:130 + 3 * i] = (185, 0, 255)
     return Sample("clip", Video(rng.integers(0, 255, (t, h, w, 3), dtype=np.uint8)), {"seg": Video(seg)})
 
 
@@ -108,9 +109,83 @@ def test_missing_and_bad_inputs(tmp_path):
     bad = tmp_path / "coshandrelease.ckpt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="coshandrelease.ckpt"):
-        CosHand(checkpoint=tmp_path, steps=1)._load()
+        CosHand(checkpoint=tmp_path, steps=2)._load()
     s = _sample()
     m = hand_masks(s)
-    assert m.dtype == bool and m[0, 10:22, 8:30].all() and m.sum() == 3 * 12 * 22
+    assert m.dtype == bool and m[0, 10:22, 108:130].all() and m.sum() == 3 * 12 * 22
     with pytest.raises(InputError, match="seg"):
         hand_masks(Sample("x", s.video, {}))
+
+
+# --- parity with the official sampler and preprocessing (SruthiSudhakar/CosHand) -------------------------
+def _reference_executed_timesteps(steps: int) -> list[int]:
+    """Written from the facts, independently of baselines.coshand: ldm make_ddim_timesteps('uniform') is
+    np.asarray(range(0, 1000, 1000 // steps)) + 1; ddim_sampling(t_start=-1) keeps timesteps[:-1] and runs
+    them flipped (np.flip)."""
+    listed = np.asarray(list(range(0, 1000, 1000 // steps))) + 1
+    return [int(t) for t in np.flip(listed[:-1])]
+
+
+@pytest.mark.parametrize("steps, first, n", [(50, 961, 49), (20, 901, 19)])
+def test_timestep_list_equals_the_official_samplers(steps, first, n):
+    from baselines.coshand import ddim_schedule, official_ddim_timesteps
+
+    ref = _reference_executed_timesteps(steps)
+    got = official_ddim_timesteps(steps)
+    assert got == ref
+    assert len(got) == n and got[0] == first and got[-1] == 1
+    # alpha_prev of each update: alphas_cumprod at the next-lower listed timestep, alphas_cumprod[0] last
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+    ac = np.cumprod(1 - betas).astype(np.float32)
+    sched = ddim_schedule(steps, eta=1.0)
+    assert [s[0] for s in sched] == ref
+    for (t, a_t, a_prev, sigma), t_next in zip(sched, ref[1:] + [None]):
+        assert a_t == pytest.approx(float(ac[t]), rel=1e-6)
+        assert a_prev == pytest.approx(float(ac[t_next] if t_next is not None else ac[0]), rel=1e-6)
+        assert sigma == pytest.approx(float(np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))), rel=1e-6)
+    # the earlier behaviour stays available by name: all listed steps from t=981 for 50
+    assert official_ddim_timesteps(50, "diffusers")[0] == 981
+
+
+def test_the_sampler_runs_exactly_the_official_timesteps(tiny):
+    from baselines.coshand import CosHand
+
+    _, plain, _ = tiny
+    g = CosHand(checkpoint=plain.parent, steps=20, resolution=32, mode="from-first")
+    model = g._load()
+    seen = []
+    model.unet.register_forward_pre_hook(lambda m, args, kwargs: seen.append(int(args[1])), with_kwargs=True)
+    g.generate(_sample(t=2), seed=0)
+    assert seen == _reference_executed_timesteps(20)
+
+
+def test_official_crop_and_identity(tiny):
+    from baselines.coshand import CosHand, official_crop_box
+
+    # run_results_on_final_eval_set.py resize_image on 480x720: new width 480, start 120, +50 px offset
+    assert official_crop_box(480, 720) == (0, 480, 170, 650)
+    assert official_crop_box(720, 480) == (120, 600, 0, 480)  # height crop: no offset
+    assert official_crop_box(40, 120) == (0, 40, 90, 120)  # numpy slicing clips the shifted crop at the edge
+    _, plain, _ = tiny
+    s = _sample(t=3)
+    g = CosHand(checkpoint=plain.parent, steps=2, resolution=32)
+    out = g.generate(s, seed=1).frames
+    y0, y1, x0, x1 = official_crop_box(40, 160)
+    assert (x0, x1) == (110, 150)
+    outside = np.ones((40, 160), bool)
+    outside[y0:y1, x0:x1] = False
+    for f in out[1:]:  # outside the crop: the GT first frame; inside: the prediction
+        np.testing.assert_array_equal(f[outside], s.first_frame[outside])
+        assert not np.array_equal(f[~outside], s.first_frame[~outside])
+    ident = g.identity()
+    assert ident["dtype"] == "fp32" and ident["timesteps"] == "official" and ident["resize"].startswith("official")
+    assert "1 updates from t=1" in ident["sampler"]  # 2 steps: listed 1, 501; 501 dropped
+    st = CosHand(checkpoint=plain.parent, steps=2, resolution=32, resize="stretch", dtype="bf16").identity()
+    assert st["resize"].startswith("stretch") and st["dtype"] == "bf16" and st != ident
+    with pytest.raises(InputError, match="resize"):
+        CosHand(resize="squash")
+    with pytest.raises(InputError, match="timesteps"):
+        CosHand(timesteps="karras")
+    narrow = _sample(t=2, h=40, w=60)  # start 10 + 50 px: the official slice is empty
+    with pytest.raises(InputError, match="resize=stretch"):
+        g.generate(narrow, seed=0)
