@@ -52,13 +52,14 @@ def _ints(s: str) -> tuple[int, ...]:
               help="JSON {video_id: mpjpe_mm} computed elsewhere (replaces the backend)")
 @click.option("--trainer", default="embedded", show_default=True, help="embedded | simplehand")
 @click.option("-t", "--trainer-option", "trainer_options", multiple=True,
-              help="trainer option key=value (embedded: arch, steps, batch_size, lr; simplehand: simplehand_dir, "
-                   "train_command, predict_command)")
+              help="trainer option key=value (embedded: arch, steps, batch_size, lr; simplehand: simplehand_dir, gpus, "
+                   "honour_seed, timeout_s, train_command, predict_command)")
 @click.option("--seeds", default="0", show_default=True, help="training seeds, comma-separated")
 @click.option("--fractions", default="0.25,0.5,0.75,1", show_default=True, help="real-data shares added to gen.")
 @click.option("--real-only-curve", is_flag=True, help="also train on p% real only (p < 100)")
 @click.option("--subset-seed", type=int, default=0, show_default=True, help="seed of the real-clip subsets")
-@click.option("--crop-size", type=int, default=64, show_default=True, help="hand crop side (px)")
+@click.option("--crop-size", type=int, default=None,
+              help="hand crop side (px); default: the trainer's input (simplehand 224, embedded 64)")
 @click.option("--crop-enlarge", type=float, default=1.5, show_default=True, help="crop side / 2D joint box side")
 @click.option("--frame-stride", type=int, default=1, show_default=True, help="use every k-th frame of a clip")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")

@@ -103,7 +103,7 @@ class DexYCB(Dataset):
     name = "dexycb"
 
     def __init__(self, root=None, split: str = "s0-pam-val", layout: str = "auto", depth_source: str = "auto",
-                 depth_dir=None, **options):
+                 depth_dir=None, mano_dir=None, **options):
         if root is None:
             raise InputError("--root", "dexycb needs --root DEXYCB_DIR (the toolkit folder or PAM's data folder)")
         self.root = Path(root)
@@ -129,6 +129,11 @@ class DexYCB(Dataset):
             self.video_root = None
             default_depth = self.root.parent / "dexycb_depth"  # PAM keeps data/dexycb and data/dexycb_depth
         self.depth_dir = Path(depth_dir) if depth_dir is not None else default_depth
+        self.mano = None
+        if mano_dir is not None:  # MANO vertices from pose_m (pam_bench.datasets.dexycb_mano)
+            from .dexycb_mano import DexYCBMano
+
+            self.mano = DexYCBMano(mano_dir)
         self._split: Split | None = None
         self._meta_cache: dict[Path, dict] = {}
 
@@ -191,6 +196,8 @@ class DexYCB(Dataset):
                         "fps": PROTOCOL_FPS, "frame_rule": "range(0,N,N//49)[:49]",
                         "resize": "stretch, bilinear rgb / nearest labels", "layout": self.layout,
                         "depth_source": self.depth_source, "conditions": "pam-hoi_utils-v1"}
+            if self.mano is not None:
+                protocol["mano_vertices"] = self.mano.identity()
             self._split = Split(self.name, self.split_name, tuple(ids), protocol)
         return self._split
 
@@ -247,7 +254,8 @@ class DexYCB(Dataset):
         n_source = self.num_frames(sample_id)
         idx = C.pam_frame_indices(n_source, where=d)
         k_native = self.intrinsics_native(serial)
-        labels = [C.read_npz(d / LABELS.format(i), LABEL_KEYS) for i in idx]
+        keys = LABEL_KEYS + (("pose_m",) if self.mano is not None else ())
+        labels = [C.read_npz(d / LABELS.format(i), keys) for i in idx]
         for i, lab in zip(idx, labels):
             _check_label(d / LABELS.format(i), lab)
         seg_native = np.stack([lab["seg"] for lab in labels]).astype(np.uint8)
@@ -270,9 +278,25 @@ class DexYCB(Dataset):
             "ycb_ids": meta.get("ycb_ids"), "ycb_grasp_ind": meta.get("ycb_grasp_ind"),
             "hand_frames": int(np.isfinite(j2d[:, 0, 0, 0]).sum()),
         }
+        if self.mano is not None:
+            info["mano_vertices"] = self._mano_vertices(subject, seq, sides[0], labels)
         return Sample(id=sample_id, video=Video(rgb, PROTOCOL_FPS), conditions=conditions,
                       joints_2d=C.scale_points(j2d, sx, sy), joints_3d=j3d, hand_sides=sides,
                       intrinsics=C.scale_intrinsics(k_native, sx, sy), seg=seg, meta=info)
+
+    def _mano_vertices(self, subject: str, seq: str, side: str, labels: list[dict]) -> np.ndarray:
+        """[T, 1, 778, 3] metres, camera frame (NaN where no hand), from pose_m and the subject's betas."""
+        where = self.raw_root / subject / seq / "meta.yml"
+        calib = self.meta(subject, seq).get("mano_calib")
+        if not calib:
+            raise InputError(where, "meta.yml has no 'mano_calib' (needed for MANO vertices)")
+        path = self.raw_root / "calibration" / f"mano_{calib[0]}" / "mano.yml"
+        y = C.read_yaml(path, "MANO calibration")
+        betas = y.get("betas") if isinstance(y, dict) else None
+        if betas is None or len(betas) != 10:
+            raise InputError(path, "MANO calibration needs 'betas' with 10 values")
+        pose = np.stack([np.asarray(lab["pose_m"], np.float64).reshape(-1, 51)[0] for lab in labels])
+        return self.mano.vertices(side, pose, np.asarray(betas, np.float64))[:, None]
 
     # ------------------------------------------------------------------ verify (pam-bench data verify)
     def verify(self, deep: bool = False, max_problems: int = 200) -> C.VerifyReport:

@@ -1,14 +1,20 @@
 """Export crops to SimpleHand's FreiHAND-style dataset layout.
 
-SimpleHand (patienceFromZhou/simpleHand, dataset.py / eval_datataset.py) reads a JSON list of image
-paths (``DATA.JSON_DIR`` for training, ``VAL.BMK.json_dir`` for evaluation in its cfg.py); for every
-``X.jpg`` it reads ``X.json`` next to it with keys ``xyz`` (21x3, metres, camera frame), ``uv`` (21x2
-pixels), ``K`` (3x3) and ``vertices`` (778x3, metres; its training loader reads them unconditionally),
-plus ``image_path``. Images are read with cv2.imread (BGR on disk, as written here).
+SimpleHand (patienceFromZhou/simpleHand) reads a JSON list of image paths (``DATA.JSON_DIR`` for training,
+``VAL.BMK.json_dir`` for evaluation in its cfg.py) and, for every ``X.jpg``, ``X.json`` next to it
+(``path.replace('.jpg', '.json')``). Fields each loader reads (facts, upstream files):
 
-We export the hand crops of :mod:`.frames` with their crop intrinsics and crop 2D joints (exact: the crop
-is an affine map of the image), named ``{index:08d}.jpg`` / ``.json``, and ``vertices`` only when the
-dataset provides MANO vertices.
+- training, ``dataset.py`` ``HandDataset.__getitem__``: ``xyz`` (21x3 m, camera frame), ``K`` (3x3) and
+  ``vertices`` (778x3 m, read unconditionally); the 2D joints are recomputed as ``K @ xyz``; the image path
+  comes from the list;
+- evaluation, ``eval_datataset.py`` ``HandMeshEvalDataset.__getitem__``: ``K``, and because ``uv`` is present
+  also ``uv`` (21x2 px), ``xyz`` and ``vertices`` (without ``uv`` it would read ``bbox`` and then fail on the
+  undefined vertices).
+
+Images are read with cv2.imread (BGR on disk, as written here). We export the hand crops of :mod:`.frames`
+with their crop intrinsics and crop 2D joints (exact: the crop is an affine map of the image), named
+``{index:08d}.jpg`` / ``.json`` with ``xyz``, ``uv``, ``K``, ``image_path`` and ``vertices`` when the dataset
+gives MANO vertices (DexYCB: ``-d mano_dir=DIR``, see pam_bench.datasets.dexycb_mano).
 """
 from __future__ import annotations
 
@@ -36,7 +42,11 @@ def export_freihand(frames: FrameSet, out_dir: Path, list_path: Path, require_ve
         raise MissingResource(
             "MANO vertices for the SimpleHand export",
             "SimpleHand's training loader reads 778 'vertices' per image; use a dataset that provides "
-            "sample.meta['mano_vertices'] (see docs/downstream.md), or train with --trainer embedded")
+            "sample.meta['mano_vertices'] (DexYCB: -d mano_dir=DIR with MANO_RIGHT.pkl; see docs/downstream.md), "
+            "or train with --trainer embedded")
+    if frames.verts is not None and not np.isfinite(frames.verts).all():
+        raise InputError(frames.clip_id, "has hand crops whose MANO vertices are not finite (no MANO pose labelled "
+                                         "for a frame with joints)")
     if list_path.is_file():
         try:
             listed = json.loads(list_path.read_text())

@@ -40,14 +40,16 @@ class FrameSet:
     frame: np.ndarray  # int [N] frame index in the clip
     hand: np.ndarray  # int [N] hand index
     verts: np.ndarray | None = None  # [N, 778, 3] m, when the dataset gives MANO vertices
+    side: np.ndarray | None = None  # float [N] crop side in source pixels (< size: the crop was upsampled)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def to_bytes(self) -> bytes:
         arrays = {k: getattr(self, k) for k in ("images", "xyz", "uv", "K", "frame", "hand")}
-        if self.verts is not None:
-            arrays["verts"] = self.verts
+        for opt in ("verts", "side"):
+            if getattr(self, opt) is not None:
+                arrays[opt] = getattr(self, opt)
         buf = io.BytesIO()
         np.savez(buf, clip_id=np.asarray(self.clip_id), **arrays)
         return buf.getvalue()
@@ -57,7 +59,8 @@ class FrameSet:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return cls(clip_id=str(z["clip_id"]), images=z["images"], xyz=z["xyz"], uv=z["uv"], K=z["K"],
-                           frame=z["frame"], hand=z["hand"], verts=z["verts"] if "verts" in z else None)
+                           frame=z["frame"], hand=z["hand"], verts=z["verts"] if "verts" in z else None,
+                           side=z["side"] if "side" in z else None)
         except (OSError, ValueError, KeyError) as e:
             raise InputError(path, f"unreadable frame cache ({e}); delete it to rebuild") from None
 
@@ -67,10 +70,11 @@ def concat(sets: list[FrameSet]) -> FrameSet:
     sets = [s for s in sets if len(s)]
     if not sets:
         raise ValueError("no frames to concatenate")
-    verts = np.concatenate([s.verts for s in sets]) if all(s.verts is not None for s in sets) else None
+    opt = {k: np.concatenate([getattr(s, k) for s in sets]) if all(getattr(s, k) is not None for s in sets)
+           else None for k in ("verts", "side")}
     return FrameSet("+".join(s.clip_id for s in sets), *(np.concatenate([getattr(s, k) for s in sets])
                                                           for k in ("images", "xyz", "uv", "K", "frame", "hand")),
-                    verts=verts)
+                    **opt)
 
 
 def crop_box(uv: np.ndarray, width: int, height: int, enlarge: float) -> tuple[np.ndarray, float]:
@@ -108,7 +112,7 @@ def extract(sample: Sample, video: Video, size: int = 128, stride: int = 1, enla
     verts_all = sample.meta.get("mano_vertices")
     K = np.asarray(sample.intrinsics, np.float64)
     h, w = video.size
-    out: dict[str, list] = {k: [] for k in ("images", "xyz", "uv", "K", "frame", "hand", "verts")}
+    out: dict[str, list] = {k: [] for k in ("images", "xyz", "uv", "K", "frame", "hand", "verts", "side")}
     for t in range(0, video.num_frames, max(1, int(stride))):
         for k in range(j3.shape[1]):
             if not (np.isfinite(j3[t, k]).all() and np.isfinite(j2[t, k]).all()):
@@ -124,6 +128,7 @@ def extract(sample: Sample, video: Video, size: int = 128, stride: int = 1, enla
             out["K"].append(a @ K)
             out["frame"].append(t)
             out["hand"].append(k)
+            out["side"].append(side)
             if verts_all is not None:
                 out["verts"].append(np.asarray(verts_all, np.float64)[t, k])
     n = len(out["images"])
@@ -137,4 +142,5 @@ def extract(sample: Sample, video: Video, size: int = 128, stride: int = 1, enla
         frame=np.asarray(out["frame"], np.int32),
         hand=np.asarray(out["hand"], np.int32),
         verts=verts,
+        side=np.asarray(out["side"], np.float64).reshape(n),
     )

@@ -3,7 +3,9 @@
 Table 4 rows: All real data; All gen. data; All gen. + 25/50/75/100% real data (plus p%-real-only rows
 when requested). Columns: PA-MPJPE, PA-MPVPE (mm, lower is better), F-score at 5 and 15 mm, AUC of
 aligned joints (0-50 mm), the mean-pose reference (PA-MPJPE when every image gets the mixture's mean
-pose), train images, seeds. With several seeds a cell is ``mean ± std`` (sample std).
+pose), train images, seeds. With several seeds a cell is ``mean ± std`` (sample std), unless a run says its
+seed was not effective (e.g. the official SimpleHand train.py re-seeds with the GPU rank): then the cell is
+``mean †`` and a note under the table says why; the CSV leaves its std empty.
 A metric that could not be computed is ``n/a`` with the reason under the table, never a number.
 
 Fig. 7: one panel per metric; x = share of the real training clips (0% = generated only), solid line =
@@ -41,8 +43,11 @@ def aggregate(runs: list[dict]) -> list[dict]:
         row = by.setdefault(m["name"], {"name": m["name"], "label": m["label"], "real_fraction": m["real_fraction"],
                                         "generated": m["generated"], "values": {k: [] for k, _, _ in COLUMNS},
                                         "n_train_images": r["n_train_images"], "seeds": [], "reasons": set(),
-                                        "fscore_on": set()})
+                                        "fscore_on": set(), "seed_effective": True, "seed_notes": set()})
         row["seeds"].append(r["seed"])
+        if not r.get("seed_effective", False):
+            row["seed_effective"] = False
+            row["seed_notes"].add(r.get("seed_note") or "the trainer did not say whether the seed was effective")
         row["fscore_on"].add(r["metrics"].get("fscore_on"))
         for k, _, _ in COLUMNS:
             v = r["metrics"].get(k)
@@ -54,18 +59,21 @@ def aggregate(runs: list[dict]) -> list[dict]:
     return list(by.values())
 
 
-def cell(values: list[float], decimals: int) -> str:
+def cell(values: list[float], decimals: int, spread: bool = True) -> str:
+    """One value, or ``mean ± std`` over seeds; ``spread=False`` (seeds not effective): the mean and a dagger."""
     if not values:
         return "n/a"
     if len(values) == 1:
         return f"{values[0]:.{decimals}f}"
+    if not spread:
+        return f"{np.mean(values):.{decimals}f} †"
     return f"{np.mean(values):.{decimals}f} ± {np.std(values, ddof=1):.{decimals}f}"
 
 
 def table_rows(agg: list[dict]) -> tuple[list[str], list[list[str]]]:
     headers = ["Setting"] + [label for _, label, _ in COLUMNS] + ["train images", "seeds"]
-    rows = [[a["label"]] + [cell(a["values"][k], d) for k, _, d in COLUMNS] + [str(a["n_train_images"]),
-                                                                                 str(len(a["seeds"]))] for a in agg]
+    rows = [[a["label"]] + [cell(a["values"][k], d, a["seed_effective"]) for k, _, d in COLUMNS]
+            + [str(a["n_train_images"]), str(len(a["seeds"])) + ("" if a["seed_effective"] else " †")] for a in agg]
     return headers, rows
 
 
@@ -84,6 +92,10 @@ def write_report(runs: list[dict], out: Path, fractions: Sequence[float]) -> lis
     for why in reasons:
         which = [a["label"] for a in agg if why in a["reasons"]]
         notes.append(f"n/a {why}" + ("" if len(which) == len(agg) else f" ({', '.join(which)})"))
+    for why in sorted({n for a in agg for n in a["seed_notes"]}):
+        which = [a["label"] for a in agg if why in a["seed_notes"] and len(a["seeds"]) > 1]
+        if which:
+            notes.append(f"† seeds not effective, so no spread over seeds is reported ({', '.join(which)}): {why}.")
     notes = list(dict.fromkeys(notes))
     md = ("Table 4 layout: downstream hand-pose estimation trained on each mixture\n\n"
           + tabulate(rows, headers=headers, tablefmt="github") + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
@@ -91,11 +103,13 @@ def write_report(runs: list[dict], out: Path, fractions: Sequence[float]) -> lis
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["setting", "name"] + [k for k, _, _ in COLUMNS] + [f"{k}_std" for k, _, _ in COLUMNS]
-               + ["n_train_images", "n_seeds"])
+               + ["n_train_images", "n_seeds", "seeds_effective"])
     for a in agg:
         means = [f"{np.mean(a['values'][k]):.6g}" if a["values"][k] else "" for k, _, _ in COLUMNS]
-        stds = [f"{np.std(a['values'][k], ddof=1):.6g}" if len(a["values"][k]) > 1 else "" for k, _, _ in COLUMNS]
-        w.writerow([a["label"], a["name"]] + means + stds + [a["n_train_images"], len(a["seeds"])])
+        stds = [f"{np.std(a['values'][k], ddof=1):.6g}" if len(a["values"][k]) > 1 and a["seed_effective"] else ""
+                for k, _, _ in COLUMNS]
+        w.writerow([a["label"], a["name"]] + means + stds + [a["n_train_images"], len(a["seeds"]),
+                                                             int(a["seed_effective"])])
     atomic_write_bytes(out / "table4.csv", buf.getvalue().encode())
     png = plot_fig7(agg, out / "fig7.png")
     return [out / "table4.md", out / "table4.csv", png]

@@ -78,7 +78,7 @@ class StudyConfig:
     fractions: tuple[float, ...] = MX.REAL_FRACTIONS
     real_only_curve: bool = False
     subset_seed: int = 0
-    crop_size: int = 64
+    crop_size: int | None = None  # None: the trainer's input size (SimpleHand: 224)
     crop_enlarge: float = 1.5
     frame_stride: int = 1
     device: str = "cpu"
@@ -97,6 +97,8 @@ class Study:
         preset = PRESETS.get(cfg.dataset, {"splits": (None, None, None), "options": {}})
         self.splits = dict(zip(("real", "eval", "generated"), preset["splits"]))
         self.preset_options = preset["options"]
+        self.input_size = 224
+        self.upsampled: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ datasets
     def _dataset(self, role: str, name: str, root, split, options: dict) -> Dataset:
@@ -232,7 +234,20 @@ class Study:
     # ------------------------------------------------------------------ crops
     def _crop_params(self) -> dict:
         c = self.cfg
-        return {"size": c.crop_size, "enlarge": c.crop_enlarge, "stride": c.frame_stride}
+        return {"size": int(c.crop_size or self.input_size), "enlarge": c.crop_enlarge, "stride": c.frame_stride}
+
+    def _warn_upsampled(self, role: str, sets: dict[str, FrameSet]) -> None:
+        """Warn when crops are upsampled (source side < crop size): the trainer then sees interpolated pixels."""
+        size = self._crop_params()["size"]
+        sides = [s.side for s in sets.values() if len(s) and s.side is not None]
+        if not sides:
+            return
+        side = np.concatenate(sides)
+        n_up = int((side < size).sum())
+        self.upsampled[role] = {"n": n_up, "of": int(side.size), "median_source_side_px": float(np.median(side))}
+        if n_up:
+            self.log(f"warning: {n_up} of {side.size} {role} hand crops are upsampled (median source side "
+                     f"{np.median(side):.0f} px < crop size {size} px)")
 
     def _frames(self, role: str, ds: Dataset, ids: list[str], video_of=None, extra: dict | None = None) -> dict[str, FrameSet]:
         key = stable_hash({"dataset": ds.identity(), "crop": self._crop_params(), "extra": extra or {}})[:12]
@@ -252,6 +267,7 @@ class Study:
             atomic_write_bytes(f, fs.to_bytes())
             out[vid] = fs
         self.log(f"{role}: {len(ids)} clips, {sum(len(v) for v in out.values())} hand crops")
+        self._warn_upsampled(role, out)
         return out
 
     # ------------------------------------------------------------------ runs
@@ -287,6 +303,8 @@ class Study:
         np.savez(buf, **buf_arrays)
         atomic_write_bytes(d / "predictions.npz", buf.getvalue())
         result = {"key": key, "mixture": mixture.to_json(), "seed": int(seed), "metrics": metrics,
+                  "seed_effective": bool(pred.get("seed_effective", False)),
+                  "seed_note": pred.get("seed_note") or "the trainer did not say whether the seed was effective",
                   "n_train_images": len(train), **counts, "seconds": round(time.time() - t0, 2)}
         atomic_write_json(res_path, result)
         m = result["metrics"]
@@ -302,6 +320,7 @@ class Study:
         self.out.mkdir(parents=True, exist_ok=True)
         trainer = get_trainer(c.trainer, c.device, **c.trainer_options)
         trainer.check_ready()
+        self.input_size = int(trainer.input_size)
         real_ds = self._dataset("real", c.dataset, c.root, c.real_split, {})
         eval_ds = self._dataset("eval", c.dataset, c.root, c.eval_split, {})
         self._check_disjoint(real_ds, eval_ds, "real training clips")
@@ -335,7 +354,7 @@ class Study:
             for seed in c.seeds:
                 results.append(self._run(trainer, mixture, seed, train, evalset, common, counts))
 
-        config = {"config": _jsonable(asdict(c)), "identity": common,
+        config = {"config": _jsonable(asdict(c)), "identity": common, "crop_upsampled": self.upsampled,
                   "filter": {k: filt[k] for k in ("backend", "drop_fraction", "n_scored", "dropped", "source")},
                   "paper": "PAM (CVPR 2026) Section 4.5, Table 4, Fig. 7; SimpleHand evaluation (FreiHAND metrics)"}
         atomic_write_json(self.out / "config.json", config)

@@ -50,6 +50,8 @@ def get_trainer(name: str, device: str = "cpu", **options) -> "Trainer":
 
 class Trainer(ABC):
     name: ClassVar[str]
+    #: the crop side the trainer's network takes (the study's default ``crop_size``)
+    input_size: ClassVar[int] = 224
 
     def check_ready(self) -> None:
         """Raise MissingResource when something the trainer needs is not here (cheap)."""
@@ -60,7 +62,8 @@ class Trainer(ABC):
 
     @abstractmethod
     def run(self, train: FrameSet, evalset: FrameSet, seed: int, workdir: Path) -> dict[str, np.ndarray | None]:
-        """Train on ``train`` and predict ``evalset``: {"xyz": [N,21,3] m, "verts": [N,778,3] m or None}."""
+        """Train on ``train`` and predict ``evalset``: {"xyz": [N,21,3] m, "verts": [N,778,3] m or None,
+        "seed_effective": whether the seed changed the trained model, "seed_note": why (or why not)}."""
 
 
 def _tiny_net(out: int):
@@ -107,6 +110,7 @@ class EmbeddedTrainer(Trainer):
     """See the module docstring. Options: arch, steps, batch_size, lr, weight_decay."""
 
     name = "embedded"
+    input_size = 64  # the CPU stand-in's crops; SimpleHand's own input is 224 (--crop-size 224 to match)
 
     def __init__(self, device: str = "cpu", arch: str = "resnet18", steps: int = 150, batch_size: int = 16,
                  lr: float = 1e-3, weight_decay: float = 1e-2, **options):
@@ -200,4 +204,5 @@ class EmbeddedTrainer(Trainer):
                           {"seed": int(seed), "n_train_images": len(train), "train_seconds": round(t_train, 2),
                            "loss_first": losses[0], "loss_last": losses[-1],
                            "loss_every_10": losses[::10]})
-        return {"xyz": pred, "verts": None}
+        return {"xyz": pred, "verts": None, "seed_effective": True,
+                "seed_note": "the seed sets the initialisation and the minibatch sampling"}
