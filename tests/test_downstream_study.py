@@ -121,3 +121,30 @@ def test_study_on_dexycb_format_clips(tmp_path, one_thread):
     assert runs["gen"]["metrics"]["n_images"] == 7
     cfg_json = json.loads((tmp_path / "out" / "config.json").read_text())
     assert cfg_json["identity"]["real"]["split"] == "s0-train" and cfg_json["identity"]["eval"]["split"] == "s0-pam-val"
+
+
+def test_two_seeds_two_models_and_crop_default_with_upsampling_warning(tmp_path, one_thread):
+    """Embedded trainer: two seeds give two different trained models (and the table a spread); the crop
+    size defaults to the trainer's input and a crop larger than its source hand box is reported."""
+    from safetensors.numpy import load_file
+
+    from pam_bench.downstream.study import StudyConfig, run_study
+    from pam_bench.downstream.trainer import EmbeddedTrainer
+
+    logs = []
+    cfg = StudyConfig(out=str(tmp_path / "out"), dataset_options={"n_clips": 2, "frames": 2, "height": 96,
+                                                                  "width": 128},
+                      real_limit=2, eval_limit=1, generated_method="oracle", generated_limit=1, filter_backend="none",
+                      trainer_options={"arch": "tiny", "steps": 2, "batch_size": 4}, fractions=(1.0,), seeds=(0, 1))
+    res = run_study(cfg, log=logs.append)
+    d = tmp_path / "out" / "runs" / "real-100"
+    w0, w1 = load_file(d / "seed0" / "model.safetensors"), load_file(d / "seed1" / "model.safetensors")
+    assert set(w0) == set(w1) and any(not np.array_equal(w0[k], w1[k]) for k in w0)
+    assert all(r["seed_effective"] for r in res["runs"])
+    assert "±" in (tmp_path / "out" / "table4.md").read_text()
+    conf = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert conf["identity"]["crop"]["size"] == EmbeddedTrainer.input_size
+    up = conf["crop_upsampled"]["real"]
+    assert up["of"] > 0 and (up["n"] > 0) == (up["median_source_side_px"] < EmbeddedTrainer.input_size)
+    if up["n"]:
+        assert any("upsampled" in line for line in logs)
