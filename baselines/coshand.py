@@ -348,11 +348,6 @@ def _to_uint8(x) -> np.ndarray:
     return (255.0 * y.clamp(0, 1)).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
 
 
-def _file_key(f: Path) -> tuple:
-    st = f.stat()
-    return (str(f.resolve()), st.st_size, st.st_mtime_ns)
-
-
 def _default_dir() -> Path:
     from pam_bench.weights import home
 
@@ -388,7 +383,6 @@ class CosHand(Generator):
         self.clip_dir = Path(clip) if clip else None
         self.checkpoint = Path(checkpoint) if checkpoint else _default_dir()
         self._model: CosHandModel | None = None
-        self._sha: str | None = None
         self._loaded_how = None
 
     def _ckpt_file(self) -> Path:
@@ -407,30 +401,21 @@ class CosHand(Generator):
 
     def _load(self) -> CosHandModel:
         if self._model is None:
-            from pam_bench.weights import sha256_file
-
             from ._diffusers_util import load_torch_state_dict, pick_dtype
 
             self.check_ready()
             f = self._ckpt_file()
             sd, self._loaded_how = load_torch_state_dict(f)
             parts = convert_ldm_checkpoint(sd, self.num_heads, self.use_ema)
-            self._sha = sha256_file(f)
             self._ema = parts["ema"]
             self._model = CosHandModel(parts, self.device, pick_dtype(self.device, self.dtype_name), self.clip_dir)
-            self._sha_key = _file_key(f)
         return self._model
 
     def _checkpoint_sha(self, f: Path) -> str | None:
-        """sha256 of the checkpoint, cached by (path, size, mtime)."""
-        if not f.is_file():
-            return None
-        key = _file_key(f)
-        if self._sha is None or getattr(self, "_sha_key", None) != key:
-            from pam_bench.weights import sha256_file
+        """sha256 of the checkpoint, cached by (path, size, mtime) across runs (pam.checkpoint's cache)."""
+        from pam.checkpoint import cached_sha256
 
-            self._sha, self._sha_key = sha256_file(f), key
-        return self._sha
+        return cached_sha256(f) if f.is_file() else None
 
     def identity(self) -> dict[str, Any]:
         f = self._ckpt_file()

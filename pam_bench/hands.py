@@ -23,9 +23,14 @@ per backend and only root-relative comparisons are meaningful:
   the ``_DATA`` folder with ``hamer_ckpts/checkpoints/hamer.ckpt``, ``hamer_ckpts/model_config.yaml``
   and ``data/mano/MANO_RIGHT.pkl`` + ``data/mano_mean_params.npz``). 3D = MANO joints in metres,
   MANO-centred (camera translation not applied), left hands mirrored back in x. 2D = HaMeR's
-  projected keypoints mapped from the crop to image pixels. Hand boxes come from the MediaPipe
-  landmarker (box of its 21 landmarks), not from HaMeR's ViTDet + ViTPose detector: a documented
-  deviation (those detectors are extra multi-GB downloads). Not run here (no checkpoint offline).
+  projected keypoints mapped from the crop to image pixels. The official ``hamer.ckpt`` (a Lightning
+  checkpoint holding a yacs CfgNode) loads as downloaded through :mod:`pam_bench.hamer_checkpoint`
+  (exact allow-list, no code run); its sha256 is cached by (path, size, mtime). fp32 by default, as
+  HaMeR's demo (``-m mpjpe.dtype=bf16`` for bf16 autocast on CUDA). ViTDetDataset's per-hand prints are
+  silenced. Hand boxes (``detector``): ``mediapipe`` (default; box of MediaPipe's 21 landmarks) or
+  ``vitdet`` (HaMeR demo.py's ViTDet person detector + ViTPose whole-body hand keypoints; needs
+  detectron2, mmpose and their checkpoints, see :mod:`pam_bench.hamer_vitdet`); the identity records
+  which ran. Not run here (no checkpoint offline).
 
 ``match_to_gt`` assigns detections to the GT hands: by handedness first (GT ``hand_sides``), then,
 for GT hands still unmatched, the unassigned detection with the nearest 2D wrist if it lies within
@@ -33,6 +38,8 @@ the GT hand's 2D box diagonal of the GT wrist.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -192,13 +199,28 @@ class HaMeRHands(HandPoseBackend):
     PIP = 'pip install "hamer @ git+https://github.com/geopavlakos/hamer"'
     RESCALE_FACTOR = 2.0  # HaMeR demo.py's default box padding
 
-    def __init__(self, device: str = "cpu", hamer_dir: str | None = None, min_detection_confidence: float = 0.5):
+    DTYPES = ("fp32", "bf16")
+    DETECTORS = ("mediapipe", "vitdet")
+
+    def __init__(self, device: str = "cpu", hamer_dir: str | None = None, min_detection_confidence: float = 0.5,
+                 dtype: str = "fp32", detector: str = "mediapipe", vitdet_dir: str | None = None):
         super().__init__(device)
+        if dtype not in self.DTYPES:
+            raise InputError("dtype", f"hamer dtype must be one of {', '.join(self.DTYPES)}, got {dtype!r}")
+        if detector not in self.DETECTORS:
+            raise InputError("detector", f"hamer detector must be one of {', '.join(self.DETECTORS)}, got {detector!r}")
         where = hamer_dir or os.environ.get("PAM_BENCH_HAMER_DIR")
         self.hamer_dir = Path(where) if where else None
+        self.dtype, self.detector = dtype, detector
         self._model = None
         self._cfg = None
-        self._boxes = MediaPipeHands(device, min_detection_confidence=min_detection_confidence)
+        self._ckpt_info: dict[str, Any] = {}
+        if detector == "vitdet":
+            from .hamer_vitdet import ViTDetHandBoxes
+
+            self._boxes = ViTDetHandBoxes(device, vitdet_dir or (self.hamer_dir and self.hamer_dir / "vitdet"))
+        else:
+            self._boxes = MediaPipeHands(device, min_detection_confidence=min_detection_confidence)
 
     def _files(self) -> dict[str, Path]:
         where = ("the HaMeR _DATA folder (from HaMeR's fetch_demo_data.sh, plus MANO_RIGHT.pkl from "
@@ -226,18 +248,19 @@ class HaMeRHands(HandPoseBackend):
         self._boxes.check_ready()
 
     def identity(self) -> dict[str, Any]:
-        from . import weights as W
+        from pam.checkpoint import cached_sha256  # sha256 cached by (path, size, mtime): hamer.ckpt is 2.7 GB
 
         files = self._files()
-        return {"backend": self.name, "checkpoint_sha256": W.sha256_file(files["checkpoint"]),
-                "mano_sha256": W.sha256_file(files["mano"]), "boxes": "mediapipe landmarks",
-                "rescale_factor": self.RESCALE_FACTOR, "frame_3d": self.frame_3d}
+        boxes = ("mediapipe landmarks" if self.detector == "mediapipe" else
+                 "vitdet + vitpose (HaMeR demo.py)")
+        return {"backend": self.name, "checkpoint_sha256": cached_sha256(files["checkpoint"]),
+                "mano_sha256": cached_sha256(files["mano"]), "boxes": boxes, "detector": self._boxes.identity(),
+                "dtype": self.dtype, "rescale_factor": self.RESCALE_FACTOR, "frame_3d": self.frame_3d}
 
     def _build(self):
         if self._model is not None:
             return self._model, self._cfg
         self.check_ready()
-        import torch
         from hamer.configs import get_config
         from hamer.models import HAMER
 
@@ -253,15 +276,13 @@ class HaMeRHands(HandPoseBackend):
         if "PRETRAINED_WEIGHTS" in cfg.MODEL.BACKBONE:
             cfg.MODEL.BACKBONE.pop("PRETRAINED_WEIGHTS")
         cfg.freeze()
-        try:
-            ckpt = torch.load(files["checkpoint"], map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise InputError(files["checkpoint"], "cannot be loaded with torch.load(weights_only=True) "
-                             f"({type(e).__name__}); save its 'state_dict' alone as a tensor-only file "
-                             "(torch.save(ckpt['state_dict'], same path)) once, in an environment you trust") from None
-        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+        from .datasets.oakink2 import load_mano_model
+        from .hamer_checkpoint import load_hamer_checkpoint
+
+        load_mano_model(files["mano"])  # through the allow-list first: hamer's smplx layer unpickles it plainly
+        state, self._ckpt_info = load_hamer_checkpoint(files["checkpoint"])
         model = HAMER(cfg, init_renderer=False)
-        model.load_state_dict(state, strict=False)
+        model.load_state_dict(state, strict=False)  # as HAMER.load_from_checkpoint(strict=False)
         self._model, self._cfg = model.eval().to(self.device), cfg
         return self._model, self._cfg
 
@@ -272,7 +293,7 @@ class HaMeRHands(HandPoseBackend):
         model, cfg = self._build()
         boxes_per_frame = self._boxes.estimate(video, hand_sides, intrinsics)
         out: Detections = []
-        use_bf16 = str(self.device).startswith("cuda")
+        use_bf16 = self.dtype == "bf16" and str(self.device).startswith("cuda")
         for frame, found in zip(video.frames, boxes_per_frame):
             if not found:
                 out.append([])
@@ -281,7 +302,9 @@ class HaMeRHands(HandPoseBackend):
             right = np.array([d.side == "right" for d in found], dtype=np.float32)
             ds = ViTDetDataset(cfg, np.ascontiguousarray(frame[..., ::-1]), boxes, right,
                                rescale_factor=self.RESCALE_FACTOR)
-            batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+            with contextlib.redirect_stdout(io.StringIO()):  # ViTDetDataset prints once per hand
+                items = [ds[i] for i in range(len(ds))]
+            batch = torch.utils.data.default_collate(items)
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 res = model(batch)

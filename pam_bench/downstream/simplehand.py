@@ -29,8 +29,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from ..errors import MissingResource, PamBenchError
 from .export import export_freihand, read_predictions
 from .frames import FrameSet
