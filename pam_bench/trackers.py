@@ -4,8 +4,10 @@ Every tracker has ``track(video, queries) -> (tracks, visible)``:
 
 - ``queries``: float [N, 2] pixel coordinates (x, y) in frame 0, pixel centres at integers
   (OpenCV's convention).
-- ``tracks``: float64 [T, N, 2] positions; ``tracks[0] == queries``. Where a backend has *lost*
-  a point (``lk``) the position is NaN from then on.
+- ``tracks``: float64 [T, N, 2] positions. ``lk``: ``tracks[0] == queries`` exactly. ``cotracker3``:
+  ``tracks[0]`` is the official predictor's output, which differs from the queries by float32 rounding
+  (up to 1.5e-5 px measured against the official predictor), so compare with a tolerance. Where a
+  backend has *lost* a point (``lk``) the position is NaN from then on.
 - ``visible``: bool [T, N]; ``visible[0]`` is all True.
 
 Backends (looked up by name in ``TRACKERS``; no string dispatch):
