@@ -22,7 +22,7 @@ def ckpts(tmp_path_factory):
     svd = T.write_tiny_svd(d / "svd")
     hand = T.write_tiny_interdyn(d / "interdyn", svd)
     multi = T.write_tiny_interdyn(d / "multi", svd, conditions=("depth", "seg", "hand"))
-    return {"coshand": (coshand, ["-o", "steps=1", "-o", "resolution=32"]),
+    return {"coshand": (coshand, ["-o", "steps=2", "-o", "resolution=32"]),  # official sampler: 1 update
             "svd-hand": (hand, ["-o", f"svd={svd}", "-o", "steps=1", "-o", "height=16", "-o", "width=24",
                                 "-o", "num_frames=2", "-o", "frames_policy=resample"]),
             "svd-multi": (multi, ["-o", f"svd={svd}", "-o", "steps=1", "-o", "height=16", "-o", "width=24",

@@ -31,6 +31,10 @@ order of operations); ``depth`` = PAM's DepthCrafter video (bilinear to 480x720,
 labels are background) when present, else the sensor's aligned depth masked to the foreground
 (``meta['depth_source']`` says which).
 
+MANO vertices (``mano_dir=DIR``, optional): ``meta['mano_vertices']`` [T, 1, 778, 3] metres in the camera frame
+(NaN where no hand), from ``pose_m`` and the subject's betas through smplx with the user's MANO file read by the
+allow-list unpickler (:mod:`.dexycb_mano`); the MANO files' sha256 join the split's protocol.
+
 Known differences from PAM: frames with no hand get an empty keypoint canvas (PAM draws its circles
 at (-1,-1), a few corner pixels); the ``raw`` layout decodes the JPEGs (PAM's video.mp4 is an mp4v
 re-encode of them, so its pixels differ slightly).
