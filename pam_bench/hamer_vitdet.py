@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,8 +36,17 @@ HOW = ("install detectron2 and mmpose as HaMeR's README says, and put HaMeR's re
        "folder: -m mpjpe.vitdet_dir=DIR")
 
 
+@dataclass
+class HandBox:
+    """One hand found by the detector pair: its keypoints (the box is their min/max), side and score."""
+
+    joints_2d: np.ndarray  # float64 [21, 2] px; invalid keypoints replaced by the mean of the valid ones
+    side: str
+    score: float
+
+
 class ViTDetHandBoxes:
-    """Per frame, ``HandDetection``-like boxes from HaMeR's detector pair (joints_2d: the hand's keypoints)."""
+    """Per frame, the hands HaMeR's detector pair finds (what :class:`pam_bench.hands.HaMeRHands` crops)."""
 
     name = "vitdet"
 
@@ -86,8 +96,9 @@ class ViTDetHandBoxes:
         if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
             raise InputError(self.dir / VITDET_WEIGHTS, "has no 'model' dict of arrays")
         weights = {k: torch.as_tensor(np.asarray(v)) for k, v in raw["model"].items()}
-        DetectionCheckpointer(predictor.model)._load_model({"model": weights, "__author__": raw.get("__author__"),
-                                                            "matching_heuristics": bool(raw.get("matching_heuristics"))})
+        ckpt = {"model": weights, "__author__": raw.get("__author__"),
+                "matching_heuristics": bool(raw.get("matching_heuristics"))}
+        DetectionCheckpointer(predictor.model)._load_model(ckpt)
         predictor.model.to(self.device).eval()
         cwd = os.getcwd()
         sys.path.insert(0, str(self.dir))
@@ -100,9 +111,7 @@ class ViTDetHandBoxes:
             os.chdir(cwd)
         self._detector = predictor
 
-    def estimate(self, video: Video, hand_sides: Sequence[str] = (), intrinsics=None):
-        from .hands import HandDetection
-
+    def estimate(self, video: Video, hand_sides: Sequence[str] = (), intrinsics=None) -> list[list[HandBox]]:
         self._build()
         out = []
         for frame in video.frames:
@@ -120,6 +129,6 @@ class ViTDetHandBoxes:
                         if valid.sum() > 3:
                             pts = kp[:, :2].astype(np.float64).copy()
                             pts[~valid] = pts[valid].mean(axis=0)  # box = min/max of the valid keypoints
-                            dets.append(HandDetection(pts, np.zeros((21, 3)), side, float(kp[valid, 2].mean())))
+                            dets.append(HandBox(pts, side, float(kp[valid, 2].mean())))
             out.append(dets)
         return out

@@ -127,8 +127,9 @@ def test_hostile_checkpoint_is_refused_with_no_code_run(tmp_path, what):
         with _yacs_standin() as CfgNode:
             torch.save(_official_layout(CfgNode, extra), path)
     finally:
-        for name in ("pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint"):
-            if what == "unexpected_global":
+        if what == "unexpected_global":
+            for name in ("pytorch_lightning", "pytorch_lightning.callbacks",
+                         "pytorch_lightning.callbacks.model_checkpoint"):
                 sys.modules.pop(name, None)
     with pytest.raises(InputError) as e:
         load_hamer_checkpoint(path)
