@@ -140,3 +140,6 @@ _add("metric", "mf", "pam_bench.metrics.motion:MotionFidelity",
 _add("metric", "mpjpe", "pam_bench.metrics.hand:HandMPJPE",
      "root-aligned 3D hand MPJPE (mm) on the generated video (MediaPipe default; hamer)",
      packages=("mediapipe",), weights=("hand-landmarker",))
+_add("metric", "fvmd", "pam_bench.metrics.fvmd:FVMD",
+     "FVMD: Fréchet distance of keypoint velocity/acceleration histograms (LK default; cotracker3)",
+     packages=("cv2",))
