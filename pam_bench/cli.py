@@ -22,6 +22,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "check": "pam_bench.commands.leaderboard:check",
     "merge": "pam_bench.commands.leaderboard:merge",
     "weights": "pam_bench.commands.weights:weights",
+    "aggregate": "pam_bench.commands.aggregate:aggregate",
+    "breakdown": "pam_bench.commands.breakdown:breakdown",
 }
 
 

@@ -194,17 +194,22 @@ def method_label(result: dict) -> str:
 
 
 def _measured_rows(layout: Layout, results: Sequence[dict]) -> list[Row]:
+    from .seeds import format_cell
+
     rows = []
     for r in results:
         proto = r["dataset"].get("protocol") or {}
         res = f"{proto['height']}x{proto['width']}" if "height" in proto and "width" in proto else ""
-        row = Row(method_label(r), "measured", venue="measured", resolution=res, path=r.get("_path", ""),
+        seeds = f" ({len(r['seeds'])} seeds)" if r.get("seeds") else ""
+        row = Row(method_label(r) + seeds, "measured", venue="measured", resolution=res, path=r.get("_path", ""),
                   n=f"{r.get('n_evaluated')}/{r.get('n_expected')}")
         for name, m in r["metrics"].items():
             if name not in layout.metrics or m.get("value") is None:
                 continue
             k = column_key(name, m)
             row.values[k] = float(m["value"])
+            if format_cell(m, DECIMALS.get(name, 4)):  # aggregated over seeds: mean ± std
+                row.text[k] = format_cell(m, DECIMALS.get(name, 4))
             if m.get("ci95"):
                 row.ci95[k] = (float(m["ci95"][0]), float(m["ci95"][1]))
         rows.append(row)

@@ -14,6 +14,8 @@ Decision rule (documented, deterministic):
     (and, when the baseline has a ci95, the new value must also lie outside it on the bad side);
   * a metric present in the baseline but missing or without a value in the new result, and fewer evaluated
     clips than the baseline, are failures too.
+  * results aggregated over seeds (:mod:`pam_bench.seeds`): a change counts as a regression or an
+    improvement only when it also exceeds the seed spread (the larger std over seeds of the two results).
 Improvements beyond the tolerance are reported, never failed. Results on different dataset manifests or with
 different metric backends/versions are refused (:func:`pam_bench.results.check_comparable`).
 """
@@ -175,6 +177,12 @@ def check_metric(name: str, base_m: dict, new_m: dict | None, tol: dict[str, flo
         rule = f"tolerance{' and baseline ci95' if base_m.get('ci95') else ''}: worse by {worse:+.4g}, allowed {allowed:.4g}"
         regressed = worse > allowed and outside
         improved = -worse > allowed
+    from .seeds import seed_spread
+
+    spread = seed_spread(base_m, new_m)
+    if spread is not None:  # aggregated over seeds: a change must also exceed the seed spread
+        rule += f"; seed spread {spread:.4g}"
+        regressed, improved = regressed and worse > spread, improved and -worse > spread
     status = "regressed" if regressed else "improved" if improved else "ok"
     return MetricCheck(name, direction, float(base), float(new), allowed, worse, status, rule, ci, int(d.size), worst)
 

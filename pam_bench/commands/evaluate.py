@@ -50,6 +50,7 @@ def _metric_options(pairs) -> dict:
 @click.option("--out", type=click.Path(), default=None, help="run folder [runs/<method>-<dataset>]")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--seed", default=42, show_default=True, type=int, help="base seed (per-clip seeds derive from it)")
+@click.option("--seeds", default=None, help="S1,S2,...: one run per seed in OUT/seed-S, mean ± std in OUT (pam_bench.seeds)")
 @click.option("--limit", type=int, default=None, help="evaluate only the first N clips of the split")
 @click.option("--shard", default=None, help="i/N: evaluate every N-th clip from i (merge with pam-bench merge)")
 @click.option("-o", "--option", "options", multiple=True, help="method option key=value (repeatable)")
@@ -64,7 +65,7 @@ def _metric_options(pairs) -> dict:
 @click.option("--condition-noise", type=float, default=None,
               help="SIGMA: Gaussian noise on the condition videos, uint8 units on 0..255 (pam_bench.noise)")
 @click.option("--condition-noise-seed", type=int, default=0, show_default=True, help="seed of that noise")
-def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, device, seed, limit, shard,
+def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, device, seed, seeds, limit, shard,
              options, dataset_options, metric_options, codec, trim, resize, force, gt_cache, no_progress,
              condition_noise, condition_noise_seed):
     """Generate (or read) videos for a dataset split and score them."""
@@ -82,11 +83,17 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
             root = videos
     names = [m.strip() for m in metrics.split(",")] if metrics else list(DEFAULT_METRICS)
     out = out or f"runs/{method}-{dataset}"
-    res = run(method=method, dataset=dataset, metrics=names, out=out, device=device, seed=seed, root=root,
+    kw = dict(method=method, dataset=dataset, metrics=names, device=device, root=root,
               split=split, limit=limit, shard=shard, method_options=mopts,
               dataset_options=parse_kv(dataset_options), metric_options=_metric_options(metric_options),
               force=force, codec=codec, progress=not no_progress, gt_cache=gt_cache, trim=trim, resize=resize,
               condition_noise=condition_noise, condition_noise_seed=condition_noise_seed)
+    if seeds:
+        from ..seeds import evaluate_seeds, parse_seeds
+
+        res = evaluate_seeds(parse_seeds(seeds), run, out, **kw)
+    else:
+        res = run(seed=seed, out=out, **kw)
     click.echo(format_results([res]))
     click.echo(f"\nwrote {out}/results.json and {out}/per_video.jsonl")
 
@@ -116,7 +123,7 @@ def format_results(results: list[dict], tablefmt: str = "github") -> str:
     rows = []
     for r in results:
         row = [r["method"]["name"], f"{r['dataset']['name']}/{r['dataset'].get('split')}",
-               f"{r['n_evaluated']}/{r['n_expected']}"]
+               f"{r['n_evaluated']}/{r['n_expected']}" + (f" × {len(r['seeds'])} seeds" if r.get("seeds") else "")]
         for c in cols:
             m = r["metrics"].get(c[0])
             if m is None or column_key(c[0], m) != c:
@@ -131,6 +138,10 @@ def format_results(results: list[dict], tablefmt: str = "github") -> str:
 
 
 def _fmt(m: dict) -> str:
+    from ..seeds import format_cell
+
+    if format_cell(m) is not None:  # aggregated over seeds: mean ± std
+        return format_cell(m)
     v = m["value"]
     s = f"{v:.4g}" if abs(v) < 1000 else f"{v:.1f}"
     if m.get("ci95"):
