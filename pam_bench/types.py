@@ -130,6 +130,11 @@ class Dataset(ABC):
     def load(self, sample_id: str) -> Sample:
         """Decode one sample."""
 
+    def clip_meta(self, sample_id: str) -> dict[str, Any]:
+        """What a clip is, to group results by (``pam-bench breakdown --by KEY``): e.g. subject, object,
+        camera. Cheap (no decoding); values are str/int/None. The base class knows nothing: {}."""
+        return {}
+
     def identity(self, split: "Split | None" = None) -> dict[str, Any]:
         """Name, split, size, manifest hash and protocol; pass the split already listed to avoid a re-listing."""
         s = split if split is not None else self.split()

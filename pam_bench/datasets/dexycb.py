@@ -69,6 +69,14 @@ SPLITS: dict[str, tuple[tuple[int, ...], Any]] = {
     "s0-val": ((0, 1), lambda i: i % 5 == 4),
     "s0-test": (tuple(range(2, 10)), lambda i: i % 5 == 4),
 }
+#: dex-ycb-toolkit's YCB class names by the ids in meta.yml's ycb_ids
+YCB_CLASSES = {
+    1: "002_master_chef_can", 2: "003_cracker_box", 3: "004_sugar_box", 4: "005_tomato_soup_can",
+    5: "006_mustard_bottle", 6: "007_tuna_fish_can", 7: "008_pudding_box", 8: "009_gelatin_box",
+    9: "010_potted_meat_can", 10: "011_banana", 11: "019_pitcher_base", 12: "021_bleach_cleanser",
+    13: "024_bowl", 14: "025_mug", 15: "035_power_drill", 16: "036_wood_block", 17: "037_scissors",
+    18: "040_large_marker", 19: "051_large_clamp", 20: "052_extra_large_clamp", 21: "061_foam_brick",
+}
 LAYOUTS = ("auto", "raw", "pam")
 DEPTH_SOURCES = ("auto", "depthcrafter", "sensor")
 
@@ -221,6 +229,18 @@ class DexYCB(Dataset):
     def intrinsics_native(self, serial: str) -> np.ndarray:
         """3x3 colour intrinsics at 640x480 from calibration/intrinsics/<serial>_640x480.yml."""
         return _intrinsics(self.raw_root / "calibration" / "intrinsics" / f"{serial}_{NATIVE_W}x{NATIVE_H}.yml")
+
+    def clip_meta(self, sample_id: str) -> dict[str, Any]:
+        """subject, grasp (the sequence: one recorded grasp), serial/camera, object (the grasped YCB object:
+        ``ycb_ids[ycb_grasp_ind]`` of meta.yml, by its toolkit class name), object_id, grasp_ind, hand."""
+        subject, seq, serial = self.parse_id(sample_id)
+        m = self.meta(subject, seq)
+        ids, g = m.get("ycb_ids") or [], m.get("ycb_grasp_ind")
+        obj = ids[g] if isinstance(g, int) and 0 <= g < len(ids) and isinstance(ids[g], int) else None
+        sides = m.get("mano_sides") or []
+        return {"subject": subject, "grasp": seq, "sequence": seq, "serial": serial, "camera": serial,
+                "object": YCB_CLASSES.get(obj, str(obj)) if obj is not None else None, "object_id": obj,
+                "grasp_ind": g, "hand": str(sides[0]) if sides else None}
 
     # ------------------------------------------------------------------ one clip
     def parse_id(self, sample_id: str) -> tuple[str, str, str]:

@@ -383,6 +383,17 @@ class OakInk2(Dataset):
             raise InputError(self.data_dir(seq, cam), f"has {len(ids)} frames: no complete 49-frame chunk {i}")
         return chunk
 
+    def clip_meta(self, sample_id: str) -> dict[str, Any]:
+        """sequence, scene (the sequence name's ``scene_XX`` prefix), serial/camera, chunk, and object: the
+        sequence's ``obj_list`` from anno_preview (joined with '+'; None when the file is absent)."""
+        seq, cam, i = self.parse_id(sample_id)
+        obj = None
+        if self.anno_path(seq).is_file():
+            objs = self.anno(seq).get("obj_list")
+            obj = "+".join(str(o) for o in objs) if isinstance(objs, (list, tuple)) and objs else None
+        return {"sequence": seq, "scene": seq.split("__")[0], "serial": cam, "camera": cam, "chunk": i,
+                "object": obj}
+
     # ------------------------------------------------------------------ loading
     def anno(self, seq: str) -> dict:
         if seq not in self._anno:

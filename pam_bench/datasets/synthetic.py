@@ -299,6 +299,13 @@ class SyntheticHOI(Dataset):
         rng = np.random.default_rng([self.seed, zlib.crc32(self.split_name.encode()), index])
         return _draw_spec(rng)
 
+    def clip_meta(self, sample_id: str) -> dict[str, Any]:
+        """object (the primitive: box, sphere, cylinder), object_label, size (small/large: radius below or
+        above 3.75 cm), hand ('right'); drawn from the clip's seeded spec, nothing rendered."""
+        spec = self.spec(self._index(sample_id))
+        return {"object": spec.object_kind, "object_label": spec.object_label,
+                "size": "small" if float(spec.object_size[0]) < 0.0375 else "large", "hand": "right"}
+
     def render_clip(self, index: int) -> dict[str, np.ndarray]:
         """Raw arrays of one clip: rgb [T,H,W,3], depth [T,H,W] metres (inf bg), labels [T,H,W],
         joints_3d [T,21,3], joints_2d [T,21,2], intrinsics [3,3]."""
