@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -67,13 +67,20 @@ class CheckReport:
     baseline: str
     checks: list[MetricCheck]
     coverage: tuple[int, int]  # (new n_evaluated, baseline n_evaluated)
+    require_better: tuple[str, ...] = ()  # metrics that must improve (beyond tolerance and seed spread)
 
     @property
     def failed(self) -> bool:
-        return any(c.status in ("regressed", "missing") for c in self.checks) or self.coverage[0] < self.coverage[1]
+        return (any(c.status in ("regressed", "missing") for c in self.checks) or self.coverage[0] < self.coverage[1]
+                or bool(self.not_better()))
+
+    def not_better(self) -> list[str]:
+        improved = {c.name for c in self.checks if c.status == "improved"}
+        return [n for n in self.require_better if n not in improved]
 
     def regressed(self) -> list[str]:
-        return [c.name for c in self.checks if c.status in ("regressed", "missing")]
+        return ([c.name for c in self.checks if c.status in ("regressed", "missing")]
+                + [f"{n} (required better, beyond tolerance and seed spread)" for n in self.not_better()])
 
 
 def load_tolerances(path: str | Path | None = None) -> dict[str, dict[str, float]]:
@@ -187,9 +194,10 @@ def check_metric(name: str, base_m: dict, new_m: dict | None, tol: dict[str, flo
     return MetricCheck(name, direction, float(base), float(new), allowed, worse, status, rule, ci, int(d.size), worst)
 
 
-def check(result: str | Path | dict, baseline: str | Path | dict, tolerances: str | Path | dict | None = None
-          ) -> CheckReport:
-    """Compare a result with a baseline; raises IncompatibleResults when they cannot be compared."""
+def check(result: str | Path | dict, baseline: str | Path | dict, tolerances: str | Path | dict | None = None,
+          require_better: Sequence[str] = ()) -> CheckReport:
+    """Compare a result with a baseline; raises IncompatibleResults when they cannot be compared.
+    ``require_better``: metrics that must have *improved* (beyond tolerance and seed spread) to pass."""
     new = result if isinstance(result, dict) else load_results(result)
     base = baseline if isinstance(baseline, dict) else load_results(baseline)
     check_comparable(new, base, "check against the baseline")
@@ -201,8 +209,11 @@ def check(result: str | Path | dict, baseline: str | Path | dict, tolerances: st
         kind = "per_video" if per_video else "set"  # per_video.jsonl holds only per-video metrics
         checks.append(check_metric(name, bm, new["metrics"].get(name), tol.get(name, tol["default"]),
                                    pv_new, pv_base, kind))
+    unknown = sorted(set(require_better) - set(base["metrics"]))
+    if unknown:
+        raise InputError(base["_path"], f"--require-better names {unknown}, which the baseline does not have")
     return CheckReport(new["_path"], base["_path"], checks,
-                       (int(new.get("n_evaluated", 0)), int(base.get("n_evaluated", 0))))
+                       (int(new.get("n_evaluated", 0)), int(base.get("n_evaluated", 0))), tuple(require_better))
 
 
 def format_report(rep: CheckReport) -> str:

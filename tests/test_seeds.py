@@ -81,6 +81,10 @@ def test_three_seed_run_gives_mean_std_table_and_the_gate_uses_the_spread(tmp_pa
     rep = check(tmp_path / "worse", tmp_path / "base", tol)
     c = {x.name: x for x in rep.checks}["psnr"]
     assert rep.failed and c.status == "regressed" and c.worse > c.allowed and "seed spread" in c.rule
+    # --require-better: the near variant is not better, so it fails; the base against the noisy one passes
+    assert check(tmp_path / "near", tmp_path / "base", tol, require_better=["psnr"]).failed
+    rep = check(tmp_path / "base", tmp_path / "worse", tol, require_better=["psnr"])
+    assert {x.name: x for x in rep.checks}["psnr"].status == "improved" and not rep.failed
 
 
 def test_gate_rule_with_and_without_the_spread():

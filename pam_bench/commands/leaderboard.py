@@ -51,7 +51,9 @@ def leaderboard(results, layout, fmt, out, reported, no_reported, clips, root, d
 @click.option("--baseline", required=True, type=click.Path(), help="the baseline results.json or run folder")
 @click.option("--tolerances", type=click.Path(), default=None,
               help='JSON {"metric": {"abs": x, "rel": y}, "default": {...}} (defaults: pam_bench.regression)')
-def check(result, baseline, tolerances):
+@click.option("--require-better", default=None,
+              help="m1,m2: fail unless these metrics improved beyond tolerance and the seed spread")
+def check(result, baseline, tolerances, require_better):
     """Exit 1 when a metric of RESULT got worse than BASELINE beyond its tolerance (the regression gate).
 
     Per-video metrics: paired bootstrap over per_video.jsonl (worse beyond tolerance AND significant);
@@ -61,7 +63,8 @@ def check(result, baseline, tolerances):
     from ..regression import check as run_check
     from ..regression import format_report
 
-    rep = run_check(result, baseline, tolerances)
+    rep = run_check(result, baseline, tolerances,
+                    [m.strip() for m in require_better.split(",") if m.strip()] if require_better else ())
     click.echo(format_report(rep))
     if rep.failed:
         sys.exit(1)
