@@ -83,3 +83,24 @@ def test_synthetic_metadata_and_unknown_key(tmp_path):
     assert {g["group"] for g in rep["groups"]} == {ds.spec(i).object_kind for i in range(4)}
     with pytest.raises(PamBenchError, match="no such clip metadata; it has: .*object"):
         breakdown(tmp_path / "r", "camera")
+
+
+def test_oakink2_clip_meta(tmp_path):
+    """OAKINK2: sequence, scene, camera, chunk, and the sequence's object list from anno_preview."""
+    import pickle
+
+    from pam_bench.datasets.oakink2 import OakInk2
+
+    from .fixtures_dexycb import OAK_CAM, OAK_SEQ, make_oakink2_tree, oak_anno
+
+    tree = make_oakink2_tree(tmp_path, n_frames=49)
+    ds = OakInk2(root=tmp_path)
+    sid = ds.split().ids[0]
+    meta = ds.clip_meta(sid)
+    assert (meta["sequence"], meta["scene"], meta["camera"], meta["chunk"]) == (OAK_SEQ, "scene_01", OAK_CAM, 0)
+    assert meta["object"] is None  # the fixture's obj_list is empty
+    anno = oak_anno(tree["ids"])
+    anno["obj_list"] = ["O02@0012@00001", "O02@0021@00002"]
+    with open(tmp_path / "anno_preview" / f"{OAK_SEQ}.pkl", "wb") as fh:
+        pickle.dump(anno, fh)
+    assert OakInk2(root=tmp_path).clip_meta(sid)["object"] == "O02@0012@00001+O02@0021@00002"
