@@ -195,11 +195,16 @@ class FVMD(Metric):
 
     @property
     def key(self) -> str:
+        """Changes with the tracker's identity (its options, OpenCV version or checkpoint hash) and the
+        stride, so cached GT features are never reused across trackers."""
+        from ..errors import MissingResource
         from ..types import stable_hash
 
-        other = {k: v for k, v in self.tracker_options.items() if k != "checkpoint"}
-        suffix = f"-o{stable_hash(other)[:8]}" if other else ""
-        return f"{self.name}@{self.version}-{self.backend}-s{self.stride}{suffix}"
+        try:
+            ident = stable_hash(self.tracker.identity())[:8]
+        except MissingResource:
+            ident = "missing"
+        return f"{self.name}@{self.version}-{self.backend}-s{self.stride}-t{ident}"
 
     def config(self) -> dict:
         cfg = super().config()
