@@ -153,7 +153,8 @@ def aggregate(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> 
         if (out / "run.json").is_file():
             raise PamBenchError(f"{out} is a run folder; write the aggregate to a folder of its own")
         rows = _per_video_mean([d for d, _, _ in runs])
-        atomic_write_bytes(out / "per_video.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        atomic_write_bytes(out / "per_video.jsonl", text.encode())
         atomic_write_json(out / "results.json", res)
         res["_path"] = str(out / "results.json")
     return res

@@ -49,7 +49,7 @@ def test_three_seed_run_gives_mean_std_table_and_the_gate_uses_the_spread(tmp_pa
     from pam_bench.regression import check
     from pam_bench.results import load_results
 
-    base = _seeds_run(tmp_path, "base", [42, 43, 44])
+    _seeds_run(tmp_path, "base", [42, 43, 44])
     for s in (42, 43, 44):  # each seed is an ordinary run folder
         assert load_results(tmp_path / "base" / f"seed-{s}")["seed"] == s
     res = load_results(tmp_path / "base")
@@ -77,7 +77,7 @@ def test_three_seed_run_gives_mean_std_table_and_the_gate_uses_the_spread(tmp_pa
     assert "seed spread" in c.rule and 0 < c.worse < psnr["over_seeds"]["std"]
     assert c.status == "ok" and not rep.failed
     # a clearly worse method (more noise at the same seeds) still fails, beyond the spread
-    worse = _seeds_run(tmp_path, "worse", [42, 43, 44], base=60)
+    _seeds_run(tmp_path, "worse", [42, 43, 44], base=60)
     rep = check(tmp_path / "worse", tmp_path / "base", tol)
     c = {x.name: x for x in rep.checks}["psnr"]
     assert rep.failed and c.status == "regressed" and c.worse > c.allowed and "seed spread" in c.rule

@@ -50,7 +50,8 @@ def _metric_options(pairs) -> dict:
 @click.option("--out", type=click.Path(), default=None, help="run folder [runs/<method>-<dataset>]")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--seed", default=42, show_default=True, type=int, help="base seed (per-clip seeds derive from it)")
-@click.option("--seeds", default=None, help="S1,S2,...: one run per seed in OUT/seed-S, mean ± std in OUT (pam_bench.seeds)")
+@click.option("--seeds", default=None,
+              help="S1,S2,...: one run per seed in OUT/seed-S, mean ± std in OUT (pam_bench.seeds)")
 @click.option("--limit", type=int, default=None, help="evaluate only the first N clips of the split")
 @click.option("--shard", default=None, help="i/N: evaluate every N-th clip from i (merge with pam-bench merge)")
 @click.option("-o", "--option", "options", multiple=True, help="method option key=value (repeatable)")
