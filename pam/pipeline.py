@@ -1,4 +1,4 @@
-"""The PAM pipeline: load a checkpoint folder once, then Stage II (first frame) and Stage III (video).
+"""The PAM pipeline: load the resolved parts once, then Stage II (first frame) and Stage III (video).
 
 Sizes: a checkpoint runs at its native size, read from the Stage III transformer config (the learned
 positional embedding of CogVideoX-5B-I2V fixes 480x720; its ``sample_frames`` is 49). Inputs at another
@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from pam_bench.errors import InputError
+from pam_bench.errors import InputError, MissingResource
 from pam_bench.hf_offline import hub_offline
 from pam_bench.video import resize_frames
 
@@ -58,7 +58,7 @@ class Prompt:
 
 
 class PAMPipeline:
-    """Stage II + Stage III from one checkpoint folder (layout: ``pam.checkpoint``)."""
+    """Stage II + Stage III from the resolved parts (``pam.checkpoint.resolve``; a folder path is resolved)."""
 
     #: optional ``callable(stage_name) -> context manager`` around each stage (pam_bench.stagebench timing)
     stage_timer = None
@@ -66,37 +66,41 @@ class PAMPipeline:
     def stage(self, name: str):
         return self.stage_timer(name) if self.stage_timer is not None else contextlib.nullcontext()
 
-    def __init__(self, root, mode: str = "i2v", device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 offload: bool = False, vae_tiling: bool = False, compile: bool = False):
+    def __init__(self, parts, mode: str = "i2v", device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 offload: bool = False, vae_tiling: bool = False, compile: bool = False, protocol: str = "pam-bench",
+                 shared_prompt: bool = False, prompt: str | None = None, base=None):
         from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
 
         from . import stage3_motion as s3
 
-        self.root, self.mode = Path(root), mode
-        ckpt.required_files(self.root, mode)  # clear MissingResource before any loading
+        if not isinstance(parts, ckpt.Parts):  # clear errors before any loading
+            parts = ckpt.resolve(parts, base, mode, need_text=bool(prompt))
+        self.parts, self.root, self.mode, self.protocol = parts, parts.home, mode, protocol
+        self.shared_prompt, self.prompt_text = shared_prompt, prompt
         hub_offline()
         self.device, self.dtype, self.offload = torch.device(device), dtype, offload
         self.home = torch.device("cpu") if offload else self.device
-        tr, _ = s3.load_transformer(self.root / "transformer", dtype=dtype)
-        vae = AutoencoderKLCogVideoX.from_pretrained(self.root / "vae", torch_dtype=dtype)
+        tr, self.transformer_info = s3.load_transformer(parts.transformer, dtype=dtype)
+        vae = AutoencoderKLCogVideoX.from_pretrained(parts.vae, torch_dtype=dtype)
         if vae_tiling:
             vae.enable_tiling()
             vae.enable_slicing()
-        sched = CogVideoXDPMScheduler.from_pretrained(self.root / "scheduler")
+        sched = CogVideoXDPMScheduler.from_pretrained(parts.scheduler)
         self.motion = s3.MotionPipeline(tr.to(self.home), vae.to(self.home).eval(), sched, self.device, dtype,
                                         compile=compile)
         self.appearance = self._load_flux() if mode == "full" else None
+        self._t5 = None
 
     def _load_flux(self):
         from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
         from . import stage2_appearance as s2
 
-        f = self.root / "flux"
+        f = self.parts.flux
         tr = FluxTransformer2DModel.from_pretrained(f / "transformer", torch_dtype=self.dtype).eval()
         vae = AutoencoderKL.from_pretrained(f / "vae", torch_dtype=self.dtype).eval()
         sched = FlowMatchEulerDiscreteScheduler.from_pretrained(f / "scheduler")
-        n1, n2 = s2.load_double_controlnet(ckpt.controlnet_file(self.root), dict(tr.config), self.dtype)
+        n1, n2 = s2.load_double_controlnet(ckpt.controlnet_file(f), dict(tr.config), self.dtype)
         mods = [m.to(self.home) for m in (tr, vae, n1, n2)]
         return s2.AppearancePipeline(mods[0], mods[1], sched, mods[2], mods[3], self.device, self.dtype)
 
@@ -126,24 +130,62 @@ class PAMPipeline:
                 torch.cuda.empty_cache()
 
     # -- prompts
-    def prompt(self, sample_id: str | None = None) -> Prompt:
-        """Per-video ``prompt_embeds/<id>.safetensors`` if present, else the folder-wide one."""
+    def _encoder(self):
+        if self._t5 is None:
+            from .prompts import T5PromptEncoder
+
+            p = self.parts
+            if p.text_encoder is None or p.tokenizer is None:
+                raise MissingResource("CogVideoX-5B-I2V text_encoder/ and tokenizer/ (to encode prompt text)",
+                                      ckpt.BASE_HOW)
+            self._t5 = T5PromptEncoder(p.text_encoder, p.tokenizer, ckpt.encoder_hash(p), self.device, self.dtype,
+                                       int(self.motion.transformer.config.max_text_seq_length))
+        return self._t5
+
+    def _from_text(self, text: str) -> Prompt:
+        from .prompts import NEGATIVE_PROMPT
+
+        enc = self._encoder()
+        return Prompt(enc(text), enc(NEGATIVE_PROMPT))
+
+    def _from_file(self, f: Path) -> Prompt:
         from safetensors.torch import load_file
 
-        per = self.root / "prompt_embeds" / f"{sample_id}.safetensors" if sample_id else None
-        f = per if per is not None and per.is_file() else self.root / "prompt_embeds.safetensors"
         sd = load_file(str(f))
         if not {"prompt_embeds", "negative_prompt_embeds"} <= set(sd):
             raise InputError(f, "needs 'prompt_embeds' and 'negative_prompt_embeds' tensors [1, L, D]")
-        want = self.motion.transformer.config.text_embed_dim
-        if sd["prompt_embeds"].ndim != 3 or sd["prompt_embeds"].shape[-1] != want:
-            raise InputError(f, f"prompt_embeds shape {tuple(sd['prompt_embeds'].shape)}; expected [1, L, {want}]")
         return Prompt(sd["prompt_embeds"], sd["negative_prompt_embeds"])
+
+    def prompt(self, sample_id: str | None = None, caption: str | None = None) -> Prompt:
+        """This clip's prompt: its caption (encoded), else its precomputed embeddings, else the shared prompt
+        (refused by protocol 'official' unless ``shared_prompt``)."""
+        p = self.parts
+        if caption:
+            out = self._from_text(caption)
+        elif sample_id and p.clip_embeds is not None and (p.clip_embeds / f"{sample_id}.safetensors").is_file():
+            out = self._from_file(p.clip_embeds / f"{sample_id}.safetensors")
+        else:
+            if self.protocol == "official" and not self.shared_prompt:
+                raise InputError(f"sample {sample_id}", "has no caption: the official protocol prompts every clip "
+                                 "with its own caption; pass -o prompts=CAPTIONS.jsonl (gen_prompt.py format, e.g. "
+                                 "dexycb_prompt.jsonl), or -o shared_prompt=true to run with one shared prompt")
+            if self.prompt_text:
+                out = self._from_text(self.prompt_text)
+            elif p.shared_embeds is not None:
+                out = self._from_file(p.shared_embeds)
+            else:
+                raise InputError(f"sample {sample_id}", "has no prompt: pass -o prompts=CAPTIONS.jsonl, "
+                                 "-o prompt=TEXT, or put prompt_embeds.safetensors next to transformer/")
+        want = self.motion.transformer.config.text_embed_dim
+        if out.prompt_embeds.ndim != 3 or out.prompt_embeds.shape[-1] != want:
+            raise InputError(f"sample {sample_id}", f"prompt embeddings {tuple(out.prompt_embeds.shape)}; "
+                             f"the transformer expects [1, L, {want}]")
+        return out
 
     def flux_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
         from safetensors.torch import load_file
 
-        f = self.root / "flux" / "prompt_embeds.safetensors"
+        f = self.parts.flux / "prompt_embeds.safetensors"
         sd = load_file(str(f))
         if not {"prompt_embeds", "pooled_prompt_embeds"} <= set(sd):
             raise InputError(f, "needs 'prompt_embeds' and 'pooled_prompt_embeds'")
@@ -152,34 +194,44 @@ class PAMPipeline:
     # -- stages
     def first_frame(self, conditions: Mapping[str, np.ndarray], seed: int, normals: np.ndarray | None = None
                     ) -> np.ndarray:
-        """Stage II: the first frame from the conditions' first frames (at the internal size)."""
+        """Stage II: the first frame from the conditions' first frames (returned at the internal size).
+
+        protocol 'official': generated at ``stage2_official.stage2_size`` (480x640 for 480x720), conditions
+        nearest-resized to it, then the image stretched (bilinear) to the internal size."""
         from . import stage2_appearance as s2
+        from .stage2_official import stage2_size
 
         if self.appearance is None:
             raise ValueError("Stage II needs mode='full' (a checkpoint with flux/)")
         missing = [n for n in ("depth", "seg", "hand") if n not in conditions]
         if missing:
             raise ValueError(f"Stage II needs depth, seg and hand conditions; missing {missing}")
-        d, s, h = (conditions[n][0] for n in ("depth", "seg", "hand"))
+        a = self.appearance
+        size = stage2_size(self.size, 2 * a.vae_scale) if self.protocol == "official" else self.size
+        d, s, h = (to_internal(conditions[n][:1], 1, size, nearest=True)[0] for n in ("depth", "seg", "hand"))
         n = s2.normals_from_depth_condition(d) if normals is None else normals
         pe, pooled = self.flux_prompt()
-        a = self.appearance
         with self._on_device(a.transformer, a.vae, a.net1, a.net2):
-            return a(d, n, h, s, pe, pooled, seed=seed)
+            img = a(d, n, h, s, pe, pooled, seed=seed, protocol=self.protocol)
+        return to_internal(img[None], 1, self.size, nearest=False)[0]
 
     def animate(self, first_frame: np.ndarray, conditions: Mapping[str, np.ndarray], selected: Sequence[str],
                 seed: int, steps: int = 50, guidance: float = 6.0, use_dynamic_cfg: bool = True,
-                sample_id: str | None = None) -> np.ndarray:
-        """Stage III: uint8 [T, H, W, 3] at the internal size."""
-        p = self.prompt(sample_id)
+                sample_id: str | None = None, caption: str | None = None) -> np.ndarray:
+        """Stage III: uint8 [T, H, W, 3] at the internal size (``conditions['tracking']``: the tracking slot's
+        source video under protocol 'official')."""
+        p = self.prompt(sample_id, caption)
         m = self.motion
+        tracking = conditions["tracking"][0] if "tracking" in conditions else None
         with self._on_device(m.transformer, m.vae):
             return m(first_frame, conditions, selected, p.prompt_embeds, p.negative_prompt_embeds, seed=seed,
-                     steps=steps, guidance=guidance, use_dynamic_cfg=use_dynamic_cfg)
+                     steps=steps, guidance=guidance, use_dynamic_cfg=use_dynamic_cfg, protocol=self.protocol,
+                     tracking_frame=tracking)
 
     def run(self, conditions: Mapping[str, np.ndarray], selected: Sequence[str], seed: int,
             first_frame: np.ndarray | None = None, steps: int = 50, guidance: float = 6.0,
-            use_dynamic_cfg: bool = True, sample_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+            use_dynamic_cfg: bool = True, sample_id: str | None = None, caption: str | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
         """Any-size inputs -> (video uint8 [T, H, W, 3] at the inputs' size, first frame used).
 
         ``first_frame`` None: Stage II makes it (mode 'full'); else it is used as is (mode 'i2v').
@@ -193,7 +245,7 @@ class PAMPipeline:
         else:
             ff = to_internal(first_frame[None], 1, size, nearest=False)[0]
         with self.stage("stage3"):
-            video = self.animate(ff, inner, selected, seed, steps, guidance, use_dynamic_cfg, sample_id)
+            video = self.animate(ff, inner, selected, seed, steps, guidance, use_dynamic_cfg, sample_id, caption)
         return from_internal(video, T, (H, W)), from_internal(ff[None], 1, (H, W))[0]
 
     def from_pose(self, seq, seed: int, steps: int = 50, guidance: float = 6.0,
@@ -207,5 +259,7 @@ class PAMPipeline:
         K = s1.default_intrinsics(h, w) if K is None else K
         conds, sim, _ = s1.render_conditions(seq, K, h, w)
         arrays = s1.conditions_as_arrays(conds)
+        if self.protocol == "official":
+            arrays["tracking"] = arrays["depth"]  # the tracking slot's first frame (generator: tracking_source)
         video, _ = self.run(arrays, selected, seed, None, steps, guidance)
         return video, conds, sim

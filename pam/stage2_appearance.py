@@ -5,7 +5,8 @@ double-stream blocks each, ``condition_in_channels=6``; net 1 gets cat(depth, no
 cat(hand keypoints, seg) (images in [-1, 1]); each has an 8-conv hint block (three stride-2 convs: 8x, then
 2x2 patch packing) and zero-initialised output linears; their residuals are summed (``control_gs=(1, 1)``)
 and added to Flux's double blocks cyclically (block i gets residual ``i % 2``). Inference: flux-dev,
-28 steps, guidance 4 (guidance-distilled embedding, no CFG). The training script saves
+28 steps, guidance 4 (guidance-distilled embedding, no CFG); the schedule, size and uint8 conventions of
+``protocol=official`` are in ``pam.stage2_official``. The training script saves
 ``DoubleControl.state_dict()`` (keys ``controlnet1.*`` / ``controlnet2.*`` in the BFL/XLabs naming) as
 ``controlnet.bin``.
 
@@ -29,11 +30,11 @@ from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedd
 
 from pam_bench.errors import InputError
 
+from .stage2_official import GUIDANCE, STEPS, official_mu
+
 #: XLabs hint block: nn.Sequential indices of its 8 convolutions (SiLU in between).
 _HINT_SEQ = (0, 2, 4, 6, 8, 10, 12, 14)
 HINT_CHANNELS = (16, 16, 16, 16)
-#: Official inference settings (double_infer.py / xflux_pipeline.py).
-STEPS, GUIDANCE = 28, 4.0
 
 
 class PAMFluxControlNetModel(FluxControlNetModel):
@@ -259,12 +260,33 @@ class AppearancePipeline:
         u = lambda x: _to_unit(x, self.device, self.dtype)  # noqa: E731
         return torch.cat([u(depth), u(normal)], 1), torch.cat([u(hand), u(seg)], 1)
 
+    def timesteps(self, height: int, width: int, steps: int = STEPS, protocol: str = "pam-bench") -> torch.Tensor:
+        """The scheduler's timesteps (sigma * 1000) for an image of height x width.
+
+        'official': mu of XLabs' ``get_schedule(steps, (W//8)*(H//8)//256)`` (``pam.stage2_official``);
+        'pam-bench': diffusers' ``calculate_shift`` on the packed token count."""
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+
+        if protocol == "official":
+            mu = official_mu(height, width)
+        else:
+            sc = self.scheduler.config
+            packed = (height // self.vae_scale // 2) * (width // self.vae_scale // 2)
+            mu = calculate_shift(packed, sc.get("base_image_seq_len", 256), sc.get("max_image_seq_len", 4096),
+                                 sc.get("base_shift", 0.5), sc.get("max_shift", 1.15))
+        sigmas = np.linspace(1.0, 1 / steps, steps)
+        timesteps, _ = retrieve_timesteps(self.scheduler, steps, self.device, sigmas=sigmas, mu=mu)
+        return timesteps
+
     @torch.no_grad()
     def __call__(self, depth: np.ndarray, normal: np.ndarray, hand: np.ndarray, seg: np.ndarray,
                  prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor, seed: int,
-                 steps: int = STEPS, guidance: float = GUIDANCE, control_scales=(1.0, 1.0), output: str = "uint8"):
-        """-> uint8 [H, W, 3] (``output='latent'``: the final packed latents, for tests)."""
-        from diffusers.pipelines.flux.pipeline_flux import FluxPipeline, calculate_shift, retrieve_timesteps
+                 steps: int = STEPS, guidance: float = GUIDANCE, control_scales=(1.0, 1.0), output: str = "uint8",
+                 protocol: str = "pam-bench"):
+        """-> uint8 [H, W, 3] (``output='latent'``: the final packed latents, for tests).
+
+        ``protocol='official'``: appearance_gen's schedule argument and uint8 truncation (``.byte()``)."""
+        from diffusers.pipelines.flux.pipeline_flux import FluxPipeline
 
         h, w = depth.shape[:2]
         if h % (2 * self.vae_scale) or w % (2 * self.vae_scale):
@@ -279,13 +301,8 @@ class AppearancePipeline:
         pe = prompt_embeds.to(self.device, self.dtype)
         pooled = pooled_prompt_embeds.to(self.device, self.dtype)
         txt_ids = torch.zeros(pe.shape[1], 3, device=self.device, dtype=self.dtype)
-        sc = self.scheduler.config
-        mu = calculate_shift(lat.shape[1], sc.get("base_image_seq_len", 256), sc.get("max_image_seq_len", 4096),
-                             sc.get("base_shift", 0.5), sc.get("max_shift", 1.15))
-        sigmas = np.linspace(1.0, 1 / steps, steps)
-        timesteps, _ = retrieve_timesteps(self.scheduler, steps, self.device, sigmas=sigmas, mu=mu)
         g = torch.full((1,), guidance, device=self.device, dtype=self.dtype)
-        for t in timesteps:
+        for t in self.timesteps(h, w, steps, protocol):
             tt = t.expand(1).to(self.dtype) / 1000
             common = dict(hidden_states=lat, timestep=tt, guidance=g, pooled_projections=pooled,
                           encoder_hidden_states=pe, txt_ids=txt_ids, img_ids=img_ids, return_dict=False)
@@ -300,7 +317,8 @@ class AppearancePipeline:
         lat = FluxPipeline._unpack_latents(lat, h, w, self.vae_scale)
         lat = lat / self.vae.config.scaling_factor + self.vae.config.shift_factor
         x = self.vae.decode(lat.to(self.vae.dtype), return_dict=False)[0]
-        x = ((x[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        x = (x[0].float().clamp(-1, 1) + 1) * 127.5
+        x = x.to(torch.uint8) if protocol == "official" else x.round().to(torch.uint8)  # .byte() truncates
         return x.permute(1, 2, 0).cpu().numpy()
 
 

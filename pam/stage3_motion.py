@@ -42,6 +42,8 @@ from pam_bench.errors import InputError
 CONDITION_SLOTS = ("tracking_maps", "normal_maps", "depth_maps", "seg_masks", "hand_keypoints")
 #: pam-bench condition name -> slot name. PAM uses these three; tracking and normal stay zero.
 CONDITION_TO_SLOT = {"depth": "depth_maps", "seg": "seg_masks", "hand": "hand_keypoints"}
+#: The order in which the official script VAE-encodes the used condition videos.
+CONDITIONS_ORDER = ("depth", "seg", "hand")
 #: Training-time keep probability of each cue (paper: each cue masked with p=0.2).
 KEEP_PROB = 0.8
 #: ``_class_name`` values that are this architecture (the official save writes ...Tracking).
@@ -50,6 +52,7 @@ COMBINATION_CLASS_NAMES = ("CogVideoXTransformer3DModelTracking", "CogVideoXTran
 OFFICIAL_CLASS_NAME = "CogVideoXTransformer3DModelTracking"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+_BRANCH = ("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear.")
 
 
 class PAMCogVideoXTransformer3DModel(CogVideoXTransformer3DModel):
@@ -182,25 +185,34 @@ def read_transformer_config(directory: Path) -> dict:
 
 
 def weight_files(directory: Path) -> list[Path]:
-    """The safetensors files of a diffusers model folder (single file or sharded with an index)."""
-    directory = Path(directory)
-    index = directory / WEIGHTS_INDEX_NAME
-    if index.is_file():
-        try:
-            wm = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as e:
-            raise InputError(index, f"not a safetensors index ({e})") from None
-        return [directory / f for f in sorted(set(wm.values()))]
-    return [directory / WEIGHTS_NAME]
+    """The weight files of a diffusers model folder (see ``pam.checkpoint.weight_files``)."""
+    from .checkpoint import weight_files as wf
+
+    return wf(directory) or [Path(directory) / WEIGHTS_NAME]
+
+
+def read_bin(f: Path) -> dict[str, torch.Tensor]:
+    """A torch-pickled state dict (convert_ckpt.py without --safe_serialization), read with weights_only."""
+    try:
+        sd = torch.load(str(f), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several error types for bad pickles
+        raise InputError(f, f"cannot read weights ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InputError(f, "not a flat state dict of tensors")
+    return sd
 
 
 def load_safetensors_dir(directory: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a model folder (safetensors single/sharded, or .bin single/sharded), stored dtypes."""
     from safetensors.torch import load_file
 
     sd: dict[str, torch.Tensor] = {}
     for f in weight_files(directory):
         if not f.is_file():
             raise InputError(f, "weight file listed for this model is missing")
+        if f.suffix == ".bin":
+            sd.update(read_bin(f))
+            continue
         try:
             sd.update(load_file(str(f)))
         except Exception as e:  # safetensors raises its own error types
@@ -235,39 +247,44 @@ def _atomic(dest: Path, write) -> None:
 
 def load_transformer(directory: Path, dtype: torch.dtype | None = None, init_from_base: bool = False,
                      num_tracking_blocks: int = 12) -> tuple[PAMCogVideoXTransformer3DModel, dict]:
-    """Load a PAM transformer folder; returns (model, info).
+    """Load a PAM transformer folder in any official layout (``pam.checkpoint``); returns (model, info).
 
-    ``dtype`` None keeps the stored dtypes (a save/load round trip is then bit-identical).
-    Accepts the official ``_class_name: CogVideoXTransformer3DModelTracking``. A plain CogVideoX transformer
-    (no condition branch) is refused unless ``init_from_base`` (then the copies start from the first N
-    main blocks and the linears are zero: PAM before fine-tuning, i.e. the base model's output).
+    The branch is recognised from the weight names, so both the save hook's config
+    (``CogVideoXTransformer3DModelTracking`` + ``num_tracking_blocks``) and convert_ckpt.py's plain CogVideoX
+    config load; the number of copied blocks is counted from ``transformer_blocks_copy.N.*``.
+    ``dtype`` None keeps the stored dtypes (convert_ckpt output: fp32 branch, bf16 frozen weights).
+    ``init_from_base`` builds PAM before fine-tuning from a plain CogVideoX transformer (copies of the first
+    ``num_tracking_blocks`` main blocks, zero linears); it is refused when the weights hold a branch, which
+    would otherwise be silently replaced.
     """
+    from .checkpoint import check_branch
+
     directory = Path(directory)
     cfg = read_transformer_config(directory)
-    cls_name = cfg.get("_class_name", "")
-    is_branch = cls_name in COMBINATION_CLASS_NAMES or "num_tracking_blocks" in cfg
-    if not is_branch and not init_from_base:
-        raise InputError(directory / "config.json",
-                         f"_class_name {cls_name!r} is a plain CogVideoX transformer without PAM's condition "
-                         "branch; point transformer/ at PAM's released motion checkpoint")
-    if not is_branch:
-        cfg = {**cfg, "num_tracking_blocks": num_tracking_blocks}
     sd = load_safetensors_dir(directory)
+    branch = check_branch(directory, cfg, list(sd))
+    if branch.present and init_from_base:
+        raise InputError(directory, f"the weights hold PAM's trained condition branch ({branch.blocks} copied "
+                                    "blocks); init_from_base would re-initialise it: refused")
+    if not branch.present and not init_from_base:
+        raise InputError(directory / "config.json",
+                         f"_class_name {cfg.get('_class_name', '')!r} is a plain CogVideoX transformer without PAM's "
+                         "condition branch (no transformer_blocks_copy.* weights); point it at PAM's motion checkpoint")
+    cfg = {**cfg, "num_tracking_blocks": branch.blocks if branch.present else num_tracking_blocks}
     from accelerate import init_empty_weights
 
     with init_empty_weights():
         model = transformer_from_config(cfg)
     expected = set(model.state_dict())
     missing = expected - set(sd)
-    if not is_branch:
-        missing -= {k for k in expected if k.startswith(("transformer_blocks_copy.", "combine_linears.",
-                                                          "initial_combine_linear."))}
+    if not branch.present:
+        missing -= {k for k in expected if k.startswith(_BRANCH)}
     unexpected = set(sd) - expected
     if missing or unexpected:
         f = weight_files(directory)[0]
         raise InputError(f, f"weights do not match config.json: {len(missing)} missing "
                             f"(e.g. {sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
-    if not is_branch:
+    if not branch.present:
         model = model.to_empty(device="cpu")
         model.load_state_dict(sd, strict=False)
         model.init_copies_from_base()
@@ -278,8 +295,9 @@ def load_transformer(directory: Path, dtype: torch.dtype | None = None, init_fro
     if dtype is not None:  # nn.Module.to: diffusers' ModelMixin.to warns about fp32-kept modules needlessly
         nn.Module.to(model, dtype)
     model.eval()
-    info = {"class_name": cls_name, "num_tracking_blocks": model.num_tracking_blocks,
-            "init": "checkpoint" if is_branch else "copies-from-base"}
+    info = {"class_name": cfg.get("_class_name", ""), "num_tracking_blocks": model.num_tracking_blocks,
+            "init": "checkpoint" if branch.present else "copies-from-base",
+            "stored_dtypes": sorted({str(v.dtype).replace("torch.", "") for v in sd.values()})}
     return model, info
 
 
@@ -346,9 +364,14 @@ class MotionPipeline:
 
     def encode_first_frame(self, frame: np.ndarray, n_latent_frames: int,
                            generator: torch.Generator | None) -> torch.Tensor:
-        """One frame -> [1, F, C, h, w]: its latent, then zero padding (the I2V image-latent convention)."""
-        x = frames_to_tensor(frame[None], self.device, self.vae.dtype)
-        lat = self.vae.encode(x).latent_dist.sample(generator=generator).permute(0, 2, 1, 3, 4)
+        """One uint8 frame -> [1, F, C, h, w]: its latent, then zero padding (the I2V image-latent convention)."""
+        return self.encode_first_tensor(frames_to_tensor(frame[None], self.device, self.vae.dtype),
+                                        n_latent_frames, generator)
+
+    def encode_first_tensor(self, x: torch.Tensor, n_latent_frames: int,
+                            generator: torch.Generator | None) -> torch.Tensor:
+        """[1, 3, 1, H, W] in [-1, 1] -> [1, F, C, h, w] (latent_dist.sample * scaling factor, zero padded)."""
+        lat = self.vae.encode(x.to(self.vae.dtype)).latent_dist.sample(generator=generator).permute(0, 2, 1, 3, 4)
         lat = lat / self.scaling_factor if self.invert_scale else lat * self.scaling_factor
         pad = lat.new_zeros((1, n_latent_frames - 1, *lat.shape[2:]))
         return torch.cat([lat, pad], dim=1).to(self.dtype)
@@ -360,10 +383,11 @@ class MotionPipeline:
 
     def condition_inputs(self, conditions: Mapping[str, np.ndarray], selected: Sequence[str],
                          n_latent_frames: int, latent_shape, generator) -> dict[str, torch.Tensor]:
-        """Slot name -> [1, F, 2C, h, w]; unselected / absent slots get all-zero inputs (dropped cue)."""
+        """protocol 'pam-bench': slot name -> [1, F, 2C, h, w]; an unselected / absent slot is all zeros (a cue
+        dropped by training-time dropout: zero video latent AND zero first-frame latent)."""
         out = {}
         for slot in CONDITION_SLOTS:
-            name = next((n for n, s in CONDITION_TO_SLOT.items() if s == slot), None)
+            name = _name_of(slot)
             if name in selected:
                 vid = self.encode_video(conditions[name], generator)
                 first = self.encode_first_frame(conditions[name][0], n_latent_frames, generator)
@@ -372,6 +396,45 @@ class MotionPipeline:
                 out[slot] = torch.zeros((1, n_latent_frames, 2 * latent_shape[2], *latent_shape[3:]),
                                         device=self.device, dtype=self.dtype)
         return out
+
+    def official_inputs(self, first_frame: np.ndarray, conditions: Mapping[str, np.ndarray],
+                        selected: Sequence[str], tracking_frame: np.ndarray | None, shape, gen, cond_gen):
+        """protocol 'official' (testing/evaluation_comb_dexycb.py + CogVideoXImageToVideoPipelineCombination):
+        returns (initial latents, image latents, slot inputs).
+
+        - a selected condition's video latent is sampled with ``cond_gen`` (the official script samples it
+          from the unseeded global RNG: the one recorded deviation);
+        - an unselected condition's video latent is zero, and so are tracking's and normal's, but EVERY slot's
+          first frame is still VAE-encoded: depth/seg/hand their condition's first frame, tracking
+          ``tracking_frame`` (the tracking column's first frame), normal a gray image (0 in [-1, 1]);
+        - ``gen`` draws in the official order: image latent, initial noise, then per slot (tracking, normal,
+          depth, seg, hand) its first-frame latent and one discarded noise draw (``prepare_latents`` again).
+        """
+        n_lat, (h, w) = shape[1], self.size
+        videos = {CONDITION_TO_SLOT[n]: self.encode_video(conditions[n], cond_gen) for n in CONDITIONS_ORDER
+                  if n in selected}
+        image_latents = self.encode_first_frame(first_frame, n_lat, gen)
+        latents = self._noise(shape, gen)
+        gray = torch.zeros((1, 3, 1, h, w), device=self.device, dtype=self.vae.dtype)
+        out = {}
+        for slot in CONDITION_SLOTS:
+            if slot == "normal_maps":
+                first = self.encode_first_tensor(gray, n_lat, gen)
+            elif slot == "tracking_maps":
+                if tracking_frame is None:
+                    raise ValueError("protocol 'official' needs the tracking column's first frame")
+                first = self.encode_first_frame(tracking_frame, n_lat, gen)
+            else:
+                first = self.encode_first_frame(conditions[_name_of(slot)][0], n_lat, gen)
+            self._noise(shape, gen)  # prepare_latents(latents=None) draws noise it then discards
+            vid = videos.get(slot)
+            vid = torch.zeros_like(first) if vid is None else vid
+            out[slot] = torch.cat([vid, first], dim=2)
+        return latents * self.scheduler.init_noise_sigma, image_latents, out
+
+    def _noise(self, shape, gen) -> torch.Tensor:
+        """diffusers' randn_tensor: drawn on the generator's device in the model dtype."""
+        return torch.randn(shape, generator=gen, device=gen.device, dtype=self.dtype).to(self.device)
 
     def _rope(self, n_latent_frames: int):
         if not self.transformer.config.use_rotary_positional_embeddings:
@@ -390,25 +453,44 @@ class MotionPipeline:
     @torch.no_grad()
     def __call__(self, first_frame: np.ndarray, conditions: Mapping[str, np.ndarray], selected: Sequence[str],
                  prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None, seed: int,
-                 steps: int = 50, guidance: float = 6.0, use_dynamic_cfg: bool = True, output: str = "uint8"):
+                 steps: int = 50, guidance: float = 6.0, use_dynamic_cfg: bool = True, output: str = "uint8",
+                 protocol: str = "pam-bench", tracking_frame: np.ndarray | None = None):
         """first_frame uint8 [H,W,3]; conditions name -> uint8 [T,H,W,3] at (self.size, self.num_frames).
 
+        ``protocol``: 'official' (see :meth:`official_inputs`; generator on the run's device, as the official
+        script's) or 'pam-bench' (CPU generator; unselected slots all zero, see :meth:`condition_inputs`).
         Returns uint8 [T, H, W, 3] (``output='latent'``: the final latents [1, F, C, h, w], for tests)."""
         h, w = self.size
         T = self.num_frames
         if first_frame.shape[:2] != (h, w):
             raise ValueError(f"first frame must be {h}x{w}, got {first_frame.shape[:2]}")
-        for n in selected:
-            if conditions[n].shape[:3] != (T, h, w):
-                raise ValueError(f"condition {n} must be {T}x{h}x{w}, got {conditions[n].shape[:3]}")
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        need = set(selected) | (set(CONDITIONS_ORDER) if protocol == "official" else set())
+        for n in need:
+            if n not in conditions or conditions[n].shape[:3] != (T, h, w):
+                got = conditions[n].shape[:3] if n in conditions else "nothing"
+                raise ValueError(f"condition {n} must be {T}x{h}x{w}, got {got}")
         n_lat = (T - 1) // self.vae_scale_temporal + 1
         c_lat = self.transformer.config.out_channels
         shape = (1, n_lat, c_lat, h // self.vae_scale_spatial, w // self.vae_scale_spatial)
-        latents = torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
-        latents = latents * self.scheduler.init_noise_sigma
-        image_latents = self.encode_first_frame(first_frame, n_lat, gen)
-        cond = self.condition_inputs(conditions, selected, n_lat, shape, gen)
+        if protocol == "official":
+            gen = torch.Generator(device=self.device).manual_seed(int(seed))
+            cond_gen = torch.Generator(device=self.device).manual_seed(int(seed) + 1)
+            latents, image_latents, cond = self.official_inputs(first_frame, conditions, selected, tracking_frame,
+                                                                shape, gen, cond_gen)
+        elif protocol == "pam-bench":
+            gen = torch.Generator(device="cpu").manual_seed(int(seed))
+            latents = torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
+            latents = latents * self.scheduler.init_noise_sigma
+            image_latents = self.encode_first_frame(first_frame, n_lat, gen)
+            cond = self.condition_inputs(conditions, selected, n_lat, shape, gen)
+        else:
+            raise ValueError(f"protocol must be 'official' or 'pam-bench', got {protocol!r}")
+        latents = self._denoise(latents, image_latents, cond, prompt_embeds, negative_prompt_embeds, gen,
+                                steps, guidance, use_dynamic_cfg, n_lat, upcast=protocol != "official")
+        return latents if output == "latent" else self.decode(latents)
+
+    def _denoise(self, latents, image_latents, cond, prompt_embeds, negative_prompt_embeds, gen, steps, guidance,
+                 use_dynamic_cfg, n_lat, upcast=True):
         cfg = guidance > 1.0
         pe = prompt_embeds.to(self.device, self.dtype)
         if cfg:
@@ -434,6 +516,11 @@ class MotionPipeline:
                 unc, txt = noise.chunk(2)
                 noise = unc + scale * (txt - unc)
             latents, old_pred = self.scheduler.step(noise, old_pred, t, timesteps[i - 1] if i > 0 else None,
-                                                    latents.float(), generator=gen, return_dict=False)
+                                                    latents.float() if upcast else latents, generator=gen,
+                                                    return_dict=False)  # official: model-dtype latents
             latents = latents.to(self.dtype)
-        return latents if output == "latent" else self.decode(latents)
+        return latents
+
+
+def _name_of(slot: str) -> str | None:
+    return next((n for n, s in CONDITION_TO_SLOT.items() if s == slot), None)

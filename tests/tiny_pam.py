@@ -110,6 +110,100 @@ def write_tiny_checkpoint(path, mode: str = "full", seed: int = 0) -> Path:
     return root
 
 
+# --- the official checkpoint layouts (pam.checkpoint), tiny ----------------------------------------------
+
+TINY_T5 = dict(d_model=TINY_COGVIDEOX_TRANSFORMER["text_embed_dim"], d_kv=8, d_ff=64, num_layers=1, num_heads=2,
+               relative_attention_num_buckets=8)
+_CORPUS = ("a hand grasps a red mug on the table and lifts it slowly", "the person picks up a yellow box",
+           "a man is in a lab trying to grasp something", "fingers close around the bottle then move it right",
+           "the video is not of a high quality it has a low resolution watermark present in each frame",
+           "the background is solid strange body and strange trajectory distortion")
+
+
+def write_tiny_base(path, seed: int = 0) -> Path:
+    """A tiny CogVideoX-5B-I2V snapshot folder: vae/, scheduler/, text_encoder/ (T5), tokenizer/ (sentencepiece),
+    laid out as THUDM/CogVideoX-5b-I2V's (its transformer/ is not needed by pam-bench and not written)."""
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    root = Path(path)
+    tiny_cogvideox_vae(seed).save_pretrained(root / "vae", safe_serialization=True)
+    _write_json(root / "scheduler" / "scheduler_config.json",
+                {"_class_name": "CogVideoXDPMScheduler", **COGVIDEOX_SCHEDULER})
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(_CORPUS * 4), model_writer=model, vocab_size=48,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   hard_vocab_limit=False, minloglevel=2)
+    (root / "tokenizer").mkdir(parents=True, exist_ok=True)
+    spiece = root / "tokenizer" / "spiece.model"
+    spiece.write_bytes(model.getvalue())
+    tok = T5Tokenizer(vocab_file=str(spiece), extra_ids=0, legacy=True)
+    tok.save_pretrained(str(root / "tokenizer"))
+    torch.manual_seed(seed)
+    T5EncoderModel(T5Config(vocab_size=len(tok), **TINY_T5)).eval().save_pretrained(
+        str(root / "text_encoder"), safe_serialization=True)
+    return root
+
+
+def _branch_key(k: str) -> bool:
+    return k.startswith(("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear."))
+
+
+def write_tiny_transformer(path, layout: str = "save-hook", seed: int = 0, shard_bytes: int = 40_000) -> dict:
+    """PAM's tiny motion transformer in one official layout; returns the state dict as saved.
+
+    - ``save-hook``: ``save_pretrained`` with shards + index, then config.json rewritten as the official
+      ``save_pretrained`` override does (``_class_name: CogVideoXTransformer3DModelTracking``,
+      ``num_tracking_blocks``; ``_name_or_path``/``_use_default_values`` dropped);
+    - ``convert``: convert_ckpt.py's output: THUDM's plain ``CogVideoXTransformer3DModel`` config.json,
+      ``diffusion_pytorch_model-XXXXX-of-YYYYY.safetensors`` shards + index (metadata + weight_map), the branch
+      fp32 and the frozen weights bf16 (as ZeRO's fp32 export of a bf16-frozen model holds them);
+    - ``convert-bin``: the same without ``--safe_serialization`` (``pytorch_model-*.bin`` + its index).
+    """
+    import torch
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+
+    d = Path(path)
+    model = tiny_transformer(seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for lin in [*model.combine_linears, model.initial_combine_linear]:
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.05)
+    if layout == "save-hook":
+        model.save_pretrained(str(d), safe_serialization=True, max_shard_size=shard_bytes)
+        cfg = json.loads((d / "config.json").read_text())
+        for k in ("_name_or_path", "_use_default_values"):
+            cfg.pop(k, None)
+        cfg["_class_name"] = "CogVideoXTransformer3DModelTracking"
+        cfg["num_tracking_blocks"] = model.num_tracking_blocks
+        _write_json(d / "config.json", cfg)
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if layout not in ("convert", "convert-bin"):
+        raise ValueError(f"layout must be save-hook, convert or convert-bin, got {layout!r}")
+    sd = {k: (v.detach().float() if _branch_key(k) else v.detach().to(torch.bfloat16)).contiguous()
+          for k, v in model.state_dict().items()}
+    safe = layout == "convert"
+    name = "diffusion_pytorch_model.safetensors" if safe else "pytorch_model.bin"
+    pattern = name.replace(".safetensors", "{suffix}.safetensors").replace(".bin", "{suffix}.bin")
+    split = split_torch_state_dict_into_shards(sd, filename_pattern=pattern, max_shard_size=shard_bytes)
+    d.mkdir(parents=True, exist_ok=True)
+    for fname, keys in split.filename_to_tensors.items():
+        shard = {k: sd[k] for k in keys}
+        save_file(shard, str(d / fname), metadata={"format": "pt"}) if safe else torch.save(shard, d / fname)
+    if split.is_sharded:
+        index = "diffusion_pytorch_model.safetensors.index.json" if safe else "pytorch_model.bin.index.json"
+        (d / index).write_text(json.dumps({"metadata": split.metadata, "weight_map": split.tensor_to_filename},
+                                          indent=2, sort_keys=True) + "\n")
+    base_cfg = {k: v for k, v in dict(model.config).items() if not k.startswith("_") and k != "num_tracking_blocks"}
+    _write_json(d / "config.json", {"_class_name": "CogVideoXTransformer3DModel", "_diffusers_version": "0.31.0.dev0",
+                                    **base_cfg})
+    return sd
+
+
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2))
