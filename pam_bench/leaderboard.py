@@ -190,6 +190,8 @@ def method_label(result: dict) -> str:
         label += f", Stage I {m['stage1'].get('source')}"
     noise = m.get("condition_noise")  # supp2: clean vs noisy conditions (pam_bench.noise)
     label += f" + noisy cond (σ={noise['sigma']:g}/255)" if isinstance(noise, dict) else ""
+    variant = m.get("variant")  # e.g. pam: "protocol=pam-bench, one shared prompt" (pam.generator)
+    label += f" [{variant}]" if isinstance(variant, str) and variant else ""
     return label
 
 
