@@ -282,9 +282,9 @@ def flux_files(f: Path) -> list[Path]:
     for sub in ("transformer", "vae"):
         d = f / sub
         files = weight_files(d) if d.is_dir() else []
-        if not (d / "config.json").is_file() or not files:
-            raise MissingResource(f"Stage II file {d / 'config.json'} + weights (mode full)",
-                                  _FLUX.format(sub=sub, dest=d))
+        lost = [x for x in [d / "config.json", *(files or [d / SAFE_SINGLE])] if not x.is_file()]
+        if lost:
+            raise MissingResource(f"Stage II file {lost[0]} (mode full)", _FLUX.format(sub=sub, dest=d))
         out += [d / "config.json", *files]
     s = f / "scheduler" / "scheduler_config.json"
     if not s.is_file():

@@ -42,12 +42,17 @@ def test_import_is_cheap_and_registry_entry():
     assert PAMGenerator.needs == ("first_frame", "conditions")
 
 
-def test_tiny_checkpoint_has_exactly_the_real_layout(tiny_dir):
-    files = {str(p.relative_to(tiny_dir)) for p in tiny_dir.rglob("*") if p.is_file()}
-    required = {str(p.relative_to(tiny_dir)) for p in ckpt.required_files(tiny_dir, "full")}
-    assert files == required
-    assert {str(p.relative_to(tiny_dir)) for p in ckpt.required_files(tiny_dir, "i2v")} == \
-        {f for f in required if not f.startswith("flux/")}
+def _all_files(parts, text=False):
+    return sorted(f for fs in ckpt.files_of(parts, text).values() for f in fs)
+
+
+def test_tiny_checkpoint_is_a_release_folder_and_every_file_is_read(tiny_dir):
+    files = {p for p in tiny_dir.rglob("*") if p.is_file()}
+    full = ckpt.resolve(tiny_dir, mode="full")
+    assert set(_all_files(full)) == files
+    assert full.transformer == tiny_dir / "transformer" and full.vae == tiny_dir / "vae"
+    i2v = ckpt.resolve(tiny_dir, mode="i2v")
+    assert set(_all_files(i2v)) == {f for f in files if "flux" not in f.relative_to(tiny_dir).parts}
 
 
 def test_every_missing_file_is_named(tiny_dir, tmp_path):
@@ -55,22 +60,30 @@ def test_every_missing_file_is_named(tiny_dir, tmp_path):
         PAMGenerator().check_ready()
     with pytest.raises(MissingResource, match="PAM checkpoint folder"):
         PAMGenerator(checkpoint=tmp_path / "nowhere").check_ready()
-    for f in ckpt.required_files(tiny_dir, "full"):
+    for f in _all_files(ckpt.resolve(tiny_dir, mode="full")):
         rel = f.relative_to(tiny_dir)
+        if rel.name == "prompt_embeds.safetensors" and len(rel.parts) == 1:
+            continue  # the shared precomputed prompt is optional (a prompt can be text)
         copy = tmp_path / f"c_{str(rel).replace('/', '_')}"
         shutil.copytree(tiny_dir, copy)
         (copy / rel).unlink()
-        with pytest.raises(MissingResource) as e:
+        with pytest.raises((MissingResource, InputError)) as e:
             PAMGenerator(checkpoint=copy, mode="full").check_ready()
         msg = str(e.value)
-        want = "flux/controlnet.safetensors" if rel.name == "controlnet.safetensors" else str(rel)
+        want = {"vae": "vae/", "scheduler": "scheduler/"}.get(rel.parts[0], str(rel.parent if rel.parts[0] ==
+                                                                              "transformer" else rel))
+        if rel.parts[0] == "transformer" and rel.name != "config.json":
+            want = "transformer"
+        if rel.parts[:2] == ("flux", "controlnet.safetensors"):
+            want = "controlnet"
         assert want in msg, msg
-        hint = "FLUX.1-dev" if str(rel).startswith("flux/") and rel.name != "controlnet.safetensors" else \
-            ("CogVideoX-5b-I2V" if str(rel).startswith(("vae/", "scheduler/")) else "PAM")
-        if rel.name != "prompt_embeds.safetensors":
+        hint = {"vae": "CogVideoX-5b-I2V", "scheduler": "CogVideoX-5b-I2V"}.get(rel.parts[0])
+        if rel.parts[0] == "flux" and rel.parts[1] in ("transformer", "vae", "scheduler"):
+            hint = "FLUX.1-dev"
+        if hint:
             assert hint in msg, msg
-        if not str(rel).startswith("flux/"):  # i2v mode needs it too
-            with pytest.raises(MissingResource):
+        if rel.parts[0] != "flux":  # i2v mode needs it too
+            with pytest.raises((MissingResource, InputError)):
                 PAMGenerator(checkpoint=copy, mode="i2v").check_ready()
         else:
             PAMGenerator(checkpoint=copy, mode="i2v").check_ready()  # i2v does not read flux/
@@ -78,18 +91,24 @@ def test_every_missing_file_is_named(tiny_dir, tmp_path):
 
 
 def test_bad_options_and_plain_transformer(tiny_dir, tmp_path):
+    from diffusers import CogVideoXTransformer3DModel
+
+    from pam import tiny
+
     with pytest.raises(ValueError, match="mode"):
         PAMGenerator(mode="t2v")
     with pytest.raises(ValueError, match="conditions"):
         PAMGenerator(conditions="depth,normal")
     with pytest.raises(ValueError, match="unknown option"):
         PAMGenerator(temperature=1)
+    with pytest.raises(ValueError, match="protocol"):
+        PAMGenerator(protocol="paper")
+    with pytest.raises(ValueError, match="seed_policy"):
+        PAMGenerator(seed_policy="random")
     copy = tmp_path / "plain"
     shutil.copytree(tiny_dir, copy)
-    cfg = json.loads((copy / "transformer/config.json").read_text())
-    cfg.pop("num_tracking_blocks")
-    cfg["_class_name"] = "CogVideoXTransformer3DModel"
-    (copy / "transformer/config.json").write_text(json.dumps(cfg))
+    shutil.rmtree(copy / "transformer")
+    CogVideoXTransformer3DModel(**tiny.TINY_COGVIDEOX_TRANSFORMER).save_pretrained(copy / "transformer")
     with pytest.raises(InputError, match="not a PAM motion transformer"):
         PAMGenerator(checkpoint=copy).check_ready()
 
@@ -99,10 +118,12 @@ def test_identity_hashes_files_once(tiny_dir, monkeypatch):
     ident = g.identity()
     assert ident["conditions"] == ["depth", "hand"] and ident["steps"] == 3 and ident["mode"] == "i2v"
     assert ident["dtype"] == "fp32" and ident["guidance"] == 6.0  # auto on CPU
+    assert ident["protocol"] == "official" and ident["vae_tiling_slicing"] is True and ident["fps"] == 15.0
+    assert ident["seed_policy"]["policy"] == "official" and ident["seed_policy"]["seed"] == 42
     hashes = ident["checkpoint_sha256"]
-    assert hashes["transformer/diffusion_pytorch_model.safetensors"] == \
+    assert hashes["transformer"]["diffusion_pytorch_model.safetensors"] == \
         sha256_file(tiny_dir / "transformer/diffusion_pytorch_model.safetensors")
-    assert not any(k.startswith("flux/") for k in hashes)
+    assert "flux" not in hashes
 
     def boom(_):
         raise AssertionError("re-hashed a cached file")
@@ -120,10 +141,16 @@ def sample():
 
 
 def test_generate_returns_the_sample_shape_and_is_seeded(tiny_dir, sample):
-    g = PAMGenerator(checkpoint=tiny_dir, mode="i2v", steps=1)
+    g = PAMGenerator(checkpoint=tiny_dir, mode="i2v", steps=1, protocol="pam-bench")
     a = g.generate(sample, seed=11)
     assert a.frames.shape == sample.video.frames.shape and a.fps == sample.video.fps
     assert np.array_equal(a.frames, g.generate(sample, seed=11).frames)
+    assert not np.array_equal(a.frames, g.generate(sample, seed=12).frames)  # per-clip seeds
+    off = PAMGenerator(checkpoint=tiny_dir, mode="i2v", steps=1, shared_prompt=True)
+    off._pipe = g.pipeline()  # same weights; the official protocol ignores the clip seed (42 for every clip)
+    off._pipe.protocol, off._pipe.shared_prompt = "official", True
+    b = off.generate(sample, seed=11)
+    assert np.array_equal(b.frames, off.generate(sample, seed=12).frames) and b.fps == 15.0
     no_hand = type(sample)(id=sample.id, video=sample.video, conditions={"depth": sample.conditions["depth"]})
     with pytest.raises(InputError, match="hand"):
         g.generate(no_hand, seed=0)
@@ -164,11 +191,12 @@ def test_three_stages_from_a_pose_sequence(tiny_dir):
     assert (conds["seg"].frames.max(-1) > 0).any()
 
 
-def test_per_video_prompts_are_part_of_the_identity(tiny_dir, tmp_path):
+def test_per_clip_embeddings_are_part_of_the_identity(tiny_dir, tmp_path):
     copy = tmp_path / "ck"
     shutil.copytree(tiny_dir, copy)
     base = PAMGenerator(checkpoint=copy, mode="i2v").identity()["checkpoint_sha256"]
-    (copy / "prompt_embeds").mkdir()
-    shutil.copy(copy / "prompt_embeds.safetensors", copy / "prompt_embeds" / "clip_0001.safetensors")
+    assert "prompt_embeds_per_clip" not in base
+    (copy / "prompt_embeds" / "s-01" / "seq").mkdir(parents=True)  # clip ids contain '/'
+    shutil.copy(copy / "prompt_embeds.safetensors", copy / "prompt_embeds" / "s-01" / "seq" / "836.safetensors")
     h = PAMGenerator(checkpoint=copy, mode="i2v").identity()["checkpoint_sha256"]
-    assert set(h) - set(base) == {"prompt_embeds/clip_0001.safetensors"}
+    assert h["prompt_embeds_per_clip"] == {"s-01/seq/836.safetensors": sha256_file(copy / "prompt_embeds.safetensors")}

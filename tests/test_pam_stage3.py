@@ -126,6 +126,11 @@ def test_corrupt_and_mismatched_weights_name_the_file(tmp_path):
     cfg = json.loads((d / "config.json").read_text())
     cfg["num_tracking_blocks"] = 2
     (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="num_tracking_blocks=2 but the weights hold 1"):
+        s3.load_transformer(d)
+    cfg["num_tracking_blocks"] = 1
+    cfg["num_layers"] = 3  # the weights hold 2 main blocks
+    (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InputError, match="missing"):
         s3.load_transformer(d)
 
