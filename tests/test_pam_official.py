@@ -304,3 +304,21 @@ def test_stage2_sigmas_equal_the_official_schedule_at_480x640():
     old = (app.timesteps(H, W, steps, "pam-bench") / 1000).double().numpy()
     assert np.abs(old - ref).max() > 0.04  # the earlier protocol used the packed length (mu 0.66)
     assert stage2_size((480, 720)) == (480, 640)
+
+
+def test_dexycb_caption_column_reaches_the_sample_and_the_generator(tmp_path):
+    from pam_bench.datasets.dexycb import SERIALS, SUBJECTS, DexYCB
+
+    from .fixtures_dexycb import make_dexycb_clip
+
+    subj, seq, ser = SUBJECTS[0], "20200709_141754", SERIALS[5]
+    make_dexycb_clip(tmp_path / "dexycb", subj, seq, ser, n_frames=49, jpeg_quality=50)
+    line = {"video_path": f"../data/dexycb_videos/{subj}/{seq}/{ser}/video.mp4", "response": "a hand lifts a mug"}
+    (tmp_path / "dexycb_prompt.jsonl").write_text(json.dumps(line) + "\n")  # data/ beside data/dexycb
+    ds = DexYCB(root=tmp_path / "dexycb")
+    assert ds.caption_file == tmp_path / "dexycb_prompt.jsonl"
+    s = ds.load(f"{subj}/{seq}/{ser}")
+    assert s.meta["caption"] == "a hand lifts a mug"
+    assert PAMGenerator()._caption(s) == "a hand lifts a mug"
+    with pytest.raises(InputError, match="-d captions"):
+        DexYCB(root=tmp_path / "dexycb", captions=tmp_path / "nope.jsonl")

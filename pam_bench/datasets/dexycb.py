@@ -13,6 +13,10 @@ Layouts (``layout=``):
   conditions on the fly from the labels (training/dataset.py), so there are no seg/keypoint videos.
 - ``auto``: ``pam`` when ``<root>/dexycb_videos`` exists, else ``raw``.
 
+Captions: PAM's ``dexycb_prompt.jsonl`` (gen_prompt.py lines ``{"video_path", "response"}``) at ``<root>/``
+(``pam`` layout) or beside the toolkit folder (``raw``), or ``-d captions=FILE``: each sample's
+``meta['caption']`` is its clip's caption (None when absent) and the file's sha256 joins the protocol.
+
 Splits (ids ``<subject>/<seq>/<serial>``, ordered subject (numeric suffix) -> sequence (sorted name) ->
 serial (sorted), the order of PAM's gen_s0_split_filelist.py, so clip k is the official evaluation
 script's ``generated_{k:04d}.mp4``):
@@ -85,6 +89,7 @@ DEPTH = "aligned_depth_to_color_{:06d}.png"
 LABELS = "labels_{:06d}.npz"
 PAM_VIDEO = "video.mp4"
 PAM_DEPTH = "masked_color.mp4"
+CAPTIONS = "dexycb_prompt.jsonl"
 LABEL_KEYS = ("seg", "joint_2d", "joint_3d")
 
 _SUFFIX = re.compile(r"(\d+)$")
@@ -115,7 +120,7 @@ class DexYCB(Dataset):
     name = "dexycb"
 
     def __init__(self, root=None, split: str = "s0-pam-val", layout: str = "auto", depth_source: str = "auto",
-                 depth_dir=None, mano_dir=None, **options):
+                 depth_dir=None, mano_dir=None, captions=None, **options):
         if root is None:
             raise InputError("--root", "dexycb needs --root DEXYCB_DIR (the toolkit folder or PAM's data folder)")
         self.root = Path(root)
@@ -146,6 +151,11 @@ class DexYCB(Dataset):
             from .dexycb_mano import DexYCBMano
 
             self.mano = DexYCBMano(mano_dir)
+        # PAM's caption file (gen_prompt.py jsonl): data/dexycb_prompt.jsonl beside the dataset folders
+        caps = Path(captions) if captions else (self.root if self.layout == "pam" else self.root.parent) / CAPTIONS
+        if captions and not caps.is_file():
+            raise InputError(caps, "no such caption file (-d captions)")
+        self.caption_file, self._caption_table = (caps if caps.is_file() else None), None
         self._split: Split | None = None
         self._meta_cache: dict[Path, dict] = {}
 
@@ -210,6 +220,9 @@ class DexYCB(Dataset):
                         "depth_source": self.depth_source, "conditions": "pam-hoi_utils-v1"}
             if self.mano is not None:
                 protocol["mano_vertices"] = self.mano.identity()
+            if self.caption_file is not None:  # per-clip captions change the prompts, so the identity
+                from ..weights import sha256_file
+                protocol["captions"] = {"file": self.caption_file.name, "sha256": sha256_file(self.caption_file)}
             self._split = Split(self.name, self.split_name, tuple(ids), protocol)
         return self._split
 
@@ -304,6 +317,11 @@ class DexYCB(Dataset):
         }
         if self.mano is not None:
             info["mano_vertices"] = self._mano_vertices(subject, seq, sides[0], labels)
+        if self.caption_file is not None:  # PAM's caption column for this clip (pam.prompts reads the jsonl)
+            if self._caption_table is None:
+                from pam.prompts import CaptionTable
+                self._caption_table = CaptionTable(self.caption_file)
+            info["caption"] = self._caption_table.lookup(sample_id)
         return Sample(id=sample_id, video=Video(rgb, PROTOCOL_FPS), conditions=conditions,
                       joints_2d=C.scale_points(j2d, sx, sy), joints_3d=j3d, hand_sides=sides,
                       intrinsics=C.scale_intrinsics(k_native, sx, sy), seg=seg, meta=info)
