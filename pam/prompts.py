@@ -13,8 +13,8 @@ e.g. ``video.mp4``, is dropped). Two different captions for one clip are an erro
 
 Encoding: CogVideoX's ``_get_t5_prompt_embeds`` (pad to 226 tokens, truncate, last hidden state) with the
 base's ``tokenizer/`` + ``text_encoder/`` on the run's device and dtype, loaded only on a cache miss. The
-embeddings are cached in ``$PAM_BENCH_HOME/prompt_cache/`` keyed by sha256 of (encoder hash, dtype, max
-length, text).
+embeddings are cached in ``$PAM_BENCH_HOME/prompt_cache/`` keyed by sha256 of (encoder hash, device type
+and dtype, max length, text).
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ class T5PromptEncoder:
         import torch
         from safetensors.torch import load_file, save_file
 
-        dname = str(self.dtype or torch.float32).replace("torch.", "")
+        dname = f"{torch.device(self.device).type}:{str(self.dtype or torch.float32).replace('torch.', '')}"
         f = cache_dir() / f"{cache_key(self.encoder_hash, dname, text, self.max_length)}.safetensors"
         if f.is_file():
             try:

@@ -14,10 +14,17 @@ text tokens stripped. ``initial_combine_linear(hidden.repeat(1,1,5) + cat(slots)
 stream; copied block i runs on it after main block i, and ``combine_linears[i]`` of its output is added
 to the main hidden state.
 
-A dropped condition (not selected, or dropped by training-time dropout) is a zero video latent AND a zero
-first-frame latent, exactly as PAM's training data loader does (``training/dataset.py``). Note: PAM's
-evaluation script zeroes the video latent of an unused condition but still encodes its first frame; we
-follow the training-time definition (recorded in the generator identity as ``dropped_condition``).
+Two conventions for a condition that is not used (``MotionPipeline(..., protocol=)``):
+
+- ``official`` (``testing/evaluation_comb_dexycb.py`` with ``CogVideoXImageToVideoPipelineCombination``): the
+  slot's video latent is zero but its first frame is still VAE-encoded (tracking: the tracking column's first
+  frame; normal: a gray image; an unselected depth/seg/hand: its own first frame). On a tiny model this moves
+  the final latents by up to ~1e-2 against the other convention, so the two are NOT interchangeable;
+- ``pam-bench``: zero video latent AND zero first-frame latent, as PAM's training data loader drops a cue
+  (``training/dataset.py``).
+
+Loading (:func:`load_transformer`) accepts every official layout (``pam.checkpoint``): the branch and its
+block count are read from the weight names, not from config.json.
 """
 from __future__ import annotations
 

@@ -3,10 +3,13 @@
 The configs follow diffusers' own test components (CogVideoX: 2 heads x 16, 4 down/up blocks of 8 channels,
 latent 4, temporal ratio 4; Flux: patch 1, heads 2 x 16, rope axes [4,4,8], joint_attention 32,
 pooled 32), sized so that the spatial compression (8x) matches the real models: a tiny checkpoint runs at
-an internal 32x48 (H x W), 9 frames. ``write_tiny_checkpoint`` writes EXACTLY the layout of a real
-checkpoint folder (see ``pam.checkpoint``; ``write_tiny_flux`` writes its ``flux/`` part); only the sizes
-differ. Its outputs are noise: it exists to exercise every code path, never to produce a number anyone
-should read as PAM's.
+an internal 32x48 (H x W), 9 frames. ``write_tiny_transformer`` writes PAM's motion transformer in each
+official layout (save hook, convert_ckpt.py safetensors or .bin), ``write_tiny_base`` a CogVideoX-5B-I2V
+snapshot (vae, scheduler, T5 text_encoder, sentencepiece tokenizer), and ``write_tiny_checkpoint`` a release
+folder holding transformer/, vae/, scheduler/, a precomputed shared prompt and flux/ (``write_tiny_flux``;
+see ``pam.checkpoint``);
+only the sizes differ. Its outputs are noise: it exists to
+exercise every code path, never to produce a number anyone should read as PAM's.
 """
 from __future__ import annotations
 
@@ -78,7 +81,8 @@ def tiny_cogvideox_vae(seed: int = 0):
 
 
 def write_tiny_checkpoint(path, mode: str = "full", seed: int = 0) -> Path:
-    """Write a tiny random checkpoint folder in the real layout (``pam.checkpoint.LAYOUT``).
+    """Write a tiny random release folder (``pam.checkpoint``): transformer/ (save-hook config), vae/,
+    scheduler/, prompt_embeds.safetensors (one shared precomputed prompt) and, for ``full``, flux/.
 
     ``mode="full"`` also writes the ``flux/`` part (Stage II); ``"i2v"`` only Stage III.
     """
