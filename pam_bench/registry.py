@@ -117,7 +117,7 @@ _add("method", "folder", "baselines.folder:FolderMethod",
      user_files="--videos DIR")
 _add("method", "pam", "pam.generator:PAMGenerator",
      "PAM: CogVideoX-5B-I2V + multi-condition branch (i2v), or + FLUX double-ControlNet first frame (full)",
-     packages=("diffusers", "transformers"), user_files="--checkpoint PAM_DIR")
+     packages=("diffusers", "transformers"), user_files="--checkpoint PAM_TRANSFORMER -o base=COGVIDEOX_DIR")
 _add("method", "coshand", "baselines.coshand:CosHand", "CosHand image model (LDM ckpt on diffusers), frame by frame",
      packages=("diffusers", "transformers"), user_files="--checkpoint COSHAND_DIR")
 _add("method", "svd-hand", "baselines.svd:SVDHand", "InterDyn-style SVD + ControlNet on the hand-mask video",
