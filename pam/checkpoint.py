@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pam_bench.errors import InputError, MissingResource
@@ -219,7 +219,7 @@ class Parts:
     shared_embeds: Path | None = None    # precomputed prompt_embeds.safetensors
     clip_embeds: Path | None = None      # precomputed prompt_embeds/<clip id>.safetensors folder
     layout: str = ""
-    missing: list[str] = field(default_factory=list)
+    branch_blocks: int = 0               # copied blocks, counted from the weight names
 
 
 def _pick(sub: str, places: list[Path]) -> Path | None:
@@ -259,6 +259,7 @@ def resolve(checkpoint, base=None, mode: str = "i2v", need_text: bool = False, f
         raise InputError(tdir, f"_class_name {cfg.get('_class_name')!r} holds no PAM condition branch "
                                "(no transformer_blocks_copy.* weights): not a PAM motion transformer; pass PAM's "
                                "trained checkpoint, not the CogVideoX base")
+    parts.branch_blocks = b.blocks
     parts.layout = ("save-hook (CogVideoXTransformer3DModelTracking)" if "num_tracking_blocks" in cfg
                     else "convert_ckpt (plain CogVideoX config; branch from weight names)")
     transformer_files(tdir)

@@ -166,7 +166,8 @@ class PAMGenerator(Generator):
             "first_frame": "ground truth" if self.mode == "i2v" else self._stage2_identity(),
             "adapt": "conditions: nearest-index frames + nearest resize to the model size; first frame: "
                      "bilinear; output: nearest-index frames + bilinear resize to the sample size",
-            "checkpoint": {"layout": getattr(self._parts, "layout", None)},
+            "checkpoint": {"layout": getattr(self._parts, "layout", None),
+                           "num_tracking_blocks": getattr(self._parts, "branch_blocks", None)},
             "checkpoint_sha256": self._hashes,
             "deviations": self._deviations(),
             "variant": self._variant(prompts),
