@@ -322,3 +322,21 @@ def test_dexycb_caption_column_reaches_the_sample_and_the_generator(tmp_path):
     assert PAMGenerator()._caption(s) == "a hand lifts a mug"
     with pytest.raises(InputError, match="-d captions"):
         DexYCB(root=tmp_path / "dexycb", captions=tmp_path / "nope.jsonl")
+
+
+def test_bin_weights_refuse_every_pickle_gadget(tmp_path):
+    """convert_ckpt.py's pytorch_model*.bin and controlnet.bin are read with torch.load(weights_only=True)."""
+    from pam.stage2_appearance import read_state_dict
+
+    from .test_safe_pickle import _torch_zip, gadget_corpus
+
+    marker = tmp_path / "MARKER"
+    corpus = sorted(gadget_corpus(marker).items())
+    for name, body in corpus[::4]:  # every 4th gadget (the full corpus runs in test_safe_pickle's readers)
+        f = tmp_path / f"{name.replace('/', '_')}.bin"
+        f.write_bytes(_torch_zip(body))
+        for read in (s3.read_bin, read_state_dict):
+            with pytest.raises(InputError) as e:
+                read(f)
+            assert str(f) in str(e.value) and "\n" not in str(e.value)
+        assert not marker.exists(), name
