@@ -257,6 +257,8 @@ class PAMGenerator(Generator):
         if missing:
             raise InputError(where, f"has no condition video(s) {missing} (needed by pam mode={self.mode}, "
                                     f"protocol={self.protocol})")
+        if self.mode == "full" and "normal" in sample.conditions:  # Stage II's normal input when the sample has one
+            need.add("normal")
         conds = {n: sample.conditions[n].frames for n in need}
         if self.protocol == "official":
             src = sample.conditions.get(self.tracking_source)

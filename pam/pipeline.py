@@ -197,7 +197,9 @@ class PAMPipeline:
         """Stage II: the first frame from the conditions' first frames (returned at the internal size).
 
         protocol 'official': generated at ``stage2_official.stage2_size`` (480x640 for 480x720), conditions
-        nearest-resized to it, then the image stretched (bilinear) to the internal size."""
+        nearest-resized to it, then the image stretched (bilinear) to the internal size. Normals: ``normals``,
+        else a ``conditions['normal']`` video (masked to 0, i.e. -1, where the depth condition is black), else
+        estimated from the depth condition (the recorded fallback)."""
         from . import stage2_appearance as s2
         from .stage2_official import stage2_size
 
@@ -209,6 +211,9 @@ class PAMPipeline:
         a = self.appearance
         size = stage2_size(self.size, 2 * a.vae_scale) if self.protocol == "official" else self.size
         d, s, h = (to_internal(conditions[n][:1], 1, size, nearest=True)[0] for n in ("depth", "seg", "hand"))
+        if normals is None and "normal" in conditions:  # a real/simulated normal map, -1 off the foreground
+            normals = to_internal(conditions["normal"][:1], 1, size, nearest=True)[0].copy()
+            normals[d.max(-1) <= 16] = 0
         n = s2.normals_from_depth_condition(d) if normals is None else normals
         pe, pooled = self.flux_prompt()
         with self._on_device(a.transformer, a.vae, a.net1, a.net2):

@@ -18,6 +18,8 @@ BASE_SHIFT, MAX_SHIFT, BASE_LEN, MAX_LEN = 0.5, 1.15, 256, 4096
 OFFICIAL_SIZE = (480, 640)
 STAGE3_SIZE = (480, 720)
 OFFICIAL_SEED = 42
+NORMALS = ("the sample's 'normal' video when it has one (set to -1 where the depth condition is black, as PAM "
+           "masks its normals); else estimated from the depth condition (fallback: no dataset here has normals)")
 
 
 def official_mu(height: int, width: int) -> float:
@@ -40,11 +42,10 @@ def identity(protocol: str) -> dict:
         return {"stage": "II (FLUX.1-dev + PAM double ControlNet)", "steps": STEPS, "guidance": GUIDANCE,
                 "schedule": "get_schedule(28, (W//8)*(H//8)//256) (appearance_gen xflux_pipeline.py)",
                 "size": "480x640 (Stage III size x 640/720), then bilinear stretch to Stage III's",
-                "uint8": "truncation (.byte())", "normals": "estimated from the depth condition (samples carry "
-                "no normal maps; PAM used real or simulated normals)",
+                "uint8": "truncation (.byte())", "normals": NORMALS,
                 "prompt": "flux/prompt_embeds.safetensors (one shared FLUX prompt; PAM used per-frame captions)",
                 "seeds": "the clip seed, one candidate (PAM: 42+j, j<3, one picked by hand; not reproducible)"}
     return {"stage": "II (FLUX.1-dev + PAM double ControlNet)", "steps": STEPS, "guidance": GUIDANCE,
             "schedule": "diffusers calculate_shift on the packed token count", "size": "Stage III's",
-            "uint8": "rounding", "normals": "estimated from the depth condition",
+            "uint8": "rounding", "normals": NORMALS,
             "prompt": "flux/prompt_embeds.safetensors (shared)", "seeds": "the clip seed"}

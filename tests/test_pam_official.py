@@ -324,6 +324,7 @@ def test_dexycb_caption_column_reaches_the_sample_and_the_generator(tmp_path):
         DexYCB(root=tmp_path / "dexycb", captions=tmp_path / "nope.jsonl")
 
 
+@pytest.mark.slow
 def test_bin_weights_refuse_every_pickle_gadget(tmp_path):
     """convert_ckpt.py's pytorch_model*.bin and controlnet.bin are read with torch.load(weights_only=True)."""
     from pam.stage2_appearance import read_state_dict
@@ -340,3 +341,34 @@ def test_bin_weights_refuse_every_pickle_gadget(tmp_path):
                 read(f)
             assert str(f) in str(e.value) and "\n" not in str(e.value)
         assert not marker.exists(), name
+
+
+@pytest.mark.slow
+def test_stage2_takes_the_samples_normal_map_masked_else_the_estimate(tmp_path, monkeypatch):
+    from pam import stage2_appearance as s2
+    from pam.pipeline import PAMPipeline
+    from pam_bench.datasets.synthetic import SyntheticHOI
+
+    ck = tiny.write_tiny_checkpoint(tmp_path / "PAM", mode="full")
+    pipe = PAMPipeline(ck, mode="full", protocol="official", shared_prompt=True)
+    ds = SyntheticHOI(n_clips=1, frames=9, height=32, width=48)
+    smp = ds.load(ds.split().ids[0])
+    conds = {n: smp.conditions[n].frames for n in ("depth", "seg", "hand")}
+    seen = []
+    real = s2.AppearancePipeline.__call__
+
+    def spy(self, depth, normal, *a, **kw):
+        seen.append((depth.copy(), normal.copy(), kw.get("protocol")))
+        return real(self, depth, normal, *a, **kw)
+
+    monkeypatch.setattr(s2.AppearancePipeline, "__call__", spy)
+    pipe.first_frame(conds, seed=0)
+    d, n, proto = seen[-1]
+    assert proto == "official" and np.array_equal(n, s2.normals_from_depth_condition(d))  # the fallback
+    normal = np.random.default_rng(0).integers(1, 256, (9, 32, 48, 3), dtype=np.uint8)
+    ff = pipe.first_frame({**conds, "normal": normal}, seed=0)
+    d, n, _ = seen[-1]
+    bg = d.max(-1) <= 16
+    assert bg.any() and (~bg).any()
+    assert (n[bg] == 0).all() and np.array_equal(n[~bg], normal[0][~bg])  # -1 off the foreground
+    assert ff.shape == (32, 48, 3) and ff.dtype == np.uint8
