@@ -307,12 +307,13 @@ def controlnet_file(flux_dir: Path) -> Path:
                           "saves it; huggingface.co/GasaiYU/PAM appearance_gen)")
 
 
-def files_of(parts: Parts, text: bool) -> dict[str, list[Path]]:
-    """{part name: files read}; ``text``: the T5 encoder and tokenizer are read too."""
+def files_of(parts: Parts, text: bool = True) -> dict[str, list[Path]]:
+    """{part name: files a run may read}. The T5 encoder and tokenizer count whenever they are present (a
+    dataset's captions can need them at any clip); ``text=False`` leaves them out."""
     out = {"transformer": transformer_files(parts.transformer),
            "vae": [parts.vae / "config.json", *sorted(_weights_in(parts.vae))],
            "scheduler": [parts.scheduler / "scheduler_config.json"]}
-    if text and parts.text_encoder is not None:
+    if text and parts.text_encoder is not None and parts.tokenizer is not None:
         out["text_encoder"] = sorted(p for p in parts.text_encoder.rglob("*") if p.is_file())
         out["tokenizer"] = sorted(p for p in parts.tokenizer.rglob("*") if p.is_file())
     if parts.shared_embeds is not None:
@@ -329,7 +330,7 @@ def _weights_in(d: Path) -> list[Path]:
     return files if files else [p for p in d.iterdir() if p.suffix in (".safetensors", ".bin")]
 
 
-def hashes(parts: Parts, text: bool) -> dict[str, dict[str, str]]:
+def hashes(parts: Parts, text: bool = True) -> dict[str, dict[str, str]]:
     """{part: {file name relative to its part folder: sha256}}."""
     roots = {"transformer": parts.transformer, "vae": parts.vae, "scheduler": parts.scheduler,
              "text_encoder": parts.text_encoder, "tokenizer": parts.tokenizer, "prompt_embeds": parts.home,
@@ -381,6 +382,6 @@ def cached_sha256(path: Path) -> str:
     return digest
 
 
-def checkpoint_hashes(parts: Parts, text: bool) -> dict[str, dict[str, str]]:
+def checkpoint_hashes(parts: Parts) -> dict[str, dict[str, str]]:
     """The ``checkpoint_sha256`` of the generator identity (see :func:`hashes`)."""
-    return hashes(parts, text)
+    return hashes(parts)

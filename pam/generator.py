@@ -146,7 +146,7 @@ class PAMGenerator(Generator):
     def identity(self) -> dict[str, Any]:
         self.check_ready()
         if self._hashes is None:
-            self._hashes = ckpt.checkpoint_hashes(self._parts, self.needs_text)
+            self._hashes = ckpt.checkpoint_hashes(self._parts)
         p = PROTOCOLS[self.protocol]
         prompts = self._prompt_identity()
         return {
