@@ -43,6 +43,12 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
                         "first frame; normal: a gray image) as testing/evaluation_comb_dexycb.py does",
         "generator": "torch.Generator(run device).manual_seed(seed); draws in the official pipeline's order",
     },
+    "sim": {
+        "vae_tiling": True, "seed_policy": "official", "fps": 15.0, "requires_per_clip_prompts": False,
+        "unused_slots": "testing/evaluation_sim.py: the tracking slot is used (video and first-frame latents); the "
+                        "normal slot gets the latents of a gray video and a gray first frame",
+        "generator": "torch.Generator(run device).manual_seed(seed); draws in the official pipeline's order",
+    },
     "pam-bench": {
         "vae_tiling": False, "seed_policy": "per-clip", "fps": None, "requires_per_clip_prompts": False,
         "unused_slots": "zero video latent and zero first-frame latent (training-time dropout)",
@@ -97,6 +103,8 @@ class PAMGenerator(Generator):
         self.protocol = protocol or ("official" if mode == "i2v" else "pam-bench")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.protocol == "sim" and mode != "full":
+            raise ValueError("protocol=sim (testing/evaluation_sim.py) is the sim-to-real protocol: it needs mode=full")
         p = PROTOCOLS[self.protocol]
         self.conditions = tuple(n for n in CONDITIONS if n in names)  # canonical order
         self.steps, self.guidance = int(steps), float(guidance)
@@ -113,6 +121,10 @@ class PAMGenerator(Generator):
         self.tracking_source = tracking_source
         if self.steps < 1:
             raise ValueError("steps must be >= 1")
+        if self.protocol == "sim" and prompt is None:
+            from .prompts import SIM_PROMPT
+
+            prompt = SIM_PROMPT  # evaluation_sim.py's fixed prompt
         self.shared_prompt, self.prompt_text = _as_bool(shared_prompt), prompt
         self.captions = None
         if prompts:
@@ -158,7 +170,7 @@ class PAMGenerator(Generator):
             **({"tracking_slot_first_frame": {"depth": "the depth condition's first frame (the official OAKINK2 "
                                                        "script passes the depth list as its tracking column)",
                                               "tracking": "the sample's 'tracking' video, first frame"
-                                              }[self.tracking_source]} if self.protocol == "official" else {}),
+                                              }[self.tracking_source]} if self._uses_tracking else {}),
             "seed_policy": {"policy": self.seed_policy, "generator": p["generator"],
                             **({"seed": self.fixed_seed} if self.seed_policy == "official" else
                                {"seed": "derive_seed(--seed, clip id)"})},
@@ -201,7 +213,7 @@ class PAMGenerator(Generator):
         return identity(self.protocol)
 
     def _deviations(self) -> list[str]:
-        if self.protocol != "official":
+        if self.protocol == "pam-bench":
             return ["protocol pam-bench: not the official evaluation's conventions (see unused_slots, seed_policy)"]
         out = ["condition-video VAE sampling is seeded (torch.Generator(run device), seed+1); the official script "
                "samples it from the unseeded global RNG"]
@@ -211,13 +223,20 @@ class PAMGenerator(Generator):
             out.append("sampling settings differ from the official 50 steps / guidance 6 / dynamic CFG / VAE tiling")
         if self.seed_policy != "official" or self.fixed_seed != 42:
             out.append("seed differs from the official 42 for every clip")
-        if self.mode == "full":
-            out.append("mode full: Stage III follows evaluation_comb_dexycb.py, not evaluation_sim.py")
+        if self.protocol == "sim":
+            out.append("the official sim script seeds one generator once and reuses it for every clip (clip k's "
+                       "draws depend on the clips before it); pam-bench seeds each clip")
+            if self.tracking_source == "depth":
+                out.append("tracking slot: the depth video stands in for the simulator's tracking.mp4 "
+                           "(pam-bench renders no tracking video; -o tracking_source=tracking uses the sample's)")
+        elif self.mode == "full":
+            out.append("mode full with protocol official: Stage III follows evaluation_comb_dexycb.py; "
+                       "-o protocol=sim follows evaluation_sim.py")
         return out
 
     def _variant(self, prompts: dict) -> str:
         bits = [] if self.protocol == "official" else [f"protocol={self.protocol}"]
-        if not prompts["per_clip"]:
+        if not prompts["per_clip"] and self.protocol != "sim":  # sim's one fixed prompt is its protocol
             bits.append("one shared prompt")
         return ", ".join(bits)
 
@@ -242,6 +261,8 @@ class PAMGenerator(Generator):
         return self.fixed_seed if self.seed_policy == "official" else int(seed)
 
     def _caption(self, sample: Sample) -> str | None:
+        if self.protocol == "sim":
+            return None  # evaluation_sim.py prompts every clip with its fixed prompt
         if self.captions is not None:
             cap = self.captions.lookup(sample.id)
             if cap is not None:
@@ -252,7 +273,7 @@ class PAMGenerator(Generator):
     def _inputs(self, sample: Sample):
         where = f"sample {sample.id}"
         need = set(self.conditions) | ({"depth", "seg", "hand"} if self.mode == "full" or
-                                       self.protocol == "official" else set())
+                                       self._uses_tracking else set())
         missing = sorted(need - set(sample.conditions))
         if missing:
             raise InputError(where, f"has no condition video(s) {missing} (needed by pam mode={self.mode}, "
@@ -260,7 +281,7 @@ class PAMGenerator(Generator):
         if self.mode == "full" and "normal" in sample.conditions:  # Stage II's normal input when the sample has one
             need.add("normal")
         conds = {n: sample.conditions[n].frames for n in need}
-        if self.protocol == "official":
+        if self._uses_tracking:
             src = sample.conditions.get(self.tracking_source)
             if src is None:
                 raise InputError(where, f"has no '{self.tracking_source}' video for the tracking slot's first frame "
@@ -277,6 +298,10 @@ class PAMGenerator(Generator):
         fps = next(iter(sample.conditions.values())).fps if sample.video is None else sample.video.fps
         return conds, first, fps
 
+    @property
+    def _uses_tracking(self) -> bool:
+        return self.protocol in ("official", "sim")
+
     def _fps(self, fps: float) -> float:
         return PROTOCOLS[self.protocol]["fps"] or fps
 
@@ -291,7 +316,7 @@ class PAMGenerator(Generator):
         with pipe.stage("stage1"):
             conds = render_for_clip(self.stage1, self.stage1_file, sample.id, ref.num_frames, pipe.size,
                                     self.mano_dir)
-        if self.protocol == "official":
+        if self._uses_tracking:
             if self.tracking_source not in conds:
                 raise InputError(f"sample {sample.id}", f"Stage I renders no '{self.tracking_source}' video "
                                                         "(-o tracking_source=depth)")

@@ -197,7 +197,8 @@ class PAMPipeline:
         """Stage II: the first frame from the conditions' first frames (returned at the internal size).
 
         protocol 'official': generated at ``stage2_official.stage2_size`` (480x640 for 480x720), conditions
-        nearest-resized to it, then the image stretched (bilinear) to the internal size. Normals: ``normals``,
+        nearest-resized to it, then the image stretched to the internal size with PIL's Lanczos (the
+        VaeImageProcessor resize evaluation_sim.py applies to the selected first frame). Normals: ``normals``,
         else a ``conditions['normal']`` video (masked to 0, i.e. -1, where the depth condition is black), else
         estimated from the depth condition (the recorded fallback)."""
         from . import stage2_appearance as s2
@@ -209,7 +210,8 @@ class PAMPipeline:
         if missing:
             raise ValueError(f"Stage II needs depth, seg and hand conditions; missing {missing}")
         a = self.appearance
-        size = stage2_size(self.size, 2 * a.vae_scale) if self.protocol == "official" else self.size
+        official = self.protocol in ("official", "sim")
+        size = stage2_size(self.size, 2 * a.vae_scale) if official else self.size
         d, s, h = (to_internal(conditions[n][:1], 1, size, nearest=True)[0] for n in ("depth", "seg", "hand"))
         if normals is None and "normal" in conditions:  # a real/simulated normal map, -1 off the foreground
             normals = to_internal(conditions["normal"][:1], 1, size, nearest=True)[0].copy()
@@ -217,7 +219,11 @@ class PAMPipeline:
         n = s2.normals_from_depth_condition(d) if normals is None else normals
         pe, pooled = self.flux_prompt()
         with self._on_device(a.transformer, a.vae, a.net1, a.net2):
-            img = a(d, n, h, s, pe, pooled, seed=seed, protocol=self.protocol)
+            img = a(d, n, h, s, pe, pooled, seed=seed, protocol="official" if official else "pam-bench")
+        if official and img.shape[:2] != tuple(self.size):  # evaluation_sim.py: VaeImageProcessor, PIL Lanczos
+            from PIL import Image
+
+            return np.asarray(Image.fromarray(img).resize(self.size[::-1], Image.LANCZOS))
         return to_internal(img[None], 1, self.size, nearest=False)[0]
 
     def animate(self, first_frame: np.ndarray, conditions: Mapping[str, np.ndarray], selected: Sequence[str],
@@ -264,7 +270,7 @@ class PAMPipeline:
         K = s1.default_intrinsics(h, w) if K is None else K
         conds, sim, _ = s1.render_conditions(seq, K, h, w)
         arrays = s1.conditions_as_arrays(conds)
-        if self.protocol == "official":
+        if self.protocol in ("official", "sim"):
             arrays["tracking"] = arrays["depth"]  # the tracking slot's first frame (generator: tracking_source)
         video, _ = self.run(arrays, selected, seed, None, steps, guidance)
         return video, conds, sim

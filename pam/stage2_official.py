@@ -4,7 +4,8 @@
   shifted by ``exp(mu) / (exp(mu) + (1/t - 1))`` with ``mu = 0.5 + (1.15 - 0.5) / (4096 - 256) * (L - 256)``,
   where ``L`` is the latent AREA over 256 (an XLabs quirk; the packed token count would be 4x larger).
   At 480x640, L = 18 and mu = 0.4597. pam-bench's earlier protocol used diffusers' packed length (mu 0.6598).
-- Resolution: 480x640 (``double_infer.py``), then stretched to 480x720 for Stage III (``evaluation_sim.py``).
+- Resolution: 480x640 (``double_infer.py``), then stretched to 480x720 for Stage III (``evaluation_sim.py``
+  hands the PIL image to the pipeline, whose VaeImageProcessor resizes it with Lanczos).
 - Output: ``(127.5 * (x + 1)).byte()``: truncation, not rounding.
 - Seeds: 42 + j for j < 3, one of the three picked by hand (``double_infer.py``). A hand pick cannot be
   reproduced: pam-bench runs the clip seed once (42 under the official seed policy, PAM's j = 0 candidate).
@@ -38,10 +39,11 @@ def stage2_size(stage3_size: tuple[int, int], multiple: int = 16) -> tuple[int, 
 
 
 def identity(protocol: str) -> dict:
-    if protocol == "official":
+    if protocol in ("official", "sim"):
         return {"stage": "II (FLUX.1-dev + PAM double ControlNet)", "steps": STEPS, "guidance": GUIDANCE,
                 "schedule": "get_schedule(28, (W//8)*(H//8)//256) (appearance_gen xflux_pipeline.py)",
-                "size": "480x640 (Stage III size x 640/720), then bilinear stretch to Stage III's",
+                "size": "480x640 (Stage III size x 640/720), then stretched to Stage III's with PIL Lanczos "
+                        "(diffusers' VaeImageProcessor in evaluation_sim.py)",
                 "uint8": "truncation (.byte())", "normals": NORMALS,
                 "prompt": "flux/prompt_embeds.safetensors (one shared FLUX prompt; PAM used per-frame captions)",
                 "seeds": "the clip seed, one candidate (PAM: 42+j, j<3, one picked by hand; not reproducible)"}

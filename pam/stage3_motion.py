@@ -363,10 +363,11 @@ class MotionPipeline:
         return int(self.transformer.config.sample_frames)
 
     # -- VAE helpers
-    def encode_video(self, frames: np.ndarray, generator: torch.Generator | None) -> torch.Tensor:
-        """uint8 [T,H,W,3] -> scaled latents [1, F, C, h, w] (latent_dist.sample() * scaling_factor)."""
-        x = frames_to_tensor(frames, self.device, self.vae.dtype)
-        lat = self.vae.encode(x).latent_dist.sample(generator=generator) * self.scaling_factor
+    def encode_video(self, frames: np.ndarray | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """uint8 [T,H,W,3] (or a [1, 3, T, H, W] tensor in [-1, 1]) -> scaled latents [1, F, C, h, w]
+        (latent_dist.sample() * scaling_factor)."""
+        x = frames if isinstance(frames, torch.Tensor) else frames_to_tensor(frames, self.device, self.vae.dtype)
+        lat = self.vae.encode(x.to(self.vae.dtype)).latent_dist.sample(generator=generator) * self.scaling_factor
         return lat.permute(0, 2, 1, 3, 4).to(self.dtype)
 
     def encode_first_frame(self, frame: np.ndarray, n_latent_frames: int,
@@ -405,7 +406,8 @@ class MotionPipeline:
         return out
 
     def official_inputs(self, first_frame: np.ndarray, conditions: Mapping[str, np.ndarray],
-                        selected: Sequence[str], tracking_frame: np.ndarray | None, shape, gen, cond_gen):
+                        selected: Sequence[str], tracking_frame: np.ndarray | None, shape, gen, cond_gen,
+                        sim: bool = False):
         """protocol 'official' (testing/evaluation_comb_dexycb.py + CogVideoXImageToVideoPipelineCombination):
         returns (initial latents, image latents, slot inputs).
 
@@ -414,12 +416,20 @@ class MotionPipeline:
         - an unselected condition's video latent is zero, and so are tracking's and normal's, but EVERY slot's
           first frame is still VAE-encoded: depth/seg/hand their condition's first frame, tracking
           ``tracking_frame`` (the tracking column's first frame), normal a gray image (0 in [-1, 1]);
+        - ``sim`` (``testing/evaluation_sim.py``): the tracking slot is used (``conditions['tracking']``'s
+          video latent) and the normal slot gets the latent of a gray VIDEO instead of zeros;
         - ``gen`` draws in the official order: image latent, initial noise, then per slot (tracking, normal,
           depth, seg, hand) its first-frame latent and one discarded noise draw (``prepare_latents`` again).
         """
         n_lat, (h, w) = shape[1], self.size
-        videos = {CONDITION_TO_SLOT[n]: self.encode_video(conditions[n], cond_gen) for n in CONDITIONS_ORDER
-                  if n in selected}
+        videos = {}
+        if sim:  # evaluation_sim.py encodes tracking.mp4 and a gray normal video
+            T = conditions["tracking"].shape[0]
+            videos["tracking_maps"] = self.encode_video(conditions["tracking"], cond_gen)
+            videos["normal_maps"] = self.encode_video(
+                torch.zeros((1, 3, T, h, w), device=self.device, dtype=self.vae.dtype), cond_gen)
+        videos.update({CONDITION_TO_SLOT[n]: self.encode_video(conditions[n], cond_gen) for n in CONDITIONS_ORDER
+                       if n in selected})
         image_latents = self.encode_first_frame(first_frame, n_lat, gen)
         latents = self._noise(shape, gen)
         gray = torch.zeros((1, 3, 1, h, w), device=self.device, dtype=self.vae.dtype)
@@ -464,14 +474,15 @@ class MotionPipeline:
                  protocol: str = "pam-bench", tracking_frame: np.ndarray | None = None):
         """first_frame uint8 [H,W,3]; conditions name -> uint8 [T,H,W,3] at (self.size, self.num_frames).
 
-        ``protocol``: 'official' (see :meth:`official_inputs`; generator on the run's device, as the official
-        script's) or 'pam-bench' (CPU generator; unselected slots all zero, see :meth:`condition_inputs`).
+        ``protocol``: 'official' or 'sim' (see :meth:`official_inputs`; generator on the run's device, as the
+        official scripts') or 'pam-bench' (CPU generator; unselected slots all zero, :meth:`condition_inputs`).
         Returns uint8 [T, H, W, 3] (``output='latent'``: the final latents [1, F, C, h, w], for tests)."""
         h, w = self.size
         T = self.num_frames
         if first_frame.shape[:2] != (h, w):
             raise ValueError(f"first frame must be {h}x{w}, got {first_frame.shape[:2]}")
-        need = set(selected) | (set(CONDITIONS_ORDER) if protocol == "official" else set())
+        need = set(selected) | (set(CONDITIONS_ORDER) if protocol in ("official", "sim") else set())
+        need |= {"tracking"} if protocol == "sim" else set()
         for n in need:
             if n not in conditions or conditions[n].shape[:3] != (T, h, w):
                 got = conditions[n].shape[:3] if n in conditions else "nothing"
@@ -479,11 +490,11 @@ class MotionPipeline:
         n_lat = (T - 1) // self.vae_scale_temporal + 1
         c_lat = self.transformer.config.out_channels
         shape = (1, n_lat, c_lat, h // self.vae_scale_spatial, w // self.vae_scale_spatial)
-        if protocol == "official":
+        if protocol in ("official", "sim"):
             gen = torch.Generator(device=self.device).manual_seed(int(seed))
             cond_gen = torch.Generator(device=self.device).manual_seed(int(seed) + 1)
             latents, image_latents, cond = self.official_inputs(first_frame, conditions, selected, tracking_frame,
-                                                                shape, gen, cond_gen)
+                                                                shape, gen, cond_gen, sim=protocol == "sim")
         elif protocol == "pam-bench":
             gen = torch.Generator(device="cpu").manual_seed(int(seed))
             latents = torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
@@ -491,9 +502,9 @@ class MotionPipeline:
             image_latents = self.encode_first_frame(first_frame, n_lat, gen)
             cond = self.condition_inputs(conditions, selected, n_lat, shape, gen)
         else:
-            raise ValueError(f"protocol must be 'official' or 'pam-bench', got {protocol!r}")
+            raise ValueError(f"protocol must be 'official', 'sim' or 'pam-bench', got {protocol!r}")
         latents = self._denoise(latents, image_latents, cond, prompt_embeds, negative_prompt_embeds, gen,
-                                steps, guidance, use_dynamic_cfg, n_lat, upcast=protocol != "official")
+                                steps, guidance, use_dynamic_cfg, n_lat, upcast=protocol == "pam-bench")
         return latents if output == "latent" else self.decode(latents)
 
     def _denoise(self, latents, image_latents, cond, prompt_embeds, negative_prompt_embeds, gen, steps, guidance,

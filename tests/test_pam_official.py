@@ -372,3 +372,45 @@ def test_stage2_takes_the_samples_normal_map_masked_else_the_estimate(tmp_path, 
     assert bg.any() and (~bg).any()
     assert (n[bg] == 0).all() and np.array_equal(n[~bg], normal[0][~bg])  # -1 off the foreground
     assert ff.shape == (32, 48, 3) and ff.dtype == np.uint8
+
+
+def test_sim_protocol_uses_the_tracking_video_and_a_gray_normal_video():
+    """testing/evaluation_sim.py: tracking.mp4 and a gray normal video are VAE-encoded into their slots."""
+    from diffusers import CogVideoXDPMScheduler
+
+    motion = s3.MotionPipeline(tiny.tiny_transformer(0), tiny.tiny_cogvideox_vae(0),
+                               CogVideoXDPMScheduler(**tiny.COGVIDEOX_SCHEDULER))
+    rng = np.random.default_rng(1)
+    T, H, W = tiny.TINY_FRAMES, tiny.TINY_HEIGHT, tiny.TINY_WIDTH
+    first = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    conds = {n: rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8) for n in ("depth", "seg", "hand", "tracking")}
+    shape = (1, 3, 4, H // 8, W // 8)
+    with torch.no_grad():
+        _, _, slots = motion.official_inputs(first, conds, ("depth", "seg", "hand"), conds["tracking"][0], shape,
+                                             torch.Generator().manual_seed(42), torch.Generator().manual_seed(43),
+                                             sim=True)
+        g = torch.Generator().manual_seed(43)  # condition videos: tracking, the gray normal video, then the rest
+        vae, sf = motion.vae, motion.vae.config.scaling_factor
+
+        def enc(x):
+            return (vae.encode(x).latent_dist.sample(generator=g) * sf).permute(0, 2, 1, 3, 4)
+
+        tr = enc(torch.from_numpy(conds["tracking"]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
+        gray = enc(torch.zeros(1, 3, T, H, W))
+        _, _, ref_first = _official_reference(motion, first, conds, conds["tracking"][0], shape, 42)
+    C = 4
+    assert torch.equal(slots["tracking_maps"][:, :, :C], tr) and torch.equal(slots["normal_maps"][:, :, :C], gray)
+    assert gray.abs().sum() > 0
+    for slot in ("tracking_maps", "normal_maps"):
+        assert torch.equal(slots[slot][:, :1, C:], ref_first[slot])
+
+
+def test_sim_protocol_options(tmp_path):
+    from pam.prompts import SIM_PROMPT
+
+    with pytest.raises(ValueError, match="mode=full"):
+        PAMGenerator(mode="i2v", protocol="sim")
+    g = PAMGenerator(mode="full", protocol="sim")
+    assert g.prompt_text == SIM_PROMPT and g.seed_policy == "official" and g.vae_tiling
+    assert g._caption(type("S", (), {"id": "x", "meta": {"caption": "ignored"}})()) is None
+    assert any("reuses it for every clip" in d for d in g._deviations())
