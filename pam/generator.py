@@ -4,12 +4,14 @@ Cheap to import: torch and diffusers are imported only when the pipeline is buil
 
 - ``mode='i2v'`` (Table 1: the sample's ground-truth first frame + the condition videos -> Stage III) or
   ``'full'`` (Stage II makes the first frame from the conditions' first frames, then Stage III).
-- ``protocol`` (default ``official`` for ``i2v``, ``pam-bench`` for ``full``): :data:`PROTOCOLS` says what
+- ``protocol`` (default ``official`` for ``i2v``, ``pam-bench`` for ``full``; or ``sim``): :data:`PROTOCOLS` says what
   each one does. ``official`` reproduces ``testing/evaluation_comb_dexycb.py``: unused slots get zero video
   latents but VAE latents of their first frames (tracking: the tracking column's first frame; normal: a
   gray image), VAE tiling + slicing, 50 DPM (trailing) steps, guidance 6 with dynamic CFG, bf16 on CUDA,
   seed 42 for every clip on a generator on the run's device, one caption per clip, output at 15 fps; with
   ``mode=full`` also appearance_gen's Stage II conventions (``pam.stage2_appearance``).
+  ``sim`` (``mode=full`` only) follows ``testing/evaluation_sim.py``: the tracking slot is used, the normal
+  slot gets a gray video's latents, one fixed prompt.
   ``pam-bench`` is the earlier behaviour: a dropped cue is a zero video AND first-frame latent (PAM's
   training-time dropout), per-clip seeds, no VAE tiling, the sample's fps.
 - Prompts (``pam.prompts``): ``-o prompts=CAPTIONS.jsonl`` (gen_prompt.py format) or a caption column with
