@@ -12,8 +12,6 @@
 """
 from __future__ import annotations
 
-import math
-
 STEPS, GUIDANCE = 28, 4.0
 BASE_SHIFT, MAX_SHIFT, BASE_LEN, MAX_LEN = 0.5, 1.15, 256, 4096
 OFFICIAL_SIZE = (480, 640)
@@ -34,7 +32,7 @@ def stage2_size(stage3_size: tuple[int, int], multiple: int = 16) -> tuple[int, 
     """Stage II generation size: Stage III's height, width scaled by 640/720 (480x720 -> 480x640), rounded to
     the Flux multiple (tiny models: the nearest multiple of ``multiple``)."""
     h, w = stage3_size
-    w2 = max(multiple, int(round(w * OFFICIAL_SIZE[1] / STAGE3_SIZE[1] / multiple)) * multiple)
+    w2 = max(multiple, round(w * OFFICIAL_SIZE[1] / STAGE3_SIZE[1] / multiple) * multiple)
     return h, w2
 
 

@@ -90,7 +90,7 @@ def test_each_official_layout_runs_through_the_cli_with_the_saved_weights(layout
 
     monkeypatch.setattr(s3, "load_transformer", spy)
     caps = _captions(tmp_path / "dexycb_prompt.jsonl", ["a hand grasps a red mug", "the person picks up a box"])
-    code, out, err = _cli(_evaluate_args(ck, base, tmp_path / "run", caps), capsys)
+    code, _out, err = _cli(_evaluate_args(ck, base, tmp_path / "run", caps), capsys)
     assert code == 0, err
     info = loaded.pop("_info")
     assert info["init"] == "checkpoint" and info["num_tracking_blocks"] == tiny.TINY_NUM_TRACKING_BLOCKS
@@ -112,7 +112,7 @@ def test_raw_deepspeed_folder_is_one_line_naming_convert_ckpt(base, tmp_path, ca
     (ds / "global_step100" / "mp_rank_00_model_states.pt").write_bytes(b"x")
     (ds / "zero_to_fp32.py").write_text("# deepspeed's script")
     caps = _captions(tmp_path / "c.jsonl", ["a", "b"])
-    code, out, err = _cli(_evaluate_args(ds, base, tmp_path / "run", caps), capsys)
+    code, _out, err = _cli(_evaluate_args(ds, base, tmp_path / "run", caps), capsys)
     assert code != 0 and "convert_ckpt.py" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err and not (tmp_path / "run" / "results.json").exists()
 
