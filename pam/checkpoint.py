@@ -106,9 +106,20 @@ def weight_keys(directory: Path) -> list[str]:
         return []
     if files[0].suffix == ".safetensors":
         return sorted(_safetensors_keys(files[0]))
-    from .stage3_motion import read_bin
-
     return sorted(read_bin(files[0]))
+
+
+def read_bin(f: Path) -> dict:
+    """A torch-pickled state dict (convert_ckpt.py without --safe_serialization), read with weights_only."""
+    import torch
+
+    try:
+        sd = torch.load(str(f), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several error types for bad pickles
+        raise InputError(f, f"cannot read weights ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InputError(f, "not a flat state dict of tensors")
+    return sd
 
 
 @dataclass(frozen=True)

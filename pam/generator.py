@@ -34,8 +34,8 @@ from . import checkpoint as ckpt
 
 _CHECKPOINT_HOW = ("pass --checkpoint with PAM's motion transformer folder (convert_ckpt.py output, or a training "
                    "checkpoint-N/ whose transformer/ the save hook wrote) and -o base=DIR with a local "
-                   "THUDM/CogVideoX-5b-I2V snapshot (docs/pam_gpu.md); pam.tiny.write_tiny_checkpoint(DIR) writes "
-                   "a tiny random one for tests")
+                   "THUDM/CogVideoX-5b-I2V snapshot (docs/pam_gpu.md); tests/tiny_pam.py "
+                   "(write_tiny_checkpoint) writes a tiny random one for tests")
 
 #: What each protocol sets (the run identity records the resolved values).
 PROTOCOLS: dict[str, dict[str, Any]] = {
@@ -201,13 +201,15 @@ class PAMGenerator(Generator):
             order.append("precomputed prompt_embeds/<clip id>.safetensors")
         shared = self.prompt_text or ("precomputed prompt_embeds.safetensors"
                                       if parts is not None and parts.shared_embeds is not None else None)
-        allowed = shared is not None and (self.shared_prompt or not PROTOCOLS[self.protocol]["requires_per_clip_prompts"])
+        per_clip_required = PROTOCOLS[self.protocol]["requires_per_clip_prompts"]
+        allowed = shared is not None and (self.shared_prompt or not per_clip_required)
         if allowed:
             order.append("one shared prompt" + (" (-o shared_prompt=true)" if self.shared_prompt else ""))
         return {"per_clip": not allowed, "order": order, "files_sha256": files,
                 "shared": shared if allowed else None, "negative_prompt": NEGATIVE_PROMPT,
-                "encoder": "CogVideoX-5B-I2V T5 (text_encoder/, tokenizer/; hashes in checkpoint_sha256), padded "
-                           "to the transformer's max_text_seq_length (226)" if self.needs_text else "precomputed embeddings"}
+                "encoder": ("CogVideoX-5B-I2V T5 (text_encoder/, tokenizer/; hashes in checkpoint_sha256), padded "
+                            "to the transformer's max_text_seq_length (226)") if self.needs_text
+                else "precomputed embeddings"}
 
     def _stage2_identity(self) -> dict[str, Any]:
         from .stage2_official import identity

@@ -145,12 +145,14 @@ class T5PromptEncoder:
         try:
             self._tok = T5Tokenizer.from_pretrained(str(self.tokenizer_dir), local_files_only=True)
         except (OSError, ValueError) as e:
-            raise InputError(self.tokenizer_dir, f"not a T5 tokenizer folder ({str(e).splitlines()[0][:200]})") from None
+            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise InputError(self.tokenizer_dir, f"not a T5 tokenizer folder ({why})") from None
         try:
             enc = T5EncoderModel.from_pretrained(str(self.text_encoder_dir), local_files_only=True,
                                                  torch_dtype=self.dtype or torch.float32)
         except (OSError, ValueError) as e:
-            raise InputError(self.text_encoder_dir, f"not a T5 encoder folder ({str(e).splitlines()[0][:200]})") from None
+            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise InputError(self.text_encoder_dir, f"not a T5 encoder folder ({why})") from None
         self._enc = enc.to(self.device).eval()
 
     def __call__(self, text: str):

@@ -45,6 +45,8 @@ from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBloc
 
 from pam_bench.errors import InputError
 
+from . import checkpoint as ckpt
+
 #: The official condition slot order of the combination transformer.
 CONDITION_SLOTS = ("tracking_maps", "normal_maps", "depth_maps", "seg_masks", "hand_keypoints")
 #: pam-bench condition name -> slot name. PAM uses these three; tracking and normal stay zero.
@@ -193,20 +195,10 @@ def read_transformer_config(directory: Path) -> dict:
 
 def weight_files(directory: Path) -> list[Path]:
     """The weight files of a diffusers model folder (see ``pam.checkpoint.weight_files``)."""
-    from .checkpoint import weight_files as wf
-
-    return wf(directory) or [Path(directory) / WEIGHTS_NAME]
+    return ckpt.weight_files(directory) or [Path(directory) / WEIGHTS_NAME]
 
 
-def read_bin(f: Path) -> dict[str, torch.Tensor]:
-    """A torch-pickled state dict (convert_ckpt.py without --safe_serialization), read with weights_only."""
-    try:
-        sd = torch.load(str(f), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several error types for bad pickles
-        raise InputError(f, f"cannot read weights ({str(e).splitlines()[0][:200]})") from None
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise InputError(f, "not a flat state dict of tensors")
-    return sd
+read_bin = ckpt.read_bin
 
 
 def load_safetensors_dir(directory: Path) -> dict[str, torch.Tensor]:
@@ -218,7 +210,7 @@ def load_safetensors_dir(directory: Path) -> dict[str, torch.Tensor]:
         if not f.is_file():
             raise InputError(f, "weight file listed for this model is missing")
         if f.suffix == ".bin":
-            sd.update(read_bin(f))
+            sd.update(ckpt.read_bin(f))
             continue
         try:
             sd.update(load_file(str(f)))
@@ -264,12 +256,10 @@ def load_transformer(directory: Path, dtype: torch.dtype | None = None, init_fro
     ``num_tracking_blocks`` main blocks, zero linears); it is refused when the weights hold a branch, which
     would otherwise be silently replaced.
     """
-    from .checkpoint import check_branch
-
     directory = Path(directory)
     cfg = read_transformer_config(directory)
     sd = load_safetensors_dir(directory)
-    branch = check_branch(directory, cfg, list(sd))
+    branch = ckpt.check_branch(directory, cfg, list(sd))
     if branch.present and init_from_base:
         raise InputError(directory, f"the weights hold PAM's trained condition branch ({branch.blocks} copied "
                                     "blocks); init_from_base would re-initialise it: refused")

@@ -93,7 +93,7 @@ def test_every_missing_file_is_named(tiny_dir, tmp_path):
 def test_bad_options_and_plain_transformer(tiny_dir, tmp_path):
     from diffusers import CogVideoXTransformer3DModel
 
-    from pam import tiny
+    from tests import tiny_pam as tiny
 
     with pytest.raises(ValueError, match="mode"):
         PAMGenerator(mode="t2v")

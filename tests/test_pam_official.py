@@ -19,7 +19,7 @@ pytest.importorskip("diffusers")
 
 from pam import checkpoint as ckpt  # noqa: E402
 from pam import stage3_motion as s3  # noqa: E402
-from pam import tiny  # noqa: E402
+from tests import tiny_pam as tiny  # noqa: E402
 from pam.generator import PAMGenerator  # noqa: E402
 from pam_bench.errors import InputError  # noqa: E402
 

@@ -103,8 +103,8 @@ def test_pam_tiny_i2v_prints_table5_rows(tmp_path, monkeypatch):
     from tests.tiny_pam import write_tiny_checkpoint
 
     ck = write_tiny_checkpoint(tmp_path / "PAM", mode="i2v")
-    out = _cli(["--method", "pam", "--checkpoint", str(ck), "-o", "mode=i2v", "-o", "steps=1", "-o", "shared_prompt=true",
-                "--frames", "9", "--height", "32", "--width", "48"])
+    out = _cli(["--method", "pam", "--checkpoint", str(ck), "-o", "mode=i2v", "-o", "steps=1",
+                "-o", "shared_prompt=true", "--frames", "9", "--height", "32", "--width", "48"])
     s3 = _row(out, "Stage III (motion)")
     assert float(s3[1]) > 0 and float(s3[2]) > 0 and s3[4] == "– (cpu)"
     assert (float(s3[5]), float(s3[6])) == REPORTED["stage3"]  # reported H20 columns, cited
