@@ -174,8 +174,8 @@ class PAMGenerator(Generator):
                                               "tracking": "the sample's 'tracking' video, first frame"
                                               }[self.tracking_source]} if self._uses_tracking else {}),
             "seed_policy": {"policy": self.seed_policy, "generator": p["generator"],
-                            **({"seed": self.fixed_seed, "note": "--seed is ignored"} if self.seed_policy == "official" else
-                               {"seed": "derive_seed(--seed, clip id)"})},
+                            **({"seed": self.fixed_seed, "note": "--seed is ignored"}
+                               if self.seed_policy == "official" else {"seed": "derive_seed(--seed, clip id)"})},
             "prompts": prompts,
             "first_frame": "ground truth" if self.mode == "i2v" else self._stage2_identity(),
             "adapt": "conditions: nearest-index frames + nearest resize to the model size; first frame: "
