@@ -1,6 +1,6 @@
 """MANO vertices for DexYCB labels, from a user-supplied MANO model (smplx; read via the allow-list unpickler).
 
-DexYCB facts (dex-ycb-toolkit; ../shared/docs/datasets.md): ``labels_%06d.npz`` holds ``pose_m`` [1, 51] in
+DexYCB facts (dex-ycb-toolkit): ``labels_%06d.npz`` holds ``pose_m`` [1, 51] in
 the camera frame of its serial: 0:3 global axis-angle, 3:48 the 45 PCA coefficients of manopth's
 ``ManoLayer(ncomps=45, flat_hand_mean=False)``, 48:51 the translation; all zeros when no hand is labelled.
 The subject's shape is ``betas`` (10) in ``calibration/mano_<mano_calib>/mano.yml``.
