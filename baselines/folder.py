@@ -5,11 +5,14 @@ Looked up per sample, in this order, inside ``--videos DIR``:
      (index = the clip's position in the ordered split, e.g. DexYCB s0-pam-val);
   2. ``<video_id>.mp4`` with '/' in the id replaced by '__';
   3. ``<video_id>.mp4`` as a relative path.
-A missing file is a one-line error naming the path that was expected.
+A missing file is a one-line error naming the path that was expected. A clip id with a '..', '.' or
+empty component, or an absolute one, is refused: reads stay inside ``--videos``. Decoding is bounded by the
+reference clip's frame count, probed before any frame is decoded (pam_bench.video.read_video).
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from pam_bench.errors import InputError
@@ -35,11 +38,22 @@ class FolderMethod(Generator):
         return False
 
     def candidates(self, sample: Sample) -> list[Path]:
+        return self._candidates(sample.id, sample.meta.get("index"))
+
+    def _candidates(self, video_id: str, index) -> list[Path]:
+        parts = str(video_id).replace("\\", "/").split("/")
+        if str(video_id).startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise InputError(self.root, f"clip id {video_id!r} would read outside --videos (a '..', '.' or "
+                                        "empty path component)")
         c = []
-        if "index" in sample.meta:
-            c.append(self.root / "generated" / f"generated_{int(sample.meta['index']):04d}.mp4")
-        c += [self.root / f"{safe_id(sample.id)}.mp4", self.root / f"{sample.id}.mp4"]
+        if index is not None:
+            c.append(self.root / "generated" / f"generated_{int(index):04d}.mp4")
+        c += [self.root / f"{safe_id(video_id)}.mp4", self.root / f"{video_id}.mp4"]
         return c
+
+    def source_files(self, video_id: str, index: int | None = None) -> list[Path]:
+        """The file the clip's video is read from (its sha256 guards reused payloads); [] when none is."""
+        return [p for p in self._candidates(video_id, index) if p.is_file()][:1]
 
     def source_of(self, video_id: str) -> str:
         """The file a clip's video was read from (for error messages)."""
@@ -48,19 +62,27 @@ class FolderMethod(Generator):
     def generate(self, sample: Sample, seed: int) -> Video:
         from pam_bench.video import read_video
 
+        expect = sample.video.num_frames if sample.video is not None else sample.meta.get("expect_frames")
+        trim = bool(sample.meta.get("trim", False))
         for p in self.candidates(sample):
-            if p.is_file():
+            if p.is_file() or p.is_symlink():
                 self._sources[sample.id] = p
-                return read_video(p)
+                return read_video(p, expect_frames=expect, trim=trim)
         raise InputError(self.candidates(sample)[0], f"no generated video for clip {sample.id}")
 
     def identity(self) -> dict:
-        # Names and sizes (not mtimes: a copied folder is the same run); a replaced file changes the
-        # identity, so stale payloads are never mixed with new videos (rerun with --force).
-        files = sorted(p for p in self.root.rglob("*.mp4") if p.parent.name not in ("gt", "group"))
-        h = hashlib.sha256()
-        for p in files:
-            st = p.stat()
-            h.update(f"{p.relative_to(self.root)}:{st.st_size}".encode())
-        return {"name": self.name, "videos": str(self.root.resolve()), "n_files": len(files),
-                "listing_sha256": h.hexdigest()}
+        # The listing of names under --videos, gt/ included (not sizes or mtimes: a copied folder is the
+        # same run). File contents are guarded per clip: each payload records the sha256 of the generated
+        # and GT files it came from, and a changed file is recomputed on the next run (pam_bench.harness).
+        files = []
+        for top, dirs, names in os.walk(self.root, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if d != "group")
+            files += [Path(top, n).relative_to(self.root).as_posix() for n in names if n.endswith(".mp4")]
+        files.sort()
+        h = hashlib.sha256("\n".join(files).encode())
+        try:
+            where = str(self.root.resolve())
+        except (OSError, RuntimeError) as e:
+            raise InputError(self.root, f"cannot resolve the folder ({e})") from None
+        return {"name": self.name, "videos": where, "n_files": len(files), "listing_sha256": h.hexdigest(),
+                "contents": "sha256 per clip, in each payload"}

@@ -91,7 +91,7 @@ class DistContext:
             store.open(identity, force=force)
         self.barrier()
         if self.rank != 0:
-            store.open(identity, force=False)
+            store.open(identity, force=False, lock=False)  # rank 0 holds OUT/.lock for the run
 
     def finish(self, store: RunStore, mets, sp, ids: list[str], identity: dict, gt_cache=None,
                datasets_load=None) -> dict:
@@ -102,7 +102,7 @@ class DistContext:
         mine = self.share(ids)
         local: dict[str, dict[str, Any]] = {"gen": {}, "ref": {}}
         for m in mets:
-            local["gen"][m.key] = {v: store.read_payload(m.key, v) for v in mine if store.has_payload(m.key, v)}
+            local["gen"][m.key] = {v: store.read_payload(m.key, v, raw=True) for v in mine if store.has_payload(m.key, v)}
             if hasattr(m, "measure_reference"):
                 refs = {v: _cached_reference(m, v, sp, gt_cache) for v in mine}
                 local["ref"][m.key] = {v: p for v, p in refs.items() if p is not None}

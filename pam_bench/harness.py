@@ -6,10 +6,16 @@ payloads (e.g. FVD features of GT clips) are cached across runs under $PAM_BENCH
 dataset manifest hash and the metric key, so evaluating a new checkpoint computes only the generated side.
 Decoding/loading the next sample overlaps with the current sample's generation and metrics (a one-thread
 prefetch), and memory stays bounded to ~two samples.
+
+Reuse is guarded by content: every per-video payload records the sha256 of the input files it came from
+(the GT file and the generated file, where the dataset and the method read files); a clip whose files
+changed since is recomputed, and the run says how many were. A rerun with fewer ``--metrics`` keeps the
+other metrics' results when their payloads are all still there.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +27,8 @@ import numpy as np
 from .errors import InputError, PamBenchError
 from .registry import REGISTRY
 from .results import SCHEMA_VERSION, env_info
-from .store import RunStore, atomic_write_bytes, atomic_write_json, read_payload, safe_id, write_payload
+from .store import (INPUTS_KEY, RunStore, atomic_write_bytes, atomic_write_json, read_json, read_payload, safe_id,
+                    write_payload)
 from .types import Dataset, Generator, Sample, Split, Video, derive_seed
 
 DEFAULT_METRICS = ("ssim", "psnr", "lpips")
@@ -39,8 +46,14 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return i, n
 
 
+def check_limit(limit) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InputError("--limit", f"must be a whole number >= 1, got {limit!r}")
+
+
 def select_ids(split: Split, limit: int | None = None, shard: tuple[int, int] = (0, 1)) -> list[str]:
-    ids = list(split.ids)[: limit if limit else None]
+    check_limit(limit)
+    ids = list(split.ids)[:limit]
     i, n = shard
     return ids[i::n]
 
@@ -117,6 +130,7 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
     """
     from .distributed import context
 
+    check_limit(limit)
     dctx = context(device)  # under torchrun: rank r of W takes clips r, r+W, ... (see pam_bench.distributed)
     device = dctx.device if dctx else device
     ds = dataset if isinstance(dataset, Dataset) else build_dataset(dataset, root, split, **(dataset_options or {}))
@@ -147,56 +161,120 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
         dctx.open_store(store, identity, force)
     else:
         store.open(identity, force=force)
-    if isinstance(dataset, str):  # how to rebuild the dataset later (HTML previews, merge); not identity
-        atomic_write_json(store.out / "dataset_args.json", {"name": dataset, "split": split, "options":
-                          dataset_options or {}, "root": str(Path(root).resolve()) if root else None})
-    mine = dctx.share(ids) if dctx else ids
+    try:
+        if isinstance(dataset, str):  # how to rebuild the dataset later (HTML previews, merge); not identity
+            atomic_write_json(store.out / "dataset_args.json", {"name": dataset, "split": split, "options":
+                              dataset_options or {}, "root": str(Path(root).resolve()) if root else None})
+        mine = dctx.share(ids) if dctx else ids
+        index = {v: i for i, v in enumerate(sp.ids)}
+        sample_index = getattr(ds, "sample_index", None)
 
-    def todo(vid: str) -> tuple[bool, bool]:
-        need_vid = gen.writes_videos and save_videos and not store.has_video(vid)
-        need_m = any(not store.has_payload(m.key, vid) for m in mets)
-        return need_vid, need_m
+        def idx(vid: str) -> int:
+            return sample_index(vid) if sample_index else index[vid]
 
-    pending = [v for v in mine if any(todo(v))]
-    index = {v: i for i, v in enumerate(sp.ids)}
+        fingerprints = InputFingerprints(ds, gen, idx)
+        stale = forget_changed_inputs(store, mine, fingerprints, gen.writes_videos)
+        if stale:
+            print(f"pam-bench: {len(stale)} clip(s) whose input files changed since their payloads were computed "
+                  f"are recomputed ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''})", file=sys.stderr)
 
-    def reference_not_needed(vid: str) -> bool:
-        """True when nothing pending for this clip reads the GT sample: the method's videos already lie on
-        disk and each pending metric takes its GT side from a warm cache (e.g. FVD's I3D features)."""
-        if gen.writes_videos:
-            return False
-        for m in mets:
-            if store.has_payload(m.key, vid):
-                continue
-            if m.uses_reference_video or not hasattr(m, "measure_reference"):
+        def todo(vid: str) -> tuple[bool, bool]:
+            need_vid = gen.writes_videos and save_videos and not store.has_video(vid)
+            need_m = any(not store.has_payload(m.key, vid) for m in mets)
+            return need_vid, need_m
+
+        pending = [v for v in mine if any(todo(v))]
+
+        def reference_not_needed(vid: str) -> bool:
+            """True when nothing pending for this clip reads the GT sample: the method's videos already lie on
+            disk and each pending metric takes its GT side from a warm cache (e.g. FVD's I3D features)."""
+            if gen.writes_videos:
                 return False
-            if _cached_reference(m, vid, sp, gt_cache) is None:
-                return False
-        return True
+            for m in mets:
+                if store.has_payload(m.key, vid):
+                    continue
+                if m.uses_reference_video or not hasattr(m, "measure_reference"):
+                    return False
+                if _cached_reference(m, vid, sp, gt_cache) is None:
+                    return False
+            return True
 
-    def load(vid: str) -> Sample:
-        if reference_not_needed(vid):
-            return Sample(id=vid, video=None, meta={"index": index[vid], "reference": "not decoded (GT cache)"})
-        sample = ds.load(vid)
-        sample.meta.setdefault("index", index[vid])  # position in the ordered split (official file names)
-        return sample
+        def load(vid: str) -> Sample:
+            if reference_not_needed(vid):
+                return Sample(id=vid, video=None, meta={"index": idx(vid), "reference": "not decoded (GT cache)",
+                                                        "trim": trim})
+            sample = ds.load(vid)
+            sample.meta.setdefault("index", idx(vid))  # position in the ordered split (official file names)
+            sample.meta["trim"] = trim  # a method reading files decodes at most the reference's frame count
+            return sample
 
-    bar = _progress(len(mine), f"{gen.name} on {sp.dataset}", progress and not (dctx and dctx.rank))
-    bar.update(len(mine) - len(pending))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        fut = pool.submit(load, pending[0]) if pending else None
-        for k, vid in enumerate(pending):
-            sample = fut.result()
-            fut = pool.submit(load, pending[k + 1]) if k + 1 < len(pending) else None
-            _run_one(vid, sample, gen, mets, store, sp, seed, codec, save_videos, gt_cache, trim, resize)
-            bar.update(1)
-    bar.close()
-    if dctx:
-        return dctx.finish(store, mets, sp, ids, identity, gt_cache, load)
-    return finalize(store, mets, sp, ids, identity, device, gt_cache, load)
+        bar = _progress(len(mine), f"{gen.name} on {sp.dataset}", progress and not (dctx and dctx.rank))
+        bar.update(len(mine) - len(pending))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fut = pool.submit(load, pending[0]) if pending else None
+            for k, vid in enumerate(pending):
+                sample = fut.result()
+                fut = pool.submit(load, pending[k + 1]) if k + 1 < len(pending) else None
+                _run_one(vid, sample, gen, mets, store, sp, seed, codec, save_videos, gt_cache, trim, resize,
+                         fingerprints(vid))
+                bar.update(1)
+        bar.close()
+        if dctx:
+            return dctx.finish(store, mets, sp, ids, identity, gt_cache, load)
+        res = finalize(store, mets, sp, ids, identity, device, gt_cache, load)
+        if stale:
+            res["recomputed_changed_inputs"] = len(stale)
+            atomic_write_json(store.out / "results.json", res)
+        return res
+    finally:
+        store.unlock()  # the kernel would drop it at exit; a library caller may run again
 
 
-def _run_one(vid, sample, gen, mets, store: RunStore, sp: Split, seed, codec, save_videos, gt_cache, trim, resize):
+class InputFingerprints:
+    """sha256 of the files a clip's payloads come from (dataset GT file, method's generated file), once
+    per clip and run; None when neither side reads files (the manifest alone decides)."""
+
+    def __init__(self, ds: Dataset, gen: Generator, idx):
+        self.ds, self.gen, self.idx = ds, gen, idx
+        self._memo: dict[str, str | None] = {}
+
+    def __call__(self, vid: str) -> str | None:
+        if vid not in self._memo:
+            files = [*self.ds.source_files(vid), *self.gen.source_files(vid, self.idx(vid))]
+            self._memo[vid] = files_sha256(files) if files else None
+        return self._memo[vid]
+
+
+def files_sha256(files) -> str:
+    from .weights import sha256_file
+
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            h.update(f"{Path(f).name}:{sha256_file(f)}\n".encode())
+        except OSError as e:
+            raise InputError(f, f"cannot read ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def forget_changed_inputs(store: RunStore, vids, fingerprints, writes_videos: bool) -> list[str]:
+    """Remove the payloads (and stored video) of clips whose input files changed; returns those clips."""
+    stale = []
+    for vid in vids:
+        files = store.payload_files(vid)
+        if not files:
+            continue
+        fp = fingerprints(vid)
+        if fp is None:
+            continue
+        if any(read_payload(f).get(INPUTS_KEY) != fp for f in files):
+            store.forget(vid)
+            stale.append(vid)
+    return stale
+
+
+def _run_one(vid, sample, gen, mets, store: RunStore, sp: Split, seed, codec, save_videos, gt_cache, trim, resize,
+             inputs_sha256: str | None = None):
     from .video import conform
 
     need_vid, need_m = (gen.writes_videos and save_videos and not store.has_video(vid),
@@ -213,6 +291,8 @@ def _run_one(vid, sample, gen, mets, store: RunStore, sp: Split, seed, codec, sa
     _check_shape(sample, video, store.video_path(vid) if gen.writes_videos else vid)
     for m in need_m:
         payload = m.measure(sample, video)
+        if inputs_sha256 is not None:
+            payload = {**payload, INPUTS_KEY: inputs_sha256}
         store.write_payload(m.key, vid, payload)
         if hasattr(m, "measure_reference"):
             reference_payload(m, sample, sp, gt_cache)
@@ -272,7 +352,7 @@ def collect(store: RunStore, mets, ids: Iterable[str], sp: Split, gt_cache=None,
         for m in mets:
             if not store.has_payload(m.key, vid):
                 continue
-            payload = store.read_payload(m.key, vid)
+            payload = store.read_payload(m.key, vid)  # without the input fingerprint
             if hasattr(m, "measure_reference"):
                 ref = _cached_reference(m, vid, sp, gt_cache)
                 ref = None if ref is None else _strip(ref)
@@ -290,9 +370,44 @@ def collect(store: RunStore, mets, ids: Iterable[str], sp: Split, gt_cache=None,
     return rows
 
 
+def kept_metrics(store: RunStore, mets, ids: list[str]) -> tuple[dict, dict[str, dict]]:
+    """Metrics of the previous results.json in this folder that this run does not compute, kept when each
+    of ``ids`` still has its payload (so their numbers still describe these clips): (entries, per-video
+    values by video id). A metric whose payloads are gone is dropped, with a note."""
+    p = store.out / "results.json"
+    try:
+        old = read_json(p) if p.is_file() else {}
+    except InputError:
+        old = {}
+    now = {m.name for m in mets}
+    entries = {}
+    for name, e in (old.get("metrics") or {}).items() if isinstance(old, dict) else ():
+        if name in now or not isinstance(e, dict):
+            continue
+        key = f"{name}@{e.get('version')}-{e.get('backend')}"
+        if all(store.has_payload(key, v) for v in ids):
+            entries[name] = e
+        else:
+            print(f"pam-bench: {name} is dropped from results.json: some of its payloads were recomputed away "
+                  f"or are missing; add it to --metrics to compute it again", file=sys.stderr)
+    rows: dict[str, dict] = {}
+    pv = store.out / "per_video.jsonl"
+    if entries and pv.is_file():
+        for line in pv.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                rows[r["video_id"]] = {k: r[k] for k in entries if k in r}
+            except (ValueError, KeyError, TypeError):
+                continue
+    return entries, rows
+
+
 def finalize(store: RunStore, mets, sp: Split, ids: list[str], identity: dict, device: str,
              gt_cache=None, datasets_load=None) -> dict:
+    kept, kept_rows = kept_metrics(store, mets, ids)
     rows = collect(store, mets, ids, sp, gt_cache, datasets_load)
+    for r in rows:
+        r.update(kept_rows.get(r["video_id"], {}))
     atomic_write_bytes(store.out / "per_video.jsonl",
                        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
     n_eval = sum(1 for vid in ids if all(store.has_payload(m.key, vid) for m in mets))
@@ -304,7 +419,7 @@ def finalize(store: RunStore, mets, sp: Split, ids: list[str], identity: dict, d
         "shard": identity.get("shard"),
         "n_expected": len(ids),
         "n_evaluated": n_eval,
-        "metrics": {m.name: m.compute().to_json() for m in mets},
+        "metrics": {**{m.name: m.compute().to_json() for m in mets}, **kept},
         "env": env_info(device),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

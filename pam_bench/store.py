@@ -8,13 +8,18 @@ Layout:
   OUT/results.json                  the aggregated results (pam_bench.results schema)
 
 Every file is written atomically (temporary file in the same folder, then rename), so a file that exists
-is complete and a killed run resumes by skipping what exists.
+is complete and a killed run resumes by skipping what exists. Files get the user's umask (not mkstemp's
+0600). While a run writes the folder it holds ``OUT/.lock`` (an advisory ``flock`` that the kernel drops
+when the process ends, holding the PID): a second writer, ``--force`` included, is refused and told which
+process holds it. Leftover ``.part`` files of a killed run are removed when the next run takes the lock.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +29,67 @@ from .errors import IncompatibleResults, InputError
 from .types import Video
 
 
+#: Payload key holding the sha256 of the input files a payload was computed from (see pam_bench.harness).
+INPUTS_KEY = "_inputs_sha256"
+
+
 def safe_id(video_id: str) -> str:
     """A file name for a video id (ids may contain '/')."""
     return video_id.replace("/", "__")
 
 
+_UMASK_LOCK = threading.Lock()
+_MODE: list[int] = []
+
+
+def file_mode() -> int:
+    """0666 minus the process umask (what ``open()`` would give), read once."""
+    with _UMASK_LOCK:
+        if not _MODE:
+            old = os.umask(0o022)
+            os.umask(old)
+            _MODE.append(0o666 & ~old)
+    return _MODE[0]
+
+
+def os_error(path, e: OSError, doing: str = "cannot write") -> InputError:
+    """An OSError while writing as one line naming the file (disk full, read-only, not a folder...)."""
+    why = {errno.ENOSPC: "the disk is full", errno.EROFS: "read-only file system",
+           errno.EACCES: "permission denied", errno.ENOTDIR: "a path component is a file, not a folder",
+           errno.EDQUOT: "disk quota exceeded", errno.EEXIST: "exists and is not a folder"}.get(e.errno)
+    return InputError(getattr(e, "filename", None) or path, f"{doing} ({why or e.strerror or e})")
+
+
+def ensure_dir(path: Path) -> Path:
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(path, "exists and is not a folder") from None
+    except OSError as e:
+        raise os_error(path, e, "cannot create the folder") from None
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise os_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise os_error(path, e) from None
         raise
 
 
@@ -76,19 +124,26 @@ def _has_array(payload: dict) -> bool:
 class RunStore:
     def __init__(self, out: Path):
         self.out = Path(out)
+        self._lock_fd: int | None = None
 
     # --- identity -----------------------------------------------------------------------------
     @property
     def run_json(self) -> Path:
         return self.out / "run.json"
 
-    def open(self, identity: dict, force: bool = False) -> None:
+    def open(self, identity: dict, force: bool = False, lock: bool = True) -> None:
         """Create the run folder, or resume it when the identity matches.
 
         ``identity`` must hold the keys that make outputs comparable: method, dataset, seed (and the
         protocol). Metrics are not part of it: payloads are keyed by metric name, version and backend.
+        ``lock``: take ``OUT/.lock`` first (torchrun ranks other than 0 join the folder rank 0 holds).
         """
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out.exists() and not self.out.is_dir():
+            raise InputError(self.out, "--out exists and is not a folder")
+        ensure_dir(self.out)
+        if lock:
+            self.lock()
+            self.remove_partials()
         if self.run_json.exists():
             old = read_json(self.run_json)
             diff = [k for k in identity if k != "metrics" and old.get(k) != identity[k]]
@@ -99,6 +154,50 @@ class RunStore:
             if diff and force:
                 self._discard()
         atomic_write_json(self.run_json, identity)
+
+    # --- the lock -----------------------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.out / ".lock"
+
+    def lock(self) -> None:
+        """Hold ``OUT/.lock`` for the life of this process (flock; released by the kernel when it ends)."""
+        import fcntl
+
+        if self._lock_fd is not None:
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, file_mode())
+        except OSError as e:
+            raise os_error(self.lock_path, e, "cannot create the run folder's lock") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunFolderBusy(f"{self.out}: in use by {holder}; wait for it to finish or use another --out "
+                                "(--force never takes a folder another process holds)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def remove_partials(self) -> int:
+        """Delete the temporary ``.part`` files a killed run left (only called while holding the lock)."""
+        n = 0
+        for sub in (self.out, self.out / "videos", *sorted((self.out / "payloads").glob("*"))):
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if f.name.startswith(".") and (f.name.endswith(".part") or f.name.endswith(".part.mp4")) \
+                        and f.is_file():
+                    f.unlink(missing_ok=True)
+                    n += 1
+        return n
 
     def _discard(self) -> None:
         import shutil
@@ -145,11 +244,32 @@ class RunStore:
     def write_payload(self, metric_key: str, video_id: str, payload: dict) -> None:
         write_payload(self.payload_dir(metric_key) / safe_id(video_id), payload)
 
-    def read_payload(self, metric_key: str, video_id: str) -> dict:
+    def read_payload(self, metric_key: str, video_id: str, raw: bool = False) -> dict:
+        """A video's payload; without ``raw`` the input fingerprint (:data:`INPUTS_KEY`) is left out."""
         p = self.payload_path(metric_key, video_id)
         if p is None:
             raise InputError(self.payload_dir(metric_key) / safe_id(video_id), "no payload")
-        return read_payload(p)
+        payload = read_payload(p)
+        return payload if raw else {k: v for k, v in payload.items() if k != INPUTS_KEY}
+
+    def payload_files(self, video_id: str) -> list[Path]:
+        """Every payload file of a video, in every metric's folder (also metrics not run now)."""
+        root = self.out / "payloads"
+        if not root.is_dir():
+            return []
+        return [f for d in sorted(root.iterdir()) for ext in (".json", ".npz")
+                if (f := d / f"{safe_id(video_id)}{ext}").is_file()]
+
+    def forget(self, video_id: str) -> None:
+        """Remove a video's payloads (every metric) and stored video: its inputs changed."""
+        for f in self.payload_files(video_id) + [self.video_path(video_id)]:
+            f.unlink(missing_ok=True)
+
+
+class RunFolderBusy(IncompatibleResults):
+    """Another process holds the run folder's lock."""
+
+    exit_code = 5
 
 
 def write_payload(stem: Path, payload: dict) -> Path:

@@ -135,6 +135,11 @@ class Dataset(ABC):
         camera. Cheap (no decoding); values are str/int/None. The base class knows nothing: {}."""
         return {}
 
+    def source_files(self, sample_id: str) -> list:
+        """The files a sample's GT is read from, when the dataset knows them cheaply (their sha256 guards
+        reused per-video payloads); empty when the manifest alone decides."""
+        return []
+
     def identity(self, split: "Split | None" = None) -> dict[str, Any]:
         """Name, split, size, manifest hash and protocol; pass the split already listed to avoid a re-listing."""
         s = split if split is not None else self.split()
@@ -169,6 +174,11 @@ class Generator(ABC):
     def writes_videos(self) -> bool:
         """False for methods whose output already lies on disk (the ``folder`` method)."""
         return True
+
+    def source_files(self, sample_id: str, index: int | None = None) -> list:
+        """For methods that read their videos from disk: the file of a clip (its sha256 guards reused
+        per-video payloads). Empty for methods that generate."""
+        return []
 
 
 def derive_seed(base_seed: int, sample_id: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,42 +20,107 @@ from .errors import InputError
 from .types import Video
 
 
-def read_video(path, max_frames: int | None = None) -> Video:
-    """Decode a whole video file to uint8 [T,H,W,3] RGB."""
-    path = Path(path)
+def _check_file(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        try:
+            os.stat(path)
+        except OSError as e:
+            raise InputError(path, "symbolic link loop" if e.errno == 40 else "dangling symbolic link") from None
     if not path.is_file():
         raise InputError(path, "no such file")
     if path.stat().st_size == 0:
         raise InputError(path, "empty file")
+
+
+def read_video(path, max_frames: int | None = None, expect_frames: int | None = None, trim: bool = False) -> Video:
+    """Decode a video file to uint8 [T,H,W,3] RGB.
+
+    ``expect_frames``: the frame count the caller needs. The container's frame count is probed before any
+    frame is decoded: a longer file is an InputError (or, with ``trim``, only its first ``expect_frames``
+    are decoded), so memory stays bounded by the expected length; decoding also stops one frame past it
+    when the container under-reports its length.
+    """
+    path = Path(path)
+    _check_file(path)
+    if expect_frames is not None:
+        n = probe_frames(path)
+        if n is not None and n > expect_frames and not trim:
+            raise InputError(path, f"{n} frames, expected {expect_frames} (pass --trim to keep the first "
+                                   f"{expect_frames})")
+        cap = expect_frames if trim else expect_frames + 1
+        max_frames = cap if max_frames is None else min(max_frames, cap)
     if path.suffix.lower() == ".gif":
-        return _read_pyav(path, max_frames)
-    try:
-        return _read_decord(path, max_frames)
-    except InputError:
-        raise
-    except Exception:  # decord cannot open some containers: PyAV decides
-        return _read_pyav(path, max_frames)
+        v = _read_pyav(path, max_frames)
+    else:
+        try:
+            v = _read_decord(path, max_frames)
+        except InputError:
+            raise
+        except Exception:  # decord cannot open some containers: PyAV decides
+            v = _read_pyav(path, max_frames)
+    if expect_frames is not None and not trim and v.num_frames > expect_frames:
+        raise InputError(path, f"more than {expect_frames} frames (the container said fewer); expected "
+                               f"{expect_frames} (pass --trim to keep the first {expect_frames})")
+    return v
+
+
+_QUIET = threading.Lock()
+_QUIET_STATE = {"depth": 0, "saved": None, "fd": None}
 
 
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Silence codec libraries' own log lines (ffmpeg, dmlc) while opening a file: a bad file is reported
-    once, by us, as one line naming it."""
+    once, by us, as one line naming it.
+
+    The process-wide stderr descriptor is swapped once, under a lock with a reference count: the first
+    thread to enter points it at /dev/null, the last to leave restores it, so threads that enter and
+    leave out of order never leave stderr silenced.
+    """
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, ValueError, OSError):  # captured stderr (pytest): nothing to silence
         yield
         return
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    st = _QUIET_STATE
+    with _QUIET:
+        if st["depth"] == 0:
+            sys.stderr.flush()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            st["saved"], st["fd"] = os.dup(fd), fd
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        st["depth"] += 1
     try:
-        sys.stderr.flush()
-        os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)
+        with _QUIET:
+            st["depth"] -= 1
+            if st["depth"] == 0:
+                os.dup2(st["saved"], st["fd"])
+                os.close(st["saved"])
+                st["saved"] = st["fd"] = None
+
+
+def probe_frames(path) -> int | None:
+    """The container's frame count without decoding a frame (None when it does not say)."""
+    path = Path(path)
+    try:
+        import decord
+
+        with quiet_native_stderr():
+            vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        return int(len(vr))
+    except Exception:  # noqa: BLE001 - decord cannot open it: ask PyAV's container header
+        pass
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            streams = [s for s in c.streams if s.type == "video"]
+            return int(streams[0].frames) or None if streams else None
+    except Exception:  # noqa: BLE001 - unreadable: the decoder reports it with the file's name
+        return None
 
 
 def _read_decord(path: Path, max_frames):
@@ -102,12 +168,12 @@ def _read_pyav(path: Path, max_frames):
 def probe(path) -> dict:
     """Frame count, size and fps without decoding pixels (decord metadata; PyAV fallback)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
+    _check_file(path)
     try:
         import decord
 
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        with quiet_native_stderr():
+            vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         h, w = vr[0].shape[:2] if len(vr) else (0, 0)
         return {"frames": len(vr), "height": int(h), "width": int(w), "fps": float(vr.get_avg_fps())}
     except Exception:
@@ -119,8 +185,10 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
     """Write atomically (temporary file, then rename). ``codec``: "lossless" (default) or "h264"."""
     import av
 
+    from .store import ensure_dir, file_mode
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part.mp4")
     fr = video.frames
     h, w = fr.shape[1:3]
@@ -140,14 +208,19 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
                 st.options = {"crf": "18"}
                 fmt = "rgb24"
             else:
-                raise ValueError(f"unknown codec {codec!r}: use 'lossless' or 'h264'")
+                raise InputError("--codec", f"unknown codec {codec!r}: use 'lossless' or 'h264'")
             st.width, st.height = w, h
             for f in fr:
                 for pkt in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format=fmt)):
                     c.mux(pkt)
             for pkt in st.encode():
                 c.mux(pkt)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as e:  # disk full, read-only folder...: one line naming the file
+        from .store import os_error
+
+        raise os_error(path, e) from None
     finally:
         if tmp.exists():
             tmp.unlink()

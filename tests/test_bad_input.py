@@ -63,13 +63,12 @@ def test_corrupt_mp4_keeps_finished_work(evaldir, tmp_path, capsys):
     _one_line(err, "generated_0002.mp4")
     kept = list((tmp_path / "o" / "payloads").rglob("*.json"))
     assert len(kept) == 4  # 2 clips x 2 metrics finished before the bad one
+    before = {p: p.read_bytes() for p in kept}
     shutil.copy(evaldir / "generated" / "generated_0001.mp4", bad)
-    code, err = _eval(evaldir, tmp_path / "o", capsys)  # the folder changed: refused, nothing mixed
-    assert code != 0
-    _one_line(err, "--force")
-    code, err = _eval(evaldir, tmp_path / "o", capsys, "--force")
+    code, err = _eval(evaldir, tmp_path / "o", capsys)  # resumes: the two finished clips are reused as they are
     assert code == 0, err
     assert json.loads((tmp_path / "o" / "results.json").read_text())["n_evaluated"] == 3
+    assert all(p.read_bytes() == b for p, b in before.items())
 
 
 def test_truncated_mp4(evaldir, tmp_path, capsys):

@@ -2,10 +2,14 @@
 
 Layout (testing/evaluation_comb_dexycb.py): ``generated/generated_{idx:04d}.mp4``, ``gt/gt_{idx:04d}.mp4``
 (and ``group/`` side-by-side previews, ignored). Ids are the 4-digit indices; every generated video must
-have its gt partner and vice versa (a one-line error names the first file without one).
+have its gt partner and vice versa (a one-line error names the first file without one). Two files with one
+index (``gt_0000.mp4`` and ``gt_00000.mp4``) are an error naming both; a dangling symbolic link or a link
+loop is a one-line error naming it.
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +18,16 @@ from ..types import Dataset, Sample, Split
 
 _GT = re.compile(r"^gt_(\d+)\.mp4$")
 _GEN = re.compile(r"^generated_(\d+)\.mp4$")
+
+
+def _check_link(p: Path) -> None:
+    """A dangling symbolic link or a link loop is an InputError naming it."""
+    try:
+        os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(p, "symbolic link loop") from None
+        raise InputError(p, "dangling symbolic link" if p.is_symlink() else f"unreadable ({e.strerror})") from None
 
 
 class PamEvalDir(Dataset):
@@ -31,11 +45,16 @@ class PamEvalDir(Dataset):
         d = self.root / sub
         if not d.is_dir():
             return {}
-        out = {}
-        for p in d.iterdir():
+        out: dict[int, Path] = {}
+        for p in sorted(d.iterdir()):
             m = pat.match(p.name)
-            if m:
-                out[int(m.group(1))] = p
+            if not m:
+                continue
+            _check_link(p)
+            i = int(m.group(1))
+            if i in out:
+                raise InputError(p, f"has the same index {i} as {out[i]}; keep one of the two files")
+            out[i] = p
         return out
 
     def split(self) -> Split:
@@ -48,10 +67,29 @@ class PamEvalDir(Dataset):
         for i in sorted(set(gt) - set(gen)):
             raise InputError(gt[i], f"has no partner {self.root / 'generated' / f'generated_{i:04d}.mp4'}")
         ids = tuple(f"{i:04d}" for i in sorted(gt))
-        return Split(self.name, self.split_name, ids, {"source": str(self.root.resolve())})
+        self._gt = gt
+        try:
+            source = str(self.root.resolve())
+        except (OSError, RuntimeError) as e:
+            raise InputError(self.root, f"cannot resolve the folder ({e})") from None
+        return Split(self.name, self.split_name, ids, {"source": source})
+
+    def _gt_file(self, sample_id: str) -> Path:
+        gt = getattr(self, "_gt", None) or self._indices("gt", _GT)
+        try:
+            return gt[int(sample_id)]
+        except (KeyError, ValueError):
+            raise InputError(self.root / "gt", f"no GT file for clip {sample_id!r}") from None
+
+    def sample_index(self, sample_id: str) -> int:
+        """The clip's number in the official file names (generated_XXXX.mp4), not its position."""
+        return int(sample_id)
+
+    def source_files(self, sample_id: str) -> list[Path]:
+        return [self._gt_file(sample_id)]
 
     def load(self, sample_id: str) -> Sample:
         from ..video import read_video
 
-        v = read_video(self.root / "gt" / f"gt_{sample_id}.mp4")
+        v = read_video(self._gt_file(sample_id))
         return Sample(id=sample_id, video=v, meta={"index": int(sample_id), "source": "pam-eval-dir"})
