@@ -239,10 +239,25 @@ def _dataset_loader(out: Path, sp_ids: dict[str, int]):
     return load
 
 
+def _missing_payloads(runs, mets) -> list[str]:
+    """'SHARD/payloads/KEY/ID' for every clip of a shard's list without its payload for a metric."""
+    from .store import safe_id
+
+    missing = []
+    for d, _, _ in runs:
+        st = RunStore(d)
+        for vid in _shard_ids(d):
+            missing += [str(st.payload_dir(m.key) / safe_id(vid)) for m in mets if not st.has_payload(m.key, vid)]
+    return missing
+
+
 def merge(run_dirs: Sequence[str | Path], out: str | Path, device: str = "cpu", gt_cache=None,
-          force: bool = False) -> dict:
-    """Merge SLURM-array shard folders (``--shard i/N``) into one run folder and compute its results."""
-    from .harness import build_metrics, finalize
+          force: bool = False, allow_partial: bool = False) -> dict:
+    """Merge SLURM-array shard folders (``--shard i/N``) into one run folder and compute its results.
+
+    A shard whose per-video payloads are not all there is an error naming the first missing one, unless
+    ``allow_partial`` (the results then count fewer evaluated clips)."""
+    from .harness import build_metrics
 
     if not run_dirs:
         raise PamBenchError("merge needs at least one shard folder")
@@ -259,11 +274,25 @@ def merge(run_dirs: Sequence[str | Path], out: str | Path, device: str = "cpu", 
         if (m.backend, m.version) != (cfg.get("backend"), cfg.get("version")):
             raise IncompatibleResults(f"metric '{m.name}' here is {m.backend}@{m.version} but the shards used "
                                       f"{cfg.get('backend')}@{cfg.get('version')}")
+    missing = _missing_payloads(runs, mets)
+    if missing and not allow_partial:
+        raise InputError(missing[0], f"payload missing ({len(missing)} in all across the shards): rerun that "
+                                     "shard's evaluate command to resume, or pass --allow-partial")
     out = Path(out)
     if out.resolve() in {Path(d).resolve() for d in run_dirs}:
         raise PamBenchError("--out must be a new folder, not one of the shard folders")
     store = RunStore(out)
     store.open(identity, force=force)
+    try:
+        return _merge_into(store, runs, mets, ids, identity, device, gt_cache)
+    finally:
+        store.unlock()
+
+
+def _merge_into(store: RunStore, runs, mets, ids, identity, device, gt_cache) -> dict:
+    from .harness import finalize
+
+    out = store.out
     for d, _, _ in runs:
         for m in mets:
             _copy_tree(d / "payloads" / m.key, store.payload_dir(m.key))

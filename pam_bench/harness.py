@@ -86,8 +86,24 @@ def build_metrics(names: Sequence[str], device: str = "cpu", options: dict | Non
     out = []
     for n in names:
         cls = REGISTRY.load("metric", n)
-        out.append(_construct("metric", n, cls, device=device, **((options or {}).get(n, {}))))
+        opts = (options or {}).get(n, {})
+        known = metric_option_names(cls)
+        if known is not None and set(opts) - set(known):
+            bad = sorted(set(opts) - set(known))[0]
+            raise InputError(f"-m {n}.{bad}", f"metric '{n}' has no option {bad!r}; "
+                                              + (f"known: {', '.join(known)}" if known else "it takes no options"))
+        out.append(_construct("metric", n, cls, device=device, **opts))
     return out
+
+
+def metric_option_names(cls) -> tuple[str, ...] | None:
+    """The options a metric class reads: its ``option_names``; none when it keeps the base constructor;
+    None (checked by the backend it builds) otherwise."""
+    from .metrics.base import Metric
+
+    if getattr(cls, "option_names", None) is not None:
+        return tuple(cls.option_names)
+    return () if cls.__init__ is Metric.__init__ else None
 
 
 def gt_cache_dir(manifest_hash: str, metric_key: str, root: Path | None = None) -> Path:

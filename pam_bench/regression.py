@@ -12,8 +12,9 @@ Decision rule (documented, deterministic):
     above 0 (the worsening is not explained by which videos were sampled);
   * set metrics (FVD) and per-video metrics without paired data: the worsening must exceed the tolerance
     (and, when the baseline has a ci95, the new value must also lie outside it on the bad side);
-  * a metric present in the baseline but missing or without a value in the new result, and fewer evaluated
-    clips than the baseline, are failures too.
+  * a metric present in the baseline but missing or without a value in the new result, a value that is
+    NaN, infinite or not a number on either side, and fewer evaluated clips than the baseline, are
+    failures too (never compared: ``NaN > allowed`` is False, so a NaN would otherwise pass).
   * results aggregated over seeds (:mod:`pam_bench.seeds`): a change counts as a regression or an
     improvement only when it also exceeds the seed spread (the larger std over seeds of the two results).
 Improvements beyond the tolerance are reported, never failed. Results on different dataset manifests or with
@@ -134,6 +135,14 @@ def paired_bootstrap(worse: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_S
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def _sign(direction: str) -> float:
     return 1.0 if direction == "lower" else -1.0
 
@@ -168,6 +177,9 @@ def check_metric(name: str, base_m: dict, new_m: dict | None, tol: dict[str, flo
     if new is None:
         why = "absent from the new result" if new_m is None else f"no value ({new_m.get('unavailable')})"
         return MetricCheck(name, direction, base, None, allowed, None, "missing", why)
+    bad = [f"{side} value is {v!r}" for side, v in (("baseline", base), ("new", new)) if not _finite(v)]
+    if bad:
+        return MetricCheck(name, direction, _num(base), _num(new), 0.0, None, "missing", "; ".join(bad))
     worse = _sign(direction) * (float(new) - float(base)) + 0.0  # no "-0"
     d, worst = _paired(name, direction, pv_new, pv_base) if kind == "per_video" else (np.zeros(0), [])
     ci = paired_bootstrap(d)
@@ -236,6 +248,9 @@ def format_report(rep: CheckReport) -> str:
     improved = [c.name for c in rep.checks if c.status == "improved"]
     if improved:
         out.append(f"\nimproved: {', '.join(improved)}")
-    out.append("\nFAILED: " + ", ".join(rep.regressed() + (["coverage"] if rep.coverage[0] < rep.coverage[1] else []))
+    failed = [c.name if c.status == "regressed" else f"{c.name} ({c.rule})" for c in rep.checks
+              if c.status in ("regressed", "missing")]  # a missing / NaN value says why
+    failed += [f"{n} (required better, beyond tolerance and seed spread)" for n in rep.not_better()]
+    out.append("\nFAILED: " + ", ".join(failed + (["coverage"] if rep.coverage[0] < rep.coverage[1] else []))
                if rep.failed else "\npassed: no metric got worse beyond its tolerance")
     return "\n".join(out)

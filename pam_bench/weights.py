@@ -186,6 +186,8 @@ def copy_in(name: str, src: Path) -> Path:
         raise InputError(src, "no such file")
     if p.sha256 and sha256_file(src) != p.sha256:
         raise ChecksumError(src, p.sha256, sha256_file(src))
+    if p.filename.endswith(".pt") and not zipfile.is_zipfile(src):  # TorchScript files are zip archives
+        raise InputError(src, f"not a TorchScript archive (a zip file), which '{name}' must be")
     dest = default_path(name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_suffix(dest.suffix + ".part")

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import click
 
-from ..errors import PamBenchError
-from .evaluate import parse_kv
+from ..errors import InputError, PamBenchError
+from .evaluate import check_device, parse_kv
+
+#: numeric options of the embedded trainer and their type (pam_bench.downstream.trainer)
+_EMBEDDED_NUMERIC = {"steps": int, "batch_size": int, "lr": float, "weight_decay": float}
 
 
 def _floats(s: str) -> tuple[float, ...]:
@@ -25,14 +28,28 @@ def _ints(s: str) -> tuple[int, ...]:
         raise PamBenchError(f"expected comma-separated integers, got {s!r}") from None
 
 
+def _trainer_options(trainer: str, pairs) -> dict:
+    """``-t key=value``; for the embedded trainer the numeric ones are checked here (one line each)."""
+    opts = parse_kv(pairs)
+    if trainer == "embedded":
+        for k, t in _EMBEDDED_NUMERIC.items():
+            v = opts.get(k)
+            if v is None:
+                continue
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and (t is float or isinstance(v, int))
+            if not ok or (v < 0 if k == "weight_decay" else v <= 0):
+                raise InputError(f"-t {k}", f"must be a positive {'whole number' if t is int else 'number'}, got {v!r}")
+    return opts
+
+
 @click.command("downstream")
 @click.option("--dataset", default="synthetic", show_default=True, help="real/eval dataset (synthetic, dexycb)")
 @click.option("--root", type=click.Path(), default=None, help="dataset root folder")
 @click.option("--real-split", default=None, help="real training split [synthetic: train; dexycb: s0-train]")
 @click.option("--eval-split", default=None, help="evaluation split [synthetic: val; dexycb: s0-pam-val]")
 @click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="dataset option key=value")
-@click.option("--real-limit", type=int, default=None, help="use only the first N real training clips")
-@click.option("--eval-limit", type=int, default=None, help="evaluate on the first N clips of the eval split")
+@click.option("--real-limit", type=click.IntRange(min=1), default=None, help="use only the first N real training clips")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None, help="evaluate on the first N clips of the eval split")
 @click.option("--generated", "generated_run", type=click.Path(), default=None,
               help="run folder of `pam-bench evaluate` whose videos/ are the generated set")
 @click.option("--generated-method", default="sim-render", show_default=True,
@@ -42,10 +59,10 @@ def _ints(s: str) -> tuple[int, ...]:
 @click.option("--generated-root", type=click.Path(), default=None, help="its root [--root]")
 @click.option("--generated-split", default=None, help="its split [synthetic: sim; run.json's split]")
 @click.option("-g", "--generated-option", "generated_options", multiple=True, help="its dataset option key=value")
-@click.option("--generated-limit", type=int, default=None, help="use only the first N generated clips")
+@click.option("--generated-limit", type=click.IntRange(min=1), default=None, help="use only the first N generated clips")
 @click.option("--filter-backend", default="mediapipe", show_default=True,
               help="hand-pose backend scoring generated videos (mediapipe, hamer) or 'none'")
-@click.option("--filter-fraction", type=float, default=0.25, show_default=True,
+@click.option("--filter-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
               help="share of generated videos dropped, worst pose accuracy first")
 @click.option("-f", "--filter-option", "filter_options", multiple=True, help="mpjpe metric option key=value")
 @click.option("--filter-scores", type=click.Path(), default=None,
@@ -58,10 +75,12 @@ def _ints(s: str) -> tuple[int, ...]:
 @click.option("--fractions", default="0.25,0.5,0.75,1", show_default=True, help="real-data shares added to gen.")
 @click.option("--real-only-curve", is_flag=True, help="also train on p% real only (p < 100)")
 @click.option("--subset-seed", type=int, default=0, show_default=True, help="seed of the real-clip subsets")
-@click.option("--crop-size", type=int, default=None,
+@click.option("--crop-size", type=click.IntRange(min=1), default=None,
               help="hand crop side (px); default: the trainer's input (simplehand 224, embedded 64)")
-@click.option("--crop-enlarge", type=float, default=1.5, show_default=True, help="crop side / 2D joint box side")
-@click.option("--frame-stride", type=int, default=1, show_default=True, help="use every k-th frame of a clip")
+@click.option("--crop-enlarge", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
+              help="crop side / 2D joint box side")
+@click.option("--frame-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="use every k-th frame of a clip")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(), required=True, help="output folder (resumable)")
 @click.option("--force", is_flag=True, help="retrain runs whose configuration changed")
@@ -77,6 +96,8 @@ def downstream(dataset, root, real_split, eval_split, dataset_options, real_limi
     """
     from ..downstream.study import StudyConfig, run_study
 
+    check_device(device)
+    topts = _trainer_options(trainer, trainer_options)
     cfg = StudyConfig(
         out=out, dataset=dataset, root=root, real_split=real_split, eval_split=eval_split,
         dataset_options=parse_kv(dataset_options), real_limit=real_limit, eval_limit=eval_limit,
@@ -85,7 +106,7 @@ def downstream(dataset, root, real_split, eval_split, dataset_options, real_limi
         generated_root=generated_root, generated_split=generated_split,
         generated_options=parse_kv(generated_options), generated_limit=generated_limit,
         filter_backend=filter_backend, filter_fraction=filter_fraction, filter_options=parse_kv(filter_options),
-        filter_scores=filter_scores, trainer=trainer, trainer_options=parse_kv(trainer_options),
+        filter_scores=filter_scores, trainer=trainer, trainer_options=topts,
         seeds=_ints(seeds), fractions=_floats(fractions), real_only_curve=real_only_curve,
         subset_seed=subset_seed, crop_size=crop_size, crop_enlarge=crop_enlarge, frame_stride=frame_stride,
         device=device, force=force)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import PamBenchError
+from ..errors import InputError, MissingResource, PamBenchError
 
 
 def parse_kv(pairs) -> dict:
@@ -26,6 +26,24 @@ def _coerce(v: str):
         except ValueError:
             pass
     return v
+
+
+def check_device(device: str) -> str:
+    """cpu, cuda or cuda:N (a GPU that is there); mps. Anything else is a one-line error."""
+    import re
+
+    m = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", str(device))
+    if not m or (m.group(1) == "cpu" and m.group(2)):
+        raise InputError("--device", f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    if m.group(1) == "cuda":
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise MissingResource(f"a CUDA GPU for --device {device}", "none is visible here; use --device cpu")
+        if m.group(2) is not None and int(m.group(2)) >= n:
+            raise InputError("--device", f"{device}: only {n} CUDA device(s) here (cuda:0..cuda:{n - 1})")
+    return device
 
 
 def _metric_options(pairs) -> dict:
@@ -52,7 +70,7 @@ def _metric_options(pairs) -> dict:
 @click.option("--seed", default=42, show_default=True, type=int, help="base seed (per-clip seeds derive from it)")
 @click.option("--seeds", default=None,
               help="S1,S2,...: one run per seed in OUT/seed-S, mean ± std in OUT (pam_bench.seeds)")
-@click.option("--limit", type=int, default=None, help="evaluate only the first N clips of the split")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="evaluate only the first N clips (N >= 1)")
 @click.option("--shard", default=None, help="i/N: evaluate every N-th clip from i (merge with pam-bench merge)")
 @click.option("-o", "--option", "options", multiple=True, help="method option key=value (repeatable)")
 @click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="dataset option key=value")
@@ -73,6 +91,7 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
     from ..harness import DEFAULT_METRICS
     from ..harness import evaluate as run
 
+    check_device(device)
     mopts = parse_kv(options)
     if checkpoint:
         mopts["checkpoint"] = checkpoint
@@ -83,6 +102,8 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
         if dataset == "pam-eval-dir":
             root = videos
     names = [m.strip() for m in metrics.split(",")] if metrics else list(DEFAULT_METRICS)
+    if not all(names) or len(set(names)) != len(names):
+        raise InputError("--metrics", f"must be distinct comma-separated metric names, got {metrics!r}")
     out = out or f"runs/{method}-{dataset}"
     kw = dict(method=method, dataset=dataset, metrics=names, device=device, root=root,
               split=split, limit=limit, shard=shard, method_options=mopts,
@@ -156,6 +177,6 @@ def _fmt(m: dict) -> str:
 @click.option("--format", "fmt", type=click.Choice(["github", "simple", "latex", "tsv"]), default="github")
 def table(results, fmt):
     """Print results (results.json files or run folders) side by side, one row per run."""
-    from ..results import load_results
+    from ..results_types import load_checked
 
-    click.echo(format_results([load_results(r) for r in results], tablefmt=fmt))
+    click.echo(format_results([load_checked(r) for r in results], tablefmt=fmt))

@@ -25,12 +25,18 @@ from .evaluate import parse_kv
 @click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="html: dataset option key=value")
 def leaderboard(results, layout, fmt, out, reported, no_reported, clips, root, dataset_options):
     """A paper-layout table of RESULTS (results.json files or run folders) beside the paper's reported rows."""
+    from ..results_types import load_checked
+
+    for r in results:
+        load_checked(r)
     if fmt == "html":
         from ..html import write_html
 
         if not out:
             raise click.UsageError("--format html needs --out DIR")
         sel = int(clips) if clips.strip().isdigit() else [c.strip() for c in clips.split(",") if c.strip()]
+        if sel == 0 or sel == []:
+            raise click.BadParameter("must be a number >= 1 or clip ids", param_hint="--clips")
         index = write_html(results, out, layout, reported, not no_reported, sel, root, parse_kv(dataset_options))
         click.echo(f"wrote {index}")
         return
@@ -62,7 +68,10 @@ def check(result, baseline, tolerances, require_better):
     """
     from ..regression import check as run_check
     from ..regression import format_report
+    from ..results_types import load_checked
 
+    load_checked(result)
+    load_checked(baseline)
     rep = run_check(result, baseline, tolerances,
                     [m.strip() for m in require_better.split(",") if m.strip()] if require_better else ())
     click.echo(format_report(rep))
@@ -76,11 +85,14 @@ def check(result, baseline, tolerances, require_better):
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--gt-cache", type=click.Path(), default=None, help="GT-feature cache [$PAM_BENCH_HOME/gt_cache]")
 @click.option("--force", is_flag=True, help="discard an --out folder that holds a different run")
-def merge(runs, out, device, gt_cache, force):
+@click.option("--allow-partial", is_flag=True,
+              help="merge even when a shard lacks some per-video payloads (results then cover fewer clips)")
+def merge(runs, out, device, gt_cache, force, allow_partial):
     """Merge the shard folders of one run (evaluate --shard i/N, e.g. a SLURM array) and compute its results."""
     from ..distributed import merge as run_merge
-    from .evaluate import format_results
+    from .evaluate import check_device, format_results
 
-    res = run_merge(runs, out, device=device, gt_cache=gt_cache, force=force)
+    check_device(device)
+    res = run_merge(runs, out, device=device, gt_cache=gt_cache, force=force, allow_partial=allow_partial)
     click.echo(format_results([res]))
     click.echo(f"\nmerged {len(runs)} shards into {out}/results.json")

@@ -79,6 +79,12 @@ class StyleGANVTorchScript:
 
     def _model(self):
         path = self.file()  # verified to exist before torch.jit.load touches anything
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            from ..errors import InputError
+
+            raise InputError(path, "not a TorchScript archive (TorchScript files are zip archives)")
         key = (str(path), path.stat().st_mtime_ns, self.device)
         if key not in _TS_CACHE:
             import torch
@@ -116,6 +122,9 @@ class FVD(Metric):
     kind = "set"
     unit = ""
     uses_reference_video = False  # measure() reads only the generated clip; the GT side is cached
+    #: the options __init__ reads; any other -m fvd.KEY is refused by the harness
+    option_names = ("detector", "clip_frames", "clip", "clip_seed", "bootstrap", "bootstrap_seed", "batch_size",
+                    "dtype")
 
     def __init__(self, device: str = "cpu", **options):
         self.detector = _choice_option(options, "detector", DETECTORS[0], DETECTORS)
