@@ -78,8 +78,8 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("pam-bench: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # usage errors too: one line naming the option
+        click.echo(f"pam-bench: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("pam-bench: interrupted; finished videos and payloads are kept, rerun to resume", err=True)
