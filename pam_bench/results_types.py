@@ -53,8 +53,14 @@ def check_types(r: dict, path: Any) -> dict:
 
 
 def load_checked(path) -> dict:
-    """:func:`pam_bench.results.load_results` plus :func:`check_types`."""
-    from .results import load_results
+    """:func:`pam_bench.results.load_results`, with :func:`check_types` first (on the raw file)."""
+    from pathlib import Path
 
-    r = load_results(path)
-    return check_types(r, r["_path"])
+    from .results import SCHEMA_VERSION, load_results
+    from .store import read_json
+
+    p = Path(path) / "results.json" if Path(path).is_dir() else Path(path)
+    raw = read_json(p)
+    if isinstance(raw, dict) and raw.get("schema_version") == SCHEMA_VERSION:
+        check_types(raw, p)
+    return load_results(path)

@@ -257,6 +257,8 @@ def parse_clip_line(line: str, where: Any) -> tuple[str, str, int]:
     if len(parts) < 3 or not _INT.match(parts[-1]):
         raise InputError(where, f"cannot read a clip from {line!r} (expected .../videos/<seq>/<serial>/<i>/"
                                 "video.mp4 or <seq>/<serial>/<i>)")
+    if any(p in (".", "..") for p in parts[-3:-1]):
+        raise InputError(where, f"clip {line!r} has a '.' or '..' sequence or camera name: reads stay inside --root")
     return parts[-3], parts[-2], int(parts[-1])
 
 
