@@ -143,17 +143,22 @@ class RunStore:
         ensure_dir(self.out)
         if lock:
             self.lock()
-            self.remove_partials()
-        if self.run_json.exists():
-            old = read_json(self.run_json)
-            diff = [k for k in identity if k != "metrics" and old.get(k) != identity[k]]
-            if diff and not force:
-                raise IncompatibleResults(
-                    f"{self.run_json}: the run folder holds a different run ({', '.join(diff)} changed); "
-                    "use another --out, or --force to discard its videos and payloads")
-            if diff and force:
-                self._discard()
-        atomic_write_json(self.run_json, identity)
+        try:
+            if lock:
+                self.remove_partials()
+            if self.run_json.exists():
+                old = read_json(self.run_json)
+                diff = [k for k in identity if k != "metrics" and old.get(k) != identity[k]]
+                if diff and not force:
+                    raise IncompatibleResults(
+                        f"{self.run_json}: the run folder holds a different run ({', '.join(diff)} changed); "
+                        "use another --out, or --force to discard its videos and payloads")
+                if diff and force:
+                    self._discard()
+            atomic_write_json(self.run_json, identity)
+        except BaseException:
+            self.unlock()
+            raise
 
     # --- the lock -----------------------------------------------------------------------------
     @property
