@@ -139,6 +139,24 @@ def c_disk_full(w, t, mp):
     return _ev(w, out=t / "o"), ["disk is full"]
 
 
+def c_out_read_only(w, t, mp):
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *a, **k):
+        if str(self).startswith(str(t / "ro")):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *a, **k)
+
+    mp.setattr(Path, "mkdir", mkdir)
+    return _ev(w, out=t / "ro" / "o"), [str(t / "ro"), "read-only"]
+
+
+def c_tracker_option_unknown(w, t, mp): return _ev(w, "--metrics", "mf", "-m", "mf.nosuch=1"), ["nosuch"]
+def c_hand_backend_option_unknown(w, t, mp): return _ev(w, "--metrics", "mpjpe", "-m", "mpjpe.nosuch=1"), ["nosuch"]
+def c_fvd_option_unknown(w, t, mp): return _ev(w, "--metrics", "fvd", "-m", "fvd.window=3"), ["fvd.window"]
+def c_fvd_option_typed(w, t, mp): return _ev(w, "--metrics", "fvd", "-m", "fvd.clip_frames=abc"), ["clip_frames"]
+
+
 def c_duplicate_ids(w, t, mp):
     d = _eval_copy(w, t)
     shutil.copy(d / "gt" / "gt_0000.mp4", d / "gt" / "gt_00000.mp4")
