@@ -102,7 +102,8 @@ class DistContext:
         mine = self.share(ids)
         local: dict[str, dict[str, Any]] = {"gen": {}, "ref": {}}
         for m in mets:
-            local["gen"][m.key] = {v: store.read_payload(m.key, v, raw=True) for v in mine if store.has_payload(m.key, v)}
+            local["gen"][m.key] = {v: store.read_payload(m.key, v, raw=True) for v in mine
+                                   if store.has_payload(m.key, v)}
             if hasattr(m, "measure_reference"):
                 refs = {v: _cached_reference(m, v, sp, gt_cache) for v in mine}
                 local["ref"][m.key] = {v: p for v, p in refs.items() if p is not None}

@@ -47,7 +47,8 @@ def check_types(r: dict, path: Any) -> dict:
         if not _number(m.get("n")):
             bad(f"{f}.n", "a number or null", m.get("n"))
         ci = m.get("ci95")
-        if ci is not None and not (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_number(x, False) for x in ci)):
+        pair = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_number(x, False) for x in ci)
+        if ci is not None and not pair:
             bad(f"{f}.ci95", "null or [low, high]", ci)
     return r
 

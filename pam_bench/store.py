@@ -15,17 +15,16 @@ process holds it. Leftover ``.part`` files of a killed run are removed when the 
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import IncompatibleResults, InputError
+from .fsutil import ensure_dir, file_mode, os_error
 from .types import Video
 
 
@@ -36,39 +35,6 @@ INPUTS_KEY = "_inputs_sha256"
 def safe_id(video_id: str) -> str:
     """A file name for a video id (ids may contain '/')."""
     return video_id.replace("/", "__")
-
-
-_UMASK_LOCK = threading.Lock()
-_MODE: list[int] = []
-
-
-def file_mode() -> int:
-    """0666 minus the process umask (what ``open()`` would give), read once."""
-    with _UMASK_LOCK:
-        if not _MODE:
-            old = os.umask(0o022)
-            os.umask(old)
-            _MODE.append(0o666 & ~old)
-    return _MODE[0]
-
-
-def os_error(path, e: OSError, doing: str = "cannot write") -> InputError:
-    """An OSError while writing as one line naming the file (disk full, read-only, not a folder...)."""
-    why = {errno.ENOSPC: "the disk is full", errno.EROFS: "read-only file system",
-           errno.EACCES: "permission denied", errno.ENOTDIR: "a path component is a file, not a folder",
-           errno.EDQUOT: "disk quota exceeded", errno.EEXIST: "exists and is not a folder"}.get(e.errno)
-    return InputError(getattr(e, "filename", None) or path, f"{doing} ({why or e.strerror or e})")
-
-
-def ensure_dir(path: Path) -> Path:
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise InputError(path, "exists and is not a folder") from None
-    except OSError as e:
-        raise os_error(path, e, "cannot create the folder") from None
-    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

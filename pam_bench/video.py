@@ -185,7 +185,7 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
     """Write atomically (temporary file, then rename). ``codec``: "lossless" (default) or "h264"."""
     import av
 
-    from .store import ensure_dir, file_mode
+    from .fsutil import ensure_dir, file_mode
 
     path = Path(path)
     ensure_dir(path.parent)
@@ -218,7 +218,7 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as e:  # disk full, read-only folder...: one line naming the file
-        from .store import os_error
+        from .fsutil import os_error
 
         raise os_error(path, e) from None
     finally:

@@ -298,7 +298,8 @@ def c_merge_not_a_run(w, t, mp):
 
 
 def c_merge_missing_shard(w, t, mp): return ["merge", w["s0"], "--out", t / "m"], ["1/2", "missing"]
-def c_merge_device_unknown(w, t, mp): return ["merge", w["s0"], w["s1"], "--out", t / "m", "--device", "gpu0"], ["--device"]
+def c_merge_device_unknown(w, t, mp):
+    return ["merge", w["s0"], w["s1"], "--out", t / "m", "--device", "gpu0"], ["--device"]
 def c_merge_into_a_shard(w, t, mp): return ["merge", w["s0"], w["s1"], "--out", w["s0"]], ["--out"]
 
 

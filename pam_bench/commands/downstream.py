@@ -49,7 +49,8 @@ def _trainer_options(trainer: str, pairs) -> dict:
 @click.option("--eval-split", default=None, help="evaluation split [synthetic: val; dexycb: s0-pam-val]")
 @click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="dataset option key=value")
 @click.option("--real-limit", type=click.IntRange(min=1), default=None, help="use only the first N real training clips")
-@click.option("--eval-limit", type=click.IntRange(min=1), default=None, help="evaluate on the first N clips of the eval split")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None,
+              help="evaluate on the first N clips of the eval split")
 @click.option("--generated", "generated_run", type=click.Path(), default=None,
               help="run folder of `pam-bench evaluate` whose videos/ are the generated set")
 @click.option("--generated-method", default="sim-render", show_default=True,
@@ -59,7 +60,8 @@ def _trainer_options(trainer: str, pairs) -> dict:
 @click.option("--generated-root", type=click.Path(), default=None, help="its root [--root]")
 @click.option("--generated-split", default=None, help="its split [synthetic: sim; run.json's split]")
 @click.option("-g", "--generated-option", "generated_options", multiple=True, help="its dataset option key=value")
-@click.option("--generated-limit", type=click.IntRange(min=1), default=None, help="use only the first N generated clips")
+@click.option("--generated-limit", type=click.IntRange(min=1), default=None,
+              help="use only the first N generated clips")
 @click.option("--filter-backend", default="mediapipe", show_default=True,
               help="hand-pose backend scoring generated videos (mediapipe, hamer) or 'none'")
 @click.option("--filter-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
