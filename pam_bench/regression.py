@@ -17,8 +17,9 @@ Decision rule (documented, deterministic):
     failures too (never compared: ``NaN > allowed`` is False, so a NaN would otherwise pass).
   * results aggregated over seeds (:mod:`pam_bench.seeds`): a change counts as a regression or an
     improvement only when it also exceeds the seed spread (the larger std over seeds of the two results).
-Improvements beyond the tolerance are reported, never failed. Results on different dataset manifests or with
-different metric backends/versions are refused (:func:`pam_bench.results.check_comparable`).
+Improvements beyond the tolerance are reported, never failed. Runs whose provenance (GPU, CUDA, cuDNN, package
+versions, git commit: ``results.PROVENANCE_FIELDS``) differs get a warning line, not a failure. Results on
+different dataset manifests or with different metric backends/versions are refused (:func:`pam_bench.results.check_comparable`).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InputError
-from .results import check_comparable, load_results
+from .results import check_comparable, env_differences, load_results
 
 #: Default tolerances per metric: allowed worsening = max(abs, rel * |baseline|).
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
@@ -69,6 +70,7 @@ class CheckReport:
     checks: list[MetricCheck]
     coverage: tuple[int, int]  # (new n_evaluated, baseline n_evaluated)
     require_better: tuple[str, ...] = ()  # metrics that must improve (beyond tolerance and seed spread)
+    env_warnings: list[str] = field(default_factory=list)  # provenance differences (warned, never failed)
 
     @property
     def failed(self) -> bool:
@@ -225,7 +227,8 @@ def check(result: str | Path | dict, baseline: str | Path | dict, tolerances: st
     if unknown:
         raise InputError(base["_path"], f"--require-better names {unknown}, which the baseline does not have")
     return CheckReport(new["_path"], base["_path"], checks,
-                       (int(new.get("n_evaluated", 0)), int(base.get("n_evaluated", 0))), tuple(require_better))
+                       (int(new.get("n_evaluated", 0)), int(base.get("n_evaluated", 0))), tuple(require_better),
+                       env_differences(new, base))
 
 
 def format_report(rep: CheckReport) -> str:
@@ -239,6 +242,9 @@ def format_report(rep: CheckReport) -> str:
     out = [f"check {rep.result}\n   vs {rep.baseline}", "",
            tabulate(rows, headers=["metric", "better", "baseline", "new", "worse by", "allowed", "status", "rule"],
                     tablefmt="simple")]
+    if rep.env_warnings:
+        out.append("\nwarning: the two runs differ in their environment, so scores may move with it: "
+                   + "; ".join(rep.env_warnings))
     if rep.coverage[0] < rep.coverage[1]:
         out.append(f"\nFAILED coverage: {rep.coverage[0]} clips evaluated, the baseline has {rep.coverage[1]}")
     for c in rep.checks:

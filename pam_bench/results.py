@@ -7,7 +7,8 @@ results.json:
    "seed": int, "n_expected": int, "n_evaluated": int,
    "metrics": {"<name>": {"value", "direction", "backend", "version", "n", "ci95", "unit", "extras",
                           "unavailable"}},
-   "env": {"pam_bench", "torch", "python", "device"}, "created": iso time}
+   "env": {"pam_bench", "python", "device", versions of torch numpy scipy opencv lpips decord av
+           diffusers, "gpu", "cuda", "cudnn", "git_commit", "git_dirty"}, "created": iso time}
 A metric's column identity is (name, backend, version); results whose columns differ in backend or
 version are never put in one column silently (``column_key``), and comparisons refuse them.
 """
@@ -60,16 +61,91 @@ def check_comparable(a: dict, b: dict, what: str = "compare") -> None:
                 f"{kb[1]}@{kb[2]} in the other")
 
 
+#: Distributions whose versions can move scores (importlib.metadata names; the first one installed wins).
+PROVENANCE_PACKAGES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",), "numpy": ("numpy",), "scipy": ("scipy",),
+    "opencv": ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
+               "opencv-contrib-python-headless"),
+    "lpips": ("lpips",), "decord": ("decord", "eva-decord"), "av": ("av",), "diffusers": ("diffusers",),
+}
+#: The provenance fields ``pam-bench check`` compares (a difference is a warning, never a failure).
+PROVENANCE_FIELDS = ("gpu", "cuda", "cudnn", *PROVENANCE_PACKAGES, "pam_bench", "git_commit", "python")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions from the package metadata (nothing is imported); None where not installed."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for key, dists in PROVENANCE_PACKAGES.items():
+        out[key] = None
+        for d in dists:
+            try:
+                out[key] = metadata.version(d)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def accelerator_info() -> dict[str, Any]:
+    """GPU model, CUDA and cuDNN versions, read from torch only when torch is ALREADY imported (None
+    otherwise, with ``accelerator_info`` saying why): provenance never loads a heavy module."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {"gpu": None, "cuda": None, "cudnn": None, "accelerator_info": "torch not loaded in this run"}
+    info: dict[str, Any] = {"cuda": getattr(torch.version, "cuda", None), "gpu": None, "cudnn": None,
+                            "accelerator_info": "torch"}
+    try:
+        info["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(torch.cuda.current_device())
+    except Exception as e:  # a broken driver must not lose a finished run
+        info["accelerator_info"] = f"torch present, query failed: {type(e).__name__}"
+    return info
+
+
+def git_commit(where: Path | None = None) -> dict[str, Any]:
+    """The project's git commit and whether its tracked files were modified (None outside a checkout)."""
+    import subprocess
+
+    root = Path(where) if where else Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return {"git_commit": None, "git_dirty": None}
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return {"git_commit": head.stdout.strip(),
+                "git_dirty": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
 def env_info(device: str) -> dict[str, Any]:
+    """Run provenance for results.json: versions, accelerator and the project's commit (see PROVENANCE_FIELDS)."""
     import platform
 
     from ._version import __version__
 
-    info = {"pam_bench": __version__, "python": platform.python_version(), "device": device}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover
-        info["torch"] = None
+    info: dict[str, Any] = {"pam_bench": __version__, "python": platform.python_version(), "device": device}
+    info.update(package_versions())
+    info.update(accelerator_info())
+    info.update(git_commit())
     return info
+
+
+def env_differences(a: dict, b: dict) -> list[str]:
+    """Human-readable differences in the provenance fields of two results (their ``env``)."""
+    ea, eb = a.get("env") or {}, b.get("env") or {}
+    out = []
+    for k in PROVENANCE_FIELDS:
+        if k not in ea and k not in eb:
+            continue
+        va, vb = ea.get(k, "not recorded"), eb.get(k, "not recorded")
+        if va != vb:
+            out.append(f"{k}: {va} vs {vb}")
+    return out
