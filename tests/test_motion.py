@@ -31,7 +31,7 @@ def _to_video(gray_frames) -> Video:
     return Video(np.repeat(f[..., None], 3, axis=-1))
 
 
-def _brute_mf(tr_a, vis_a, tr_b, vis_b, convention="mean", min_step=0.01):
+def _brute_mf(tr_a, vis_a, tr_b, vis_b, convention="mean", min_step=0.01, zero_rule="agree"):
     """Independent loop implementation of the documented rules (no vectorisation shared with the code)."""
     def steps(tr, vis):
         out = []
@@ -42,27 +42,40 @@ def _brute_mf(tr_a, vis_a, tr_b, vis_b, convention="mean", min_step=0.01):
                       and vis[k, n] and vis[k - 1, n])
                 s.append(tr[k, n] - tr[k - 1, n] if ok else None)
             out.append(s)
-        return [s for s in out if any(x is not None for x in s)]
+        return out
 
-    def cos(a, b):
-        if a is None or b is None:
-            return 0.0
-        za, zb = np.hypot(*a) < min_step, np.hypot(*b) < min_step
-        if za and zb:
-            return 1.0
-        if za or zb:
-            return 0.0
-        return float(np.dot(a, b) / (np.hypot(*a) * np.hypot(*b)))
+    def corr(t, u):  # steps lost in either track count 0; steps lost in both are skipped
+        num, count = 0.0, 0
+        for a, b in zip(t, u):
+            if a is None and b is None:
+                continue
+            if a is None or b is None:
+                count += 1
+                continue
+            za, zb = np.hypot(*a) < min_step, np.hypot(*b) < min_step
+            if za or zb:
+                if zero_rule == "exclude":
+                    continue
+                num += 1.0 if (za and zb) else 0.0
+            else:
+                num += float(np.dot(a, b) / (np.hypot(*a) * np.hypot(*b)))
+            count += 1
+        return num / count if count else None
 
-    def corr(ref, other):  # mean over the reference track's valid steps
-        ks = [k for k, x in enumerate(ref) if x is not None]
-        return sum(cos(ref[k], other[k]) for k in ks) / len(ks)
-
-    A, B = steps(tr_a, vis_a), steps(tr_b, vis_b)
-    if not A or not B:
+    sa, sb = steps(tr_a, vis_a), steps(tr_b, vis_b)
+    has = [any(x is not None for x in t) for t in sa]
+    A = [t for t, h in zip(sa, has) if h]  # GT tracks without a step: dropped
+    # generated tracks are kept, unless the same query point has no GT step either
+    B = [u for i, u in enumerate(sb) if len(sb) != len(sa) or has[i] or any(x is not None for x in u)]
+    if not A:
         return None
-    a = np.mean([max(corr(t, u) for u in B) for t in A])
-    b = np.mean([max(corr(u, t) for t in A) for u in B])
+    c = [[corr(t, u) for u in B] for t in A]
+    ta = [max(x for x in row if x is not None) for row in c if any(x is not None for x in row)]
+    tb = [max(c[i][j] for i in range(len(A)) if c[i][j] is not None) for j in range(len(B))
+          if any(c[i][j] is not None for i in range(len(A)))]
+    if not ta or not tb:
+        return None
+    a, b = np.mean(ta), np.mean(tb)
     return (a + b) / 2 if convention == "mean" else a + b
 
 
@@ -162,7 +175,7 @@ def test_convention_mean_vs_sum():
 
 def test_mf_matches_brute_force_with_lost_tracks_and_zero_steps():
     rng = np.random.default_rng(11)
-    t, n, m = 8, 7, 5
+    t, n, m = 8, 7, 7
     a = np.cumsum(rng.normal(size=(t, n, 2)), axis=0)
     b = np.cumsum(rng.normal(size=(t, m, 2)), axis=0)
     a[3:, 0] = a[3, 0]  # a track that stops moving
@@ -172,13 +185,57 @@ def test_mf_matches_brute_force_with_lost_tracks_and_zero_steps():
     a[4:, 2] = np.nan
     va[1:, 3] = False  # lost on every step: dropped
     vb[6:, 0] = False
+    vb[1:, 3] = False  # lost on every step, as its GT track 3: dropped
+    vb[1:, 4] = False  # a generated track lost on every step while GT track 4 moves: kept, scores 0
     vb[2, 2] = False  # occluded for one frame (cotracker-style, position stays finite)
     for conv in ("mean", "sum"):
-        got = motion_fidelity(a, va, b, vb, conv)
-        assert got["value"] == pytest.approx(_brute_mf(a, va, b, vb, conv), abs=1e-12)
+        for rule in ("agree", "exclude"):
+            got = motion_fidelity(a, va, b, vb, conv, zero_rule=rule)
+            assert got["value"] == pytest.approx(_brute_mf(a, va, b, vb, conv, zero_rule=rule), abs=1e-12)
     got = motion_fidelity(a, va, b, vb)
     assert got["n_tracks_gt"] == n - 1 and got["n_tracks_dropped_gt"] == 1
-    assert got["n_tracks_gen"] == m
+    assert got["n_tracks_gen"] == m - 1 and got["n_tracks_lost_gen"] == 1 and got["n_tracks_dropped_gen"] == 1
+
+
+def test_paper_literal_zero_rule_excludes_0_over_0_steps():
+    t = 5
+    static = np.zeros((t, 1, 2))
+    moving = np.cumsum(np.ones((t, 1, 2)), axis=0)
+    vis = np.ones((t, 1), bool)
+    r = motion_fidelity(static, vis, static, vis, zero_rule="exclude")  # every step 0/0: nothing to compare
+    assert r["value"] is None and "0/0" in r["reason"]
+    half = moving.copy()
+    half[2:] = half[2]  # steps 3.. zero on one side: left out, so the remaining steps agree fully
+    assert motion_fidelity(moving, vis, half, vis, zero_rule="exclude")["value"] == pytest.approx(1.0)
+    assert motion_fidelity(moving, vis, half, vis)["value"] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        motion_fidelity(moving, vis, half, vis, zero_rule="nan")
+
+
+def _lose_after(tracks, vis, j):
+    """The same tracks, lost (NaN, invisible) from frame j on, as LK reports a loss."""
+    tr, vi = tracks.copy(), vis.copy()
+    tr[j:] = np.nan
+    vi[j:] = False
+    return tr, vi
+
+
+def test_losing_tracks_cannot_raise_mf_synthetic():
+    """Generated tracks that follow the GT (noisy) and then are lost after j steps never score above the
+    same tracks fully tracked, in either term; lost after 2 steps they score at most 2/F per pair."""
+    rng = np.random.default_rng(4)
+    t, n = 25, 30
+    gt = np.cumsum(rng.normal(size=(t, n, 2)), axis=0)
+    gen = gt + np.cumsum(rng.normal(scale=0.3, size=(t, n, 2)), axis=0)
+    vis = np.ones((t, n), bool)
+    full = motion_fidelity(gt, vis, gen, vis)
+    for j in (1, 2, 3, 6, 12):
+        lost = motion_fidelity(gt, vis, *_lose_after(gen, vis, j))
+        assert lost["value"] <= full["value"] + 1e-12
+        assert lost["term_gen_to_gt"] <= full["term_gen_to_gt"] + 1e-12
+        assert lost["value"] <= (j - 1) / (t - 1) + 1e-12  # j frames = j-1 valid steps of t-1
+    every = motion_fidelity(gt, vis, *_lose_after(gen, vis, 0))  # every generated track lost: 0, not None
+    assert every["value"] == 0.0 and every["n_tracks_lost_gen"] == n
 
 
 def test_all_tracks_lost_gives_none_with_reason():
@@ -196,10 +253,10 @@ def test_corr_equals_printed_formula_when_all_steps_valid():
     b = np.cumsum(rng.normal(size=(6, 4, 2)), axis=0)
     v, va = track_steps(a, np.ones((6, 3), bool))
     w, vb = track_steps(b, np.ones((6, 4), bool))
-    ca, cb = track_correlation(v, va, w, vb)
+    c = track_correlation(v, va, w, vb)
     ref = np.array([[np.mean([np.dot(v[i, k], w[j, k]) / np.linalg.norm(v[i, k]) / np.linalg.norm(w[j, k])
                               for k in range(5)]) for j in range(4)] for i in range(3)])
-    assert np.allclose(ca, ref) and np.allclose(cb, ref)
+    assert np.allclose(c, ref)
 
 
 def test_query_points_seeded_and_inside_mask():
@@ -228,6 +285,8 @@ def test_foreground_source_priority():
     s.seg = labels
     mask, src = foreground_mask(s)
     assert src == "seg" and mask.sum() == 1
+    s2 = Sample("z", Video(frames), conditions={"seg": Video(seg_video)}, meta={"seg_source": "seg-videos"})
+    assert foreground_mask(s2)[1] == "seg-videos"
     mask, src = foreground_mask(Sample("y", Video(frames)))
     assert mask is None and src == "whole-frame"
 
@@ -257,6 +316,8 @@ def mf_values(dexycb_sample):
         "reversed": frames[::-1],
         "static": np.repeat(frames[:1], len(frames), axis=0),
         "shuffled": frames[rng.permutation(len(frames))],
+        "black_after_3": np.concatenate([frames[:4], np.zeros_like(frames[4:])]),
+        "reversed_black_after_3": np.concatenate([frames[::-1][:4], np.zeros_like(frames[4:])]),
     }
     m = MotionFidelity()
     return {k: m.measure(dexycb_sample, Video(np.ascontiguousarray(v), 15.0)) for k, v in variants.items()}
@@ -276,6 +337,39 @@ def test_mf_falls_for_corrupted_motion(mf_values, variant):
     assert r["value"] < 0.9 * mf_values["same"]["value"]
 
 
+def test_clip_going_black_scores_no_more_than_fully_tracked(mf_values):
+    """The issue's case: every generated track is lost after frame 3 (it scored 0.545 under the old rule,
+    above the reversed clip's 0.470). Now it is bounded by 3 valid steps of 48 per pair and stays below the
+    same clip fully tracked (the GT itself, and the reversed clip)."""
+    black, rev_black = mf_values["black_after_3"], mf_values["reversed_black_after_3"]
+    assert black["share_steps_lost_gen"] > 0.9  # at most 3 of 48 steps survive
+    for r in (black, rev_black):  # the old rule gave 0.545; a pair scores at most 3 / (GT track's steps)
+        assert r["value"] is not None and r["value"] < 0.2
+    assert black["value"] <= mf_values["same"]["value"]
+    assert rev_black["value"] <= mf_values["reversed"]["value"]
+
+
+def test_tracks_lost_after_a_few_steps_score_no_more_than_fully_tracked(dexycb_sample):
+    """Real DexYCB tracks (LK) of the generated clip, truncated as a tracker loses them, against the same
+    tracks complete: MF never rises, in either term (reversed and shuffled clips, several loss points)."""
+    m = MotionFidelity()
+    mask, _ = foreground_mask(dexycb_sample)
+    q = sample_query_points(mask, dexycb_sample.video.size, 100, 0)
+    tr_gt, vis_gt = m.tracker.track(dexycb_sample.video, q)
+    frames = dexycb_sample.video.frames
+    for gen in (frames, frames[::-1], frames[np.random.default_rng(1).permutation(len(frames))]):
+        tr, vis = m.tracker.track(Video(np.ascontiguousarray(gen), 15.0), q)
+        full = motion_fidelity(tr_gt, vis_gt, tr, vis)
+        _, k_gt = track_steps(tr_gt, vis_gt)
+        n_gt = k_gt.sum(axis=1)[k_gt.any(axis=1)]
+        for j in (2, 4, 10, 25):
+            lost = motion_fidelity(tr_gt, vis_gt, *_lose_after(tr, vis, j))
+            assert lost["value"] <= full["value"] + 1e-12, j
+            assert lost["term_gen_to_gt"] <= full["term_gen_to_gt"] + 1e-12, j
+            # independent bound: j - 1 surviving steps against a GT track of n steps give at most (j-1)/n
+            assert lost["term_gt_to_gen"] <= np.mean(np.minimum(1.0, (j - 1) / n_gt)) + 1e-12, j
+
+
 def test_mf_sum_convention_on_real_clip(dexycb_sample, mf_values):
     rev = Video(np.ascontiguousarray(dexycb_sample.video.frames[::-1]), 15.0)
     r = MotionFidelity(mf_convention="sum").measure(dexycb_sample, rev)
@@ -291,6 +385,10 @@ def test_mf_metric_aggregates_and_keys_differ(mf_values):
     res = m.compute()
     assert res.n == 2 and res.value == pytest.approx((1.0 + mf_values["reversed"]["value"]) / 2)
     assert res.backend == "lk" and res.direction == "higher"
+    src = res.extras["point_source"]
+    assert src["counts"] == {"conditions.seg": 2} and src["whole_frame"] == 0 and not src["whole_frame_any"]
+    assert "1" in res.extras["rules"]["zero_step"] and res.extras["rules"]["zero_rule"] == "agree"
+    assert MotionFidelity(zero_rule="exclude").key != m.key
     assert MotionFidelity(mf_convention="sum").key != m.key
     with pytest.raises(ValueError):
         MotionFidelity(mf_convention="avg")
