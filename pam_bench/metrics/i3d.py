@@ -21,6 +21,8 @@ float32 at the bf16 rounding level; not measured here: no GPU on the build machi
 """
 from __future__ import annotations
 
+import math
+
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
@@ -273,6 +275,32 @@ def preprocess(frames: np.ndarray, device: str = "cpu", size: int = I3D_SIZE):
     return x.reshape(b, t, 3, size, size).permute(0, 2, 1, 3, 4).contiguous()
 
 
+def short_side_crop_size(h: int, w: int, size: int = I3D_SIZE) -> tuple[int, int]:
+    """common_metrics_on_video_quality's resize target: short side -> ``size``, long side ``ceil``."""
+    scale = size / min(h, w)
+    return (size, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), size)
+
+
+def preprocess_short_side_crop(frames: np.ndarray, device: str = "cpu", size: int = I3D_SIZE):
+    """uint8 [B, T, H, W, 3] -> float32 [B, 3, T, size, size] in [-1, 1], as common_metrics_on_video_quality
+    prepares a clip: x / 255, short side resized to ``size`` (bilinear, align_corners=False, no antialias),
+    centre crop (start ``(L - size) // 2``), then ``(x - 0.5) * 2``."""
+    import torch
+    import torch.nn.functional as F
+
+    b, t, h, w, _ = frames.shape
+    th, tw = short_side_crop_size(h, w, size)
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    x = x.reshape(b * t, h, w, 3).permute(0, 3, 1, 2).float() / 255.0
+    x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
+    h0, w0 = (th - size) // 2, (tw - size) // 2
+    x = (x[:, :, h0:h0 + size, w0:w0 + size] - 0.5) * 2.0
+    return x.reshape(b, t, 3, size, size).permute(0, 2, 1, 3, 4).contiguous()
+
+
+RESIZE_MODES = ("stretch", "short-side-crop")
+
+
 @contextmanager
 def _no_tf32():
     """True float32 on CUDA: cuDNN convolutions default to TF32 on Ampere+ (restored afterwards)."""
@@ -293,9 +321,14 @@ class I3DFeatures:
     """Callable: uint8 clips [B, T, H, W, 3] -> float32 [B, 400] logits (the FVD feature).
 
     ``dtype``: None/"fp32" (reference) or "bf16"/"fp16" autocast, honoured on CUDA only.
+    ``resize``: "stretch" (224x224, StyleGAN-V) or "short-side-crop" (common_metrics_on_video_quality).
     """
 
-    def __init__(self, device: str = "cpu", dtype: str | None = None, batch_size: int = 4):
+    def __init__(self, device: str = "cpu", dtype: str | None = None, batch_size: int = 4,
+                 resize: str = "stretch"):
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        self.resize = resize
         self.device = device
         self.batch_size = max(1, int(batch_size))
         if dtype not in (None, "fp32", "float32") and dtype not in _AUTOCAST:
@@ -314,6 +347,7 @@ class I3DFeatures:
                else _no_tf32() if str(self.device).startswith("cuda") else contextlib.nullcontext())
         with torch.inference_mode(), ctx:
             for s in range(0, clips.shape[0], self.batch_size):
-                x = preprocess(clips[s:s + self.batch_size], self.device)
+                prep = preprocess if self.resize == "stretch" else preprocess_short_side_crop
+                x = prep(clips[s:s + self.batch_size], self.device)
                 out.append(model(x).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
