@@ -99,6 +99,37 @@ def test_mpjpe_counts_missing_and_undetected_frames_and_converts_to_mm():
     assert res.unit == "mm" and res.direction == "lower" and res.value == pytest.approx(expected_mm)
 
 
+def test_aggregation_pooled_over_frames_or_per_video_with_missed_detections_beside():
+    """Two videos, 1 and 3 matched hand-frames: pooled (dex-ycb-toolkit) weighs frames, per-video weighs
+    videos; both report the same missed-detection totals. References written out by hand."""
+    payloads = [
+        {"value": 10.0, "sum_err_mm": 10.0, "n_frames_3d": 1, "n_hand_frames_gt": 4, "n_frames_undetected": 3},
+        {"value": 20.0, "sum_err_mm": 60.0, "n_frames_3d": 3, "n_hand_frames_gt": 3, "n_frames_undetected": 0},
+        {"value": None, "reason": "no hand detected in any frame with a GT hand", "n_frames_3d": 0,
+         "n_hand_frames_gt": 2, "n_frames_undetected": 2},
+    ]
+    pooled, per_video = HandMPJPE(), HandMPJPE(aggregate="videos")
+    for m in (pooled, per_video):
+        for p in payloads:
+            m.update(dict(p))
+    rp, rv = pooled.compute(), per_video.compute()
+    assert rp.value == pytest.approx((10.0 + 60.0) / 4)  # 17.5 mm over 4 hand-frames
+    assert rv.value == pytest.approx((10.0 + 20.0) / 2)  # 15 mm over 2 videos
+    assert rp.backend == "mediapipe/pooled-frames" and rv.backend == "mediapipe/per-video"
+    assert pooled.key == per_video.key  # the per-video payloads are shared; only the column differs
+    for r in (rp, rv):
+        assert r.extras["missed"] == {"n_hand_frames_gt": 9, "n_frames_undetected": 5,
+                                      "n_videos_no_detection": 1, "detection_rate": pytest.approx(4 / 9)}
+    assert rp.extras["n_frames_pooled"] == 4 and rp.ci95[0] <= rp.value <= rp.ci95[1]
+    # payloads cached before sum_err_mm existed pool as value * n_frames_3d
+    old = HandMPJPE()
+    for p in payloads[:2]:
+        old.update({k: v for k, v in p.items() if k != "sum_err_mm"})
+    assert old.compute().value == pytest.approx(17.5)
+    with pytest.raises(ValueError, match="aggregate"):
+        HandMPJPE(aggregate="clips")
+
+
 def test_no_gt_joints_gives_none_with_reason():
     m = _metric_with([])
     r = m.measure(Sample("oakink", Video(np.zeros((2, 8, 8, 3), np.uint8))), Video(np.zeros((2, 8, 8, 3), np.uint8)))

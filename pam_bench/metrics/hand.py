@@ -19,6 +19,18 @@ the GT hand's 2D box diagonal).
   ``n_matched_by_wrist``.
 - A sample without GT joints gives ``value=None`` with reason "no GT joints" (e.g. OAKINK2 without MANO);
   no detection on any GT hand-frame gives ``value=None`` with its reason (the counts are still reported).
+
+Aggregation over videos (option ``aggregate``, part of the backend name so tables never mix them):
+
+- ``frames`` (default, backend ``<estimator>/pooled-frames``): every matched hand-frame of every video
+  weighs the same, ``sum of errors / number of matched hand-frames`` over the whole set, as
+  dex-ycb-toolkit's ``hpe_eval.py`` pools its frames. The 95% interval resamples videos (cluster bootstrap).
+- ``videos`` (backend ``<estimator>/per-video``): the mean of the per-video means (each video weighs the
+  same), with the usual bootstrap interval.
+
+Either way the missed detections are reported beside the value: ``extras.missed`` holds the total hand-frames
+with GT, the undetected ones, the pooled detection rate and the videos with no detection at all (a
+missed hand-frame has no error to average, so it is never in the value).
 """
 from __future__ import annotations
 
@@ -118,19 +130,22 @@ def evaluate_hands(dets_per_frame, gt3: np.ndarray | None, gt2: np.ndarray | Non
         return {"value": None, "reason": "no GT hand in any frame", **res}
     if not e3:
         return {"value": None, "reason": "no hand detected in any frame with a GT hand", **res}
-    return {"value": float(np.mean(e3) * MM_PER_M), **res}
+    return {"value": float(np.mean(e3) * MM_PER_M), "sum_err_mm": float(np.sum(e3) * MM_PER_M), **res}
+
+
+AGGREGATIONS = {"frames": "pooled-frames", "videos": "per-video"}
 
 
 class HandMPJPE(MeanMetric):
     """Root-aligned 3D hand MPJPE (mm) of a pose estimator on the generated video vs the GT joints.
 
-    Options: ``backend`` ('mediapipe' default | 'hamer'), ``pck_px`` (10), and backend options
-    (``mode`` image|video for mediapipe; ``hamer_dir`` for hamer).
+    Options: ``backend`` ('mediapipe' default | 'hamer'), ``aggregate`` ('frames' default | 'videos'),
+    ``pck_px`` (10), and backend options (``mode`` image|video for mediapipe; ``hamer_dir`` for hamer).
     """
 
     name = "mpjpe"
     direction = "lower"
-    version = "1"
+    version = "2"
     unit = "mm"
 
     def __init__(self, device: str = "cpu", **options):
@@ -139,21 +154,27 @@ class HandMPJPE(MeanMetric):
         from .motion import _numeric
 
         opts = _numeric(dict(options))
-        self.backend = str(opts.pop("backend", "mediapipe"))
+        self.estimator_name = str(opts.pop("backend", "mediapipe"))
+        self.aggregate = str(opts.pop("aggregate", "frames"))
+        if self.aggregate not in AGGREGATIONS:
+            raise ValueError(f"aggregate must be one of {tuple(AGGREGATIONS)}, got {self.aggregate!r}")
+        self.backend = f"{self.estimator_name}/{AGGREGATIONS[self.aggregate]}"
         self.pck_px = float(opts.pop("pck_px", 10.0))
-        self.estimator = get_backend(self.backend, device=device, **opts)
+        self.estimator = get_backend(self.estimator_name, device=device, **opts)
 
     @property
     def key(self) -> str:
+        """Payload key: per-video payloads do not depend on the aggregation, so it is not in the key."""
         from ..types import stable_hash
 
-        other = {k: str(v) for k, v in self.options.items() if k not in ("backend", "hamer_dir", "pck_px")}
+        other = {k: str(v) for k, v in self.options.items()
+                 if k not in ("backend", "hamer_dir", "pck_px", "aggregate")}
         suffix = f"-o{stable_hash(other)[:8]}" if other else ""
-        return f"{self.name}@{self.version}-{self.backend}-pck{self.pck_px:g}{suffix}"
+        return f"{self.name}@{self.version}-{self.estimator_name}-pck{self.pck_px:g}{suffix}"
 
     def config(self) -> dict:
         cfg = super().config()
-        cfg.update({"estimator": self.estimator.identity(), "pck_px": self.pck_px})
+        cfg.update({"estimator": self.estimator.identity(), "pck_px": self.pck_px, "aggregate": self.aggregate})
         return cfg
 
     def check_ready(self) -> None:
@@ -168,3 +189,44 @@ class HandMPJPE(MeanMetric):
         gt3, gt2 = _gt_arrays(sample, generated.num_frames)
         dets = self.estimator.estimate(generated, sample.hand_sides, sample.intrinsics)
         return evaluate_hands(dets, gt3, gt2, sample.hand_sides, self.pck_px)
+
+    # -- aggregation ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        super().reset()
+        self._pool: list[tuple[float, int]] = []  # (sum of errors mm, matched 3D hand-frames) per video
+        self._missed = {"n_hand_frames_gt": 0, "n_frames_undetected": 0, "n_videos_no_detection": 0}
+
+    def update(self, payload: Payload) -> None:
+        super().update(payload)
+        for k in ("n_hand_frames_gt", "n_frames_undetected"):
+            self._missed[k] += int(payload.get(k) or 0)
+        if payload.get("value") is None:
+            self._missed["n_videos_no_detection"] += int(bool(payload.get("n_hand_frames_gt")))
+            return
+        n = int(payload.get("n_frames_3d") or 0)
+        total = payload.get("sum_err_mm", float(payload["value"]) * n)
+        if n > 0:
+            self._pool.append((float(total), n))
+
+    def compute(self):
+        res = super().compute()
+        gt, miss = self._missed["n_hand_frames_gt"], self._missed["n_frames_undetected"]
+        res.extras["missed"] = {**self._missed, "detection_rate": (gt - miss) / gt if gt else None}
+        res.extras["aggregate"] = self.aggregate
+        res.extras.pop("sum_err_mm", None)
+        if self.aggregate == "frames" and self._pool:
+            sums, counts = (np.array(x, dtype=np.float64) for x in zip(*self._pool))
+            res.value = float(sums.sum() / counts.sum())
+            res.ci95 = _pooled_ci(sums, counts)
+            res.extras["n_frames_pooled"] = int(counts.sum())
+        return res
+
+
+def _pooled_ci(sums: np.ndarray, counts: np.ndarray, n_boot: int = 1000, seed: int = 0):
+    """Cluster bootstrap (videos resampled) 95% interval of the pooled mean sum / count."""
+    if sums.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, sums.size, size=(n_boot, sums.size))
+    ratios = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
