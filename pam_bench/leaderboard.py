@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .errors import IncompatibleResults, InputError, PamBenchError
-from .results import column_key
+from .results import column_key, whole_frame_mark
 
 #: The default reported-numbers file (committed in the repository).
 REPORTED_CSV = Path(str(importlib.resources.files("pam_bench") / "reported.csv"))  # package data
@@ -102,6 +102,7 @@ class Row:
     note: str = ""
     path: str = ""
     n: str = ""
+    marks: dict[tuple, str] = field(default_factory=dict)  # column key -> mark (e.g. " [whole-frame]")
 
 
 @dataclass
@@ -212,6 +213,8 @@ def _measured_rows(layout: Layout, results: Sequence[dict]) -> list[Row]:
             row.values[k] = float(m["value"])
             if format_cell(m, DECIMALS.get(name, 4)):  # aggregated over seeds: mean ± std
                 row.text[k] = format_cell(m, DECIMALS.get(name, 4))
+            if whole_frame_mark(name, m):
+                row.marks[k] = whole_frame_mark(name, m)
             if m.get("ci95"):
                 row.ci95[k] = (float(m["ci95"][0]), float(m["ci95"][1]))
         rows.append(row)
@@ -315,8 +318,8 @@ def _fmt_value(row: Row, c: Column) -> str:
     if c.key not in row.values:
         return "–"
     if c.key in row.text:
-        return row.text[c.key]
-    return f"{row.values[c.key]:.{DECIMALS.get(c.metric, 4)}f}"
+        return row.text[c.key] + row.marks.get(c.key, "")
+    return f"{row.values[c.key]:.{DECIMALS.get(c.metric, 4)}f}" + row.marks.get(c.key, "")
 
 
 def _label_headers(lay: Layout) -> list[str]:

@@ -149,3 +149,24 @@ def env_differences(a: dict, b: dict) -> list[str]:
         if va != vb:
             out.append(f"{k}: {va} vs {vb}")
     return out
+
+
+def whole_frame_mark(name: str, metric: dict) -> str:
+    """A table cell's mark for an MF value whose points came (partly) from the whole frame ('' otherwise)."""
+    src = (metric.get("extras") or {}).get("point_source") if name == "mf" else None
+    if not isinstance(src, dict) or not src.get("whole_frame"):
+        return ""
+    k, n = int(src["whole_frame"]), int(src.get("n_videos") or 0)
+    return " [whole-frame]" if k == n else f" [whole-frame {k}/{n}]"
+
+
+def console_notes(result: dict) -> list[str]:
+    """Lines the CLI prints under a result table: facts about how a number was made that change its meaning."""
+    out = []
+    mf = result.get("metrics", {}).get("mf")
+    src = ((mf or {}).get("extras") or {}).get("point_source")
+    if isinstance(src, dict) and src.get("whole_frame"):
+        out.append(f"MF: whole-frame points in {src['whole_frame']} of {src.get('n_videos')} videos (no segmentation; "
+                   "the paper samples foreground points): give -d seg_videos=DIR or score against the dataset "
+                   "(--dataset dexycb --root ...)")
+    return out

@@ -130,3 +130,46 @@ def test_bad_tolerance_file_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="abs"):
         load_tolerances(p)
     assert load_tolerances(None)["ssim"] == DEFAULT_TOLERANCES["ssim"]
+
+
+def test_results_carry_provenance_without_importing_heavy_modules(baseline):
+    """Every results.json holds the environment fields; gathering them imports nothing heavy."""
+    import subprocess
+    import sys
+    from importlib import metadata
+    from pathlib import Path
+
+    env = json.loads((baseline / "results.json").read_text())["env"]
+    for k in ("gpu", "cuda", "cudnn", "torch", "numpy", "scipy", "opencv", "lpips", "decord", "av", "diffusers",
+              "git_commit", "pam_bench", "python", "device"):
+        assert k in env, k
+    assert env["numpy"] == np.__version__ and env["scipy"] == metadata.version("scipy")
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert env["git_commit"] == head.stdout.strip()
+    code = ("import sys; from pam_bench.results import env_info; e = env_info('cpu'); "
+            "print(sorted(m for m in ('torch', 'cv2', 'scipy', 'lpips', 'decord', 'av', 'diffusers') "
+            "if m in sys.modules), e['gpu'], e['accelerator_info'], e['numpy'] is not None)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("]")[0] == "[" and "torch not loaded in this run" in r.stdout and "True" in r.stdout
+    code = ("import torch, sys; from pam_bench.results import env_info; e = env_info('cpu'); "
+            "print(e['cuda'] == torch.version.cuda, e['accelerator_info'])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("True torch"), (r.stdout, r.stderr[-500:])
+
+
+def test_check_warns_when_the_environments_differ(baseline, tmp_path, capsys):
+    new = tmp_path / "new"
+    shutil.copytree(baseline, new)
+    res = json.loads((new / "results.json").read_text())
+    res["env"]["numpy"] = "0.0-other"
+    res["env"]["gpu"] = "Some Other GPU"
+    (new / "results.json").write_text(json.dumps(res))
+    main(["check", str(new), "--baseline", str(baseline)])  # returns (exit 0): a warning, not a failure
+    out = capsys.readouterr().out
+    assert "warning: the two runs differ in their environment" in out
+    assert f"numpy: 0.0-other vs {np.__version__}" in out and "gpu: Some Other GPU vs" in out
+    main(["check", str(baseline), "--baseline", str(baseline)])
+    assert "differ in their environment" not in capsys.readouterr().out

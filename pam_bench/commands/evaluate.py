@@ -117,6 +117,10 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
     else:
         res = run(seed=seed, out=out, **kw)
     click.echo(format_results([res]))
+    from ..results import console_notes
+
+    for line in console_notes(res):
+        click.echo(line)
     click.echo(f"\nwrote {out}/results.json and {out}/per_video.jsonl")
 
 
@@ -153,7 +157,9 @@ def format_results(results: list[dict], tablefmt: str = "github") -> str:
             elif m["value"] is None:
                 row.append("n/a")
             else:
-                row.append(_fmt(m))
+                from ..results import whole_frame_mark
+
+                row.append(_fmt(m) + whole_frame_mark(c[0], m))
         rows.append(row)
     backends = "; ".join(f"{c[0]}={c[1]}@{c[2]}" for c in cols)
     return tabulate(rows, headers=headers, tablefmt=tablefmt) + f"\n\nbackends: {backends}"

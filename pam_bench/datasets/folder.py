@@ -5,6 +5,14 @@ Layout (testing/evaluation_comb_dexycb.py): ``generated/generated_{idx:04d}.mp4`
 have its gt partner and vice versa (a one-line error names the first file without one). Two files with one
 index (``gt_0000.mp4`` and ``gt_00000.mp4``) are an error naming both; a dangling symbolic link or a link
 loop is a one-line error naming it.
+
+The folder holds no segmentation, so Motion Fidelity would sample its points from the whole frame (and
+says so: ``whole-frame`` in results.json, on the console and in tables). ``-d seg_videos=DIR`` gives a
+folder of segmentation videos, ``DIR/seg_XXXX.mp4`` (or ``DIR/XXXX.mp4``), one per clip, e.g. PAM's seg
+condition videos in the same order; non-black pixels of frame 0 are the foreground (source ``seg-videos``).
+A missing one is an error naming the file. To take the foreground (and GT joints) from the dataset
+itself instead, score the generated folder against the dataset: ``--method folder --videos EVALDIR
+--dataset dexycb --root DEXYCB``.
 """
 from __future__ import annotations
 
@@ -33,13 +41,18 @@ def _check_link(p: Path) -> None:
 class PamEvalDir(Dataset):
     name = "pam-eval-dir"
 
-    def __init__(self, root=None, split=None, **options):
+    def __init__(self, root=None, split=None, seg_videos=None, **options):
         if root is None:
             raise InputError("--root", "pam-eval-dir needs the evaluation folder (--videos or --root)")
+        if options:
+            raise InputError(f"-d {sorted(options)[0]}", "unknown pam-eval-dir option; known: seg_videos")
         self.root = Path(root)
         self.split_name = split or "all"
         if not self.root.is_dir():
             raise InputError(self.root, "no such folder")
+        self.seg_videos = Path(seg_videos) if seg_videos else None
+        if self.seg_videos is not None and not self.seg_videos.is_dir():
+            raise InputError(self.seg_videos, "no such folder (-d seg_videos=DIR)")
 
     def _indices(self, sub: str, pat) -> dict[int, Path]:
         d = self.root / sub
@@ -72,7 +85,10 @@ class PamEvalDir(Dataset):
             source = str(self.root.resolve())
         except (OSError, RuntimeError) as e:
             raise InputError(self.root, f"cannot resolve the folder ({e})") from None
-        return Split(self.name, self.split_name, ids, {"source": source})
+        protocol = {"source": source}
+        if self.seg_videos is not None:
+            protocol["seg_videos"] = str(self.seg_videos.resolve())
+        return Split(self.name, self.split_name, ids, protocol)
 
     def _gt_file(self, sample_id: str) -> Path:
         gt = getattr(self, "_gt", None) or self._indices("gt", _GT)
@@ -86,10 +102,22 @@ class PamEvalDir(Dataset):
         return int(sample_id)
 
     def source_files(self, sample_id: str) -> list[Path]:
-        return [self._gt_file(sample_id)]
+        seg = [self.seg_path(sample_id)] if self.seg_videos is not None else []  # MF's foreground
+        return [self._gt_file(sample_id), *seg]
+
+    def seg_path(self, sample_id: str) -> Path:
+        for name in (f"seg_{sample_id}.mp4", f"{sample_id}.mp4"):
+            if (self.seg_videos / name).is_file():
+                return self.seg_videos / name
+        raise InputError(self.seg_videos / f"seg_{sample_id}.mp4", f"no segmentation video for clip {sample_id}")
 
     def load(self, sample_id: str) -> Sample:
         from ..video import read_video
 
         v = read_video(self._gt_file(sample_id))
-        return Sample(id=sample_id, video=v, meta={"index": int(sample_id), "source": "pam-eval-dir"})
+        meta = {"index": int(sample_id), "source": "pam-eval-dir"}
+        conditions = {}
+        if self.seg_videos is not None:
+            conditions["seg"] = read_video(self.seg_path(sample_id))
+            meta["seg_source"] = "seg-videos"
+        return Sample(id=sample_id, video=v, conditions=conditions, meta=meta)
