@@ -374,3 +374,59 @@ def test_torchscript_backend_calls_the_user_file_as_stylegan_v(monkeypatch, tmp_
     np.testing.assert_allclose(feat[48:96], expect, rtol=1e-6)
     assert m.config()["weights_sha256"] == W.sha256_file(stub)
     assert W.sha256_file(stub)[:12] in m.key  # another user file must not reuse cached GT features
+
+
+@pytest.mark.slow
+@pytest.mark.weights
+def test_embedded_set_first_frame_held_interval_contains_its_value(tmp_path):
+    """The issue's case: 40 clips of the embedded synthetic set, the first frame held, paired `start` clips.
+    The percentile interval of FVD v1 lay entirely above the value ([955.0, 1175.7] around 944.3); the
+    basic bootstrap interval contains it. Slow: 80 I3D passes on 49x480x720 clips."""
+    require_weights()
+    from pam_bench.harness import evaluate
+
+    res = evaluate("static", "synthetic", metrics=["fvd"], out=tmp_path / "run", dataset_options={"n_clips": 40},
+                   metric_options={"fvd": {"protocol": "start", "bootstrap": 1000}}, progress=False,
+                   gt_cache=tmp_path / "gt")
+    fvd = res["metrics"]["fvd"]
+    assert fvd["n"] == 40 and fvd["extras"]["small_n"] is True
+    lo, hi = fvd["ci95"]
+    assert lo <= fvd["value"] <= hi, (fvd["value"], fvd["ci95"])
+    assert fvd["extras"]["bootstrap"]["method"] == "basic"
+
+
+def _torchscript_cmvq_stub(path) -> None:
+    """StyleGAN-V's detector signature, called as common_metrics_on_video_quality calls it: a float clip
+    already cropped to 224x224 in [-1, 1], rescale=False, resize=False. Returns per-(channel, frame) means."""
+    import torch
+
+    class Stub(torch.nn.Module):
+        def forward(self, x: torch.Tensor, rescale: bool = True, resize: bool = True,
+                    return_features: bool = False) -> torch.Tensor:
+            assert x.dtype == torch.float32 and x.dim() == 5 and x.shape[1] == 3
+            assert x.shape[3] == 224 and x.shape[4] == 224
+            assert (not rescale) and (not resize) and return_features
+            f = x.mean(dim=(3, 4)).flatten(1)
+            reps = 400 // f.shape[1] + 1
+            return f.repeat(1, reps)[:, :400]
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(Stub()), str(path))
+
+
+def test_torchscript_backend_cmvq_call(monkeypatch, tmp_path):
+    """cmvq with the user's TorchScript: the whole clip, preprocessed as that repository does; a constant
+    colour c maps to (c / 255 - 0.5) * 2 whatever the resize (closed form)."""
+    stub = tmp_path / "i3d_torchscript.pt"
+    _torchscript_cmvq_stub(stub)
+    monkeypatch.setenv("PAM_BENCH_WEIGHT_STYLEGAN_V_I3D", str(stub))
+    m = FVD(detector="stylegan-v-torchscript", protocol="cmvq")
+    assert m.backend == "stylegan-v-torchscript/cmvq"
+    colours = np.array([10, 128, 250], np.uint8)
+    frames = np.broadcast_to(colours, (12, 30, 44, 3)).copy()
+    feat = m.measure_reference(Sample("c0", Video(frames)))["real_feat"]
+    expect = np.repeat((colours / 255.0 - 0.5) * 2, 12)  # channel-major [C*T], T = all 12 frames
+    np.testing.assert_allclose(feat[:36], expect, atol=1e-6)
