@@ -411,6 +411,6 @@ def bootstrap_interval(value: float, replicates: np.ndarray, method: str = "basi
     lo, hi = float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
     if method == "percentile":
         return lo, hi
-    if method == "basic":
-        return 2 * value - hi, 2 * value - lo
+    if method == "basic":  # the lower end is clipped at 0, a distance's floor (as metrics/set_interval.py)
+        return max(0.0, 2 * value - hi), max(0.0, 2 * value - lo)
     raise ValueError(f"ci must be one of {CI_METHODS}, got {method!r}")
