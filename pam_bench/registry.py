@@ -132,7 +132,7 @@ _add("metric", "ssim", "pam_bench.metrics.pixel:SSIM", "SSIM (Wang et al. 2004, 
 _add("metric", "psnr", "pam_bench.metrics.pixel:PSNR", "PSNR (data range 255), per frame")
 _add("metric", "lpips", "pam_bench.metrics.pixel:LPIPS", "LPIPS AlexNet v0.1, per frame",
      packages=("lpips",), weights=("lpips-alexnet",))
-_add("metric", "fvd", "pam_bench.metrics.fvd:FVD", "FVD (StyleGAN-V protocol: 16-frame clips, I3D K400)",
+_add("metric", "fvd", "pam_bench.metrics.fvd:FVD", "FVD (I3D K400; protocols stylegan-v, start, windows16-mean, cmvq)",
      weights=("i3d-k400",))
 _add("metric", "mf", "pam_bench.metrics.motion:MotionFidelity",
      "Motion Fidelity: two-sided track-direction agreement, 100 foreground points (LK default; cotracker3)",
