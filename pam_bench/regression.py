@@ -19,7 +19,8 @@ Decision rule (documented, deterministic):
     improvement only when it also exceeds the seed spread (the larger std over seeds of the two results).
 Improvements beyond the tolerance are reported, never failed. Runs whose provenance (GPU, CUDA, cuDNN, package
 versions, git commit: ``results.PROVENANCE_FIELDS``) differs get a warning line, not a failure. Results on
-different dataset manifests or with different metric backends/versions are refused (:func:`pam_bench.results.check_comparable`).
+different dataset manifests or with different metric backends/versions are refused
+(:func:`pam_bench.results.check_comparable`).
 """
 from __future__ import annotations
 
