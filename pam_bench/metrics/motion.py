@@ -39,9 +39,11 @@ Protocol (paper section 4.1, made exact here):
    MF = (A + B) / 2, range [-1, 1], consistent with the paper's reported 0.59-0.78; ``'sum'``:
    MF = A + B, the formula as printed. MF(x, x) = 1 ('mean') for any deterministic tracker.
 
-Losing tracks cannot raise MF above the fully tracked value except through steps whose cosine was
-negative (a lost step scores 0, the same as motion against no motion): it can never make a track score
-as if its lost steps had matched.
+What losing a generated step can still change: a lost step scores 0 (as motion against no motion), so
+it raises a pair's correlation only where that step's cosine was negative; and a step the GT track has
+also lost leaves the count, where before it counted as not matching. It never makes a track score as if
+its lost steps had matched (tested on the real DexYCB clip: tracks cut after 2-25 steps never score above
+the same tracks complete).
 
 Bump ``MotionFidelity.version`` whenever one of these rules changes.
 """
