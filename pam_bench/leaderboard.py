@@ -213,8 +213,9 @@ def _measured_rows(layout: Layout, results: Sequence[dict]) -> list[Row]:
             row.values[k] = float(m["value"])
             if format_cell(m, DECIMALS.get(name, 4)):  # aggregated over seeds: mean ± std
                 row.text[k] = format_cell(m, DECIMALS.get(name, 4))
-            if whole_frame_mark(name, m):
+            if whole_frame_mark(name, m):  # csv keeps bare numbers, so its note column carries the mark
                 row.marks[k] = whole_frame_mark(name, m)
+                row.note = "; ".join(x for x in (row.note, f"{METRIC_LABELS.get(name, name)}{row.marks[k]}") if x)
             if m.get("ci95"):
                 row.ci95[k] = (float(m["ci95"][0]), float(m["ci95"][1]))
         rows.append(row)

@@ -56,8 +56,9 @@ def test_folder_without_segmentation_says_whole_frame_everywhere(evaldir, tmp_pa
     assert "[whole-frame]" in console  # the result table's MF cell
     table = _run_cli(["table", str(out)], capsys)
     assert "[whole-frame]" in table
-    board = _run_cli(["leaderboard", str(out), "--layout", "table1", "--format", "md"], capsys)
-    assert "[whole-frame]" in board
+    for fmt in ("md", "tex", "csv"):
+        board = _run_cli(["leaderboard", str(out), "--layout", "table1", "--format", fmt], capsys)
+        assert "[whole-frame]" in board, fmt
 
 
 def test_folder_with_seg_videos_uses_them(evaldir, tmp_path, capsys):
