@@ -287,7 +287,8 @@ def test_bootstrap_interval_covers_the_true_distance_at_the_nominal_rate():
     """Gaussian features with a known Fréchet distance: over 200 simulated data sets (fixed seeds) the basic
     bootstrap interval covers the truth about 95% of the time, while the percentile interval, pushed up by
     the statistic's upward bias, covers it far less often."""
-    from pam_bench.metrics.fvd import bootstrap_interval, paired_bootstrap_fd
+    from pam_bench.metrics.fvd import paired_bootstrap_fd
+    from pam_bench.metrics.set_interval import bootstrap_interval
 
     d, n, reps, k = 4, 100, 200, 150
     mean_shift, var = np.full(d, 0.3), np.linspace(0.5, 2.0, d)

@@ -52,6 +52,7 @@ import numpy as np
 from ..types import Sample, Video, derive_seed
 from .base import Metric, MetricResult, Payload
 from .frechet import FrechetStats, frechet_distance_symmetric, frechet_from_stats
+from .set_interval import bootstrap_interval
 
 FEATURE_DIM = 400
 DETECTORS = ("i3d-k400-port", "stylegan-v-torchscript")
@@ -149,8 +150,8 @@ class FVD(Metric):
     unit = ""
     uses_reference_video = False  # measure() reads only the generated clip; the GT side is cached
     #: the options __init__ reads; any other -m fvd.KEY is refused by the harness
-    option_names = ("detector", "clip_frames", "clip", "clip_seed", "bootstrap", "bootstrap_seed", "batch_size",
-                    "dtype")
+    option_names = ("detector", "protocol", "clip_frames", "clip", "clip_seed", "bootstrap", "bootstrap_seed",
+                    "ci", "batch_size", "dtype")
 
     def __init__(self, device: str = "cpu", **options):
         if "clip" in options:
@@ -398,19 +399,3 @@ def window_starts(num_frames: int, length: int = 16) -> list[int]:
     """Starts of k = ceil(T / length) windows, evenly spaced from 0 to T - length: they cover every frame."""
     k = -(-num_frames // length)
     return [int(x) for x in np.round(np.linspace(0, num_frames - length, k))]
-
-
-def bootstrap_interval(value: float, replicates: np.ndarray, method: str = "basic",
-                       level: float = 0.95) -> tuple[float, float] | None:
-    """A bootstrap interval from replicate values: 'basic' (pivotal) or 'percentile'."""
-    r = np.asarray(replicates, dtype=np.float64)
-    r = r[np.isfinite(r)]
-    if r.size < 2:
-        return None
-    a = (1 - level) / 2
-    lo, hi = float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
-    if method == "percentile":
-        return lo, hi
-    if method == "basic":  # the lower end is clipped at 0, a distance's floor (as metrics/set_interval.py)
-        return max(0.0, 2 * value - hi), max(0.0, 2 * value - lo)
-    raise ValueError(f"ci must be one of {CI_METHODS}, got {method!r}")

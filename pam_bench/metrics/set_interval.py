@@ -39,8 +39,21 @@ def resampled_interval(rows: Sequence[tuple[np.ndarray | None, np.ndarray | None
         if real is None or gen is None or real.shape[0] < 2 or gen.shape[0] < 2:
             continue
         vals.append(distance(real, gen))
-    if len(vals) < 2:
-        return None, METHOD
-    a = (1.0 - level) / 2.0
-    lo_q, hi_q = np.quantile(vals, [a, 1.0 - a])
-    return (max(0.0, float(2 * value - hi_q)), max(0.0, float(2 * value - lo_q))), METHOD
+    return bootstrap_interval(value, vals, "basic", level), METHOD
+
+
+def bootstrap_interval(value: float, replicates, method: str = "basic",
+                       level: float = 0.95) -> tuple[float, float] | None:
+    """A bootstrap interval from replicate values: 'basic' (pivotal; the lower end clipped at 0, a
+    distance's floor) or 'percentile' (kept for comparison; biased upwards for a Fréchet distance)."""
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size < 2:
+        return None
+    a = (1 - level) / 2
+    lo, hi = float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
+    if method == "percentile":
+        return lo, hi
+    if method == "basic":
+        return max(0.0, 2 * value - hi), max(0.0, 2 * value - lo)
+    raise ValueError(f"interval method must be 'basic' or 'percentile', got {method!r}")
