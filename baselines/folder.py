@@ -3,8 +3,11 @@
 Looked up per sample, in this order, inside ``--videos DIR``:
   1. ``generated/generated_{index:04d}.mp4`` — the layout the official PAM evaluation script writes
      (index = the clip's position in the ordered split, e.g. DexYCB s0-pam-val);
-  2. ``<video_id>.mp4`` with '/' in the id replaced by '__';
-  3. ``<video_id>.mp4`` as a relative path.
+  2. ``generated_{index:04d}.mp4`` directly in DIR (split order, without the ``generated/`` folder);
+  3. ``<video_id>.mp4`` with '/' in the id replaced by '__';
+  4. ``<video_id>.mp4`` as a relative path.
+``evaluate`` asks :meth:`FolderMethod.locate` for every selected clip before any decoding, so a folder with
+fewer videos than the split is reported with its counts up front (pam_bench.completeness).
 A missing file is a one-line error naming the path that was expected. A clip id with a '..', '.' or
 empty component, or an absolute one, is refused: reads stay inside ``--videos``. Decoding is bounded by the
 reference clip's frame count, probed before any frame is decoded (pam_bench.video.read_video).
@@ -47,13 +50,22 @@ class FolderMethod(Generator):
                                         "empty path component)")
         c = []
         if index is not None:
-            c.append(self.root / "generated" / f"generated_{int(index):04d}.mp4")
+            c += [self.root / "generated" / f"generated_{int(index):04d}.mp4",
+                  self.root / f"generated_{int(index):04d}.mp4"]
         c += [self.root / f"{safe_id(video_id)}.mp4", self.root / f"{video_id}.mp4"]
         return c
 
     def source_files(self, video_id: str, index: int | None = None) -> list[Path]:
         """The file the clip's video is read from (its sha256 guards reused payloads); [] when none is."""
         return [p for p in self._candidates(video_id, index) if p.is_file()][:1]
+
+    def locate(self, video_id: str, index: int | None) -> Path | None:
+        """The file that holds a clip's video (None when absent); no decoding."""
+        return next((p for p in self._candidates(video_id, index) if p.is_file()), None)
+
+    def expected(self, video_id: str, index: int | None) -> Path:
+        """The first place a clip's video is looked for (named when it is missing)."""
+        return self._candidates(video_id, index)[0]
 
     def source_of(self, video_id: str) -> str:
         """The file a clip's video was read from (for error messages)."""

@@ -13,6 +13,7 @@ import click
 from .errors import PamBenchError
 
 LAZY_COMMANDS: dict[str, str] = {
+    "list": "pam_bench.commands.listing:list_cmd",
     "evaluate": "pam_bench.commands.evaluate:evaluate",
     "table": "pam_bench.commands.evaluate:table",
     "bench": "pam_bench.commands.bench:bench",
@@ -39,32 +40,16 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(mod), attr)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog="""\b
+Examples:
+  pam-bench list
+  pam-bench evaluate --method folder --videos EVAL_DIR --metrics ssim,psnr,lpips,fvd,mf --out runs/ckpt_0042
+  pam-bench check runs/ckpt_0042 --baseline runs/ckpt_0040
+Flags mean the same in every command: -o method option, -d dataset option, -m metric option.
+""")
 @click.version_option(package_name="pam-bench")
 def cli():
     """pam-bench: evaluate hand-object-interaction video generators on the PAM protocol."""
-
-
-@cli.command("list")
-@click.option("--kind", type=click.Choice(["dataset", "method", "metric"]), default=None)
-def list_cmd(kind):
-    """Datasets, methods and metrics, with whether each can run here and what is missing."""
-    from tabulate import tabulate
-
-    from .registry import REGISTRY
-
-    for k in ([kind] if kind else ["dataset", "method", "metric"]):
-        rows = []
-        for e in REGISTRY.entries(k):
-            miss = e.missing()
-            ready = "yes" if not miss else "no"
-            need = "; ".join(miss)
-            if e.user_files:
-                need = (need + "; " if need else "") + f"needs {e.user_files}"
-            rows.append([e.name, ready, e.summary, need])
-        click.echo(f"\n{k}s")
-        click.echo(tabulate(rows, headers=["name", "ready", "what", "missing / needs"], tablefmt="simple",
-                            maxcolwidths=[None, None, 60, 60]))
 
 
 def main(argv=None):

@@ -137,13 +137,19 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
              force: bool = False, codec: str = "lossless", progress: bool = True,
              gt_cache: str | Path | None = None, save_videos: bool = True,
              trim: bool = False, resize: bool = False, condition_noise: float | None = None,
-             condition_noise_seed: int = 0) -> dict:
+             condition_noise_seed: int = 0, ids: Sequence[str] | None = None,
+             allow_missing: bool = False) -> dict:
     """Evaluate a method on a dataset split; returns the results dict (also written to OUT/results.json).
 
     Resumable: videos and per-video payloads already in OUT are reused. ``shard="i/N"`` evaluates every
     N-th clip starting at i (for job arrays; merge the shard folders with :func:`merge`).
     ``condition_noise=SIGMA``: Gaussian noise on the condition videos (uint8 units; see pam_bench.noise).
+    ``ids``: evaluate these clips of the split (in split order). A method whose videos lie on disk is checked
+    for completeness before any decoding (pam_bench.completeness; ``allow_missing`` scores what is there).
+    The selection (``limit``/``ids``) is not part of the run identity: payloads are per clip, so a changed
+    selection of the same run is a resume.
     """
+    from .completeness import check_reference, select_ids_arg, select_present
     from .distributed import context
 
     check_limit(limit)
@@ -159,8 +165,11 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
     for m in mets:
         m.check_ready()
     sp = ds.split()
+    check_reference(sp, mets)
     shard_t = parse_shard(shard)
-    ids = select_ids(sp, limit, shard_t)
+    chosen = Split(sp.dataset, sp.name, tuple(select_ids_arg(sp, ids)), sp.protocol) if ids else sp
+    ids = select_ids(chosen, limit, shard_t)
+    ids = select_present(gen, sp, ids, allow_missing, not (dctx and dctx.rank), getattr(ds, "sample_index", None))
     if not ids:
         raise PamBenchError(f"dataset '{sp.dataset}' split '{sp.name}' selects no clips")
     store = RunStore(Path(out))
@@ -168,7 +177,6 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
         "method": gen.identity(),
         "dataset": ds.identity(sp),
         "seed": int(seed),
-        "limit": limit,
         "shard": list(shard_t),
         "conform": {"trim": bool(trim), "resize": bool(resize)},
         "metrics": {m.name: m.config() for m in mets},

@@ -1,10 +1,17 @@
 """A static HTML leaderboard: ``pam-bench leaderboard RESULTS... --format html --out DIR``.
 
-``DIR/index.html`` opens from disk (no server, no CDN, no network): a table with one row per method
-(the paper's reported rows marked and cited, measured rows from results.json) that sorts when a header is
-clicked (vanilla JS; missing values always sort last), best values per block in bold, and side-by-side
-previews for a few clips: GT | each method's generated video | the conditions (depth, seg, hand).
-Previews are small animated WebP files under ``DIR/previews/`` (plain ``<img>``: every browser plays them
+Pages open from disk (no server, no CDN, no network) and fit a 1,280 px window without horizontal
+scrolling (checked in headless Chromium by the tests):
+
+- ``DIR/index.html``: the leaderboard (the paper's reported rows marked and cited, measured rows from
+  results.json), sorted by clicking a header (vanilla JS; missing values always sort last), best values per
+  block in bold, small-N cells marked; then, for a few clips, GT | each method's video | the conditions side
+  by side in a responsive grid at a readable size;
+- ``DIR/clips.html``: the per-clip drill-down: every clip's per-video metrics for every measured run
+  (per_video.jsonl), sortable, each previewed clip linked to ``DIR/clip/<id>.html``, which shows the GT and
+  every method's video with that clip's metrics.
+
+Previews are animated WebP files under ``DIR/previews/`` (plain ``<img>``: every browser plays them
 without codec support). GT and conditions come from reloading the dataset recorded in the run folder's
 ``dataset_args.json`` (``--root`` / ``-d`` override it); without it the page still shows generated videos
 and says why GT is missing.
@@ -18,11 +25,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .leaderboard import Board, board_rows, build
+from .leaderboard import ARROWS, Board, board_rows, build
 from .results import load_results
 from .store import read_json, safe_id
 
-PREVIEW_HEIGHT = 96
+PREVIEW_HEIGHT = 240
 PREVIEW_FRAMES = 25
 
 
@@ -74,7 +81,7 @@ def _generated_path(run_dir: Path, result: dict, vid: str, index: int | None) ->
     src = result["method"].get("videos")
     if src:
         if index is not None:
-            cands.append(Path(src) / "generated" / f"generated_{index:04d}.mp4")
+            cands += [Path(src) / "generated" / f"generated_{index:04d}.mp4", Path(src) / f"generated_{index:04d}.mp4"]
         cands += [Path(src) / f"{safe_id(vid)}.mp4", Path(src) / f"{vid}.mp4"]
     return next((c for c in cands if c.is_file()), None)
 
@@ -127,38 +134,46 @@ def build_previews(results: list[dict], out: Path, labels: list[str], clips: int
 
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-table.lb{border-collapse:collapse;font-size:14px}
-table.lb th,table.lb td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}
-table.lb th{cursor:pointer;background:#f4f4f4;user-select:none}
-table.lb th[aria-sort=ascending]::after{content:" ▲"} table.lb th[aria-sort=descending]::after{content:" ▼"}
-table.lb td.l,table.lb th.l{text-align:left}
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em 1.5em;max-width:1600px;color:#222}
+nav a{margin-right:1em}
+.wrap{max-width:100%}
+table.lb{border-collapse:collapse;font-size:13px;max-width:100%}
+table.lb th,table.lb td{border-bottom:1px solid #ddd;padding:3px 6px;text-align:right}
+table.lb td{white-space:nowrap}
+table.lb th{cursor:pointer;background:#f4f4f4;user-select:none;white-space:normal;vertical-align:bottom}
+table.lb th[aria-sort=ascending]::after{content:" \\25B2"} table.lb th[aria-sort=descending]::after{content:" \\25BC"}
+table.lb td.l,table.lb th.l{text-align:left;white-space:normal}
 tr.reported td{color:#555;font-style:italic}
-.clip{margin:1em 0} .clip figure{display:inline-block;margin:0 6px 6px 0;text-align:center;font-size:12px}
-.notes{font-size:12px;color:#555}
+.grid{margin-top:1em;display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,260px),1fr));gap:10px}
+.grid figure{margin:0;text-align:center;font-size:13px;min-width:0}
+.grid img{width:100%;height:auto;display:block;background:#eee}
+.missing{padding:2em .5em;background:#f4f4f4;color:#777}
+.notes{font-size:12px;color:#555;overflow-wrap:anywhere}
 """
 
 _JS = """
 (function(){
-  const table=document.getElementById('leaderboard');
-  const body=table.tBodies[0];
-  table.querySelectorAll('th[data-col]').forEach(function(th,ci){
-    th.addEventListener('click',function(){
-      const col=th.dataset.col, numeric=th.dataset.numeric==='1';
-      let asc;
-      if(th.getAttribute('aria-sort')) asc=th.getAttribute('aria-sort')!=='ascending';
-      else asc=numeric?th.dataset.better!=='higher':true;
-      table.querySelectorAll('th').forEach(function(h){h.removeAttribute('aria-sort');});
-      th.setAttribute('aria-sort',asc?'ascending':'descending');
-      const rows=Array.from(body.rows);
-      rows.sort(function(a,b){
-        const x=a.cells[th.cellIndex].dataset.v, y=b.cells[th.cellIndex].dataset.v;
-        if(x===undefined||x==='') return (y===undefined||y==='')?0:1;
-        if(y===undefined||y==='') return -1;
-        let c=numeric?(parseFloat(x)-parseFloat(y)):x.localeCompare(y);
-        return asc?c:-c;
+  document.querySelectorAll('table.lb').forEach(function(table){
+    const body=table.tBodies[0];
+    table.querySelectorAll('th[data-col]').forEach(function(th){
+      th.addEventListener('click',function(){
+        const numeric=th.dataset.numeric==='1';
+        let asc;
+        if(th.getAttribute('aria-sort')) asc=th.getAttribute('aria-sort')!=='ascending';
+        else asc=numeric?th.dataset.better!=='higher':true;
+        table.querySelectorAll('th').forEach(function(h){h.removeAttribute('aria-sort');});
+        th.setAttribute('aria-sort',asc?'ascending':'descending');
+        const rows=Array.from(body.rows);
+        rows.sort(function(a,b){
+          const x=a.cells[th.cellIndex].dataset.v, y=b.cells[th.cellIndex].dataset.v;
+          if(x===undefined||x==='') return (y===undefined||y==='')?0:1;
+          if(y===undefined||y==='') return -1;
+          let c=numeric?(parseFloat(x)-parseFloat(y)):x.localeCompare(y);
+          return asc?c:-c;
+        });
+        rows.forEach(function(r){body.appendChild(r);});
       });
-      rows.forEach(function(r){body.appendChild(r);});
     });
   });
 })();
@@ -169,20 +184,24 @@ def _e(s: Any) -> str:
     return html.escape(str(s), quote=True)
 
 
+def _th(label: str, col: str, numeric: bool = False, better: str = "", title: str = "", left: bool = False) -> str:
+    attrs = f' data-col="{_e(col)}"' + (' data-numeric="1"' if numeric else "") \
+        + (f' data-better="{_e(better)}"' if better else "") + (f' title="{_e(title)}"' if title else "")
+    cls = ' class="l"' if left else ""
+    return f"<th{cls}{attrs}>{_e(label)}</th>"
+
+
 def _table(board: Board) -> str:
     rows = board_rows(board)
     cols = board.columns
-    head = ['<th class="l" data-col="method">method</th>', '<th class="l" data-col="kind">source</th>',
-            '<th class="l" data-col="block">protocol</th>']
-    head += [f'<th data-col="{_e(c.label)}" data-numeric="1" data-better="{_e(c.direction)}" '
-             f'title="backend: {_e(c.backend or "unstated")}">{_e(c.label)}</th>' for c in cols]
-    head += ['<th data-col="n">N</th>']
+    head = [_th("method", "method", left=True), _th("source", "kind", left=True)]
+    head += [_th(c.label, c.label, True, c.direction, f"backend: {c.backend or 'unstated'}") for c in cols]
+    head += [_th("N", "n")]
     body = []
     for r in rows:
+        cite = f' <sup title="{_e(r["source"])}">[cite]</sup>' if r["kind"] == "reported" else ""
         cells = [f'<td class="l" data-v="{_e(r["label"])}">{_e(r["label"])}</td>',
-                 f'<td class="l" data-v="{_e(r["kind"])}">{_e(r["kind"])}'
-                 + (f' <sup title="{_e(r["source"])}">[cite]</sup>' if r["kind"] == "reported" else "") + "</td>",
-                 f'<td class="l" data-v="{_e(r["block"])}">{_e(r["block"])}</td>']
+                 f'<td class="l" data-v="{_e(r["kind"])}" title="{_e(r["block"])}">{_e(r["kind"])}{cite}</td>']
         for c in cols:
             v = r["values"].get(c.label)
             txt = _e(r["text"][c.label])
@@ -191,46 +210,112 @@ def _table(board: Board) -> str:
             cells.append(f'<td data-v="{"" if v is None else repr(float(v))}">{txt}</td>')
         cells.append(f'<td data-v="{_e(r["n"])}">{_e(r["n"] or "–")}</td>')
         body.append(f'<tr class="{_e(r["kind"])}" data-label="{_e(r["label"])}">' + "".join(cells) + "</tr>")
-    return (f'<table id="leaderboard" class="lb"><thead><tr>{"".join(head)}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return (f'<div class="wrap"><table id="leaderboard" class="lb"><thead><tr>{"".join(head)}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _figures(panels: list[dict], prefix: str = "") -> str:
+    figs = []
+    for p in panels:
+        if p.get("src"):
+            figs.append(f'<figure><img class="preview" src="{_e(prefix + p["src"])}" alt="{_e(p["label"])}">'
+                        f'<figcaption>{_e(p["label"])}</figcaption></figure>')
+        else:
+            figs.append(f'<figure><div class="missing">{_e(p.get("missing", "missing"))}</div>'
+                        f'<figcaption>{_e(p["label"])}</figcaption></figure>')
+    return f'<div class="grid">{"".join(figs)}</div>'
 
 
 def _previews_html(clips: list[dict]) -> str:
+    return "".join(f'<div class="clip" data-clip="{_e(c["id"])}"><h3><a href="clip/{_e(safe_id(c["id"]))}.html">'
+                   f'{_e(c["id"])}</a></h3>{_figures(c["panels"])}</div>' for c in clips)
+
+
+def _per_video(results: list[dict]) -> list[dict[str, dict]]:
+    """per_video.jsonl of each run, keyed by video id (empty when a run has none)."""
     out = []
-    for c in clips:
-        figs = []
-        for p in c["panels"]:
-            if p.get("src"):
-                figs.append(f'<figure><img class="preview" src="{_e(p["src"])}" alt="{_e(p["label"])}">'
-                            f'<figcaption>{_e(p["label"])}</figcaption></figure>')
-            else:
-                figs.append(f'<figure><div>{_e(p.get("missing", "missing"))}</div>'
-                            f'<figcaption>{_e(p["label"])}</figcaption></figure>')
-        out.append(f'<div class="clip" data-clip="{_e(c["id"])}"><h3>{_e(c["id"])}</h3>{"".join(figs)}</div>')
-    return "".join(out)
+    for r in results:
+        p = Path(r["_path"]).parent / "per_video.jsonl"
+        rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.is_file() else []
+        out.append({row["video_id"]: row for row in rows})
+    return out
+
+
+def _clip_metrics(results: list[dict]) -> list[tuple[str, str]]:
+    """(metric, direction) of the per-video metrics, in the order the runs list them."""
+    seen: dict[str, str] = {}
+    for r, pv in zip(results, _per_video(results)):
+        names = {k for row in pv.values() for k in row if k != "video_id"}
+        for name, m in r["metrics"].items():
+            if name in names:
+                seen.setdefault(name, m["direction"])
+    return list(seen.items())
+
+
+def _clips_table(results: list[dict], labels: list[str], linked: set[str], prefix: str = "",
+                 only: str | None = None) -> str:
+    metrics = _clip_metrics(results)
+    head = [_th("clip", "clip", left=True), _th("method", "method", left=True)]
+    head += [_th(f"{m} {ARROWS[d]}", m, True, d) for m, d in metrics]
+    body = []
+    for pv, label in zip(_per_video(results), labels):
+        for vid, row in pv.items():
+            if only is not None and vid != only:
+                continue
+            name = _e(vid)
+            if vid in linked:
+                name = f'<a href="{prefix}clip/{_e(safe_id(vid))}.html">{name}</a>'
+            cells = [f'<td class="l" data-v="{_e(vid)}">{name}</td>',
+                     f'<td class="l" data-v="{_e(label)}">{_e(label)}</td>']
+            for m, _ in metrics:
+                v = row.get(m)
+                cells.append(f'<td data-v="{"" if v is None else repr(float(v))}">'
+                             f'{"–" if v is None else f"{float(v):.4g}"}</td>')
+            body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<div class="wrap"><table class="lb"><thead><tr>{"".join(head)}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _page(title: str, body: str, prefix: str = "") -> str:
+    nav = f'<nav><a href="{prefix}index.html">leaderboard</a><a href="{prefix}clips.html">per clip</a></nav>'
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
+            f"<style>{_CSS}</style></head><body>{nav}<h1>{_e(title)}</h1>{body}<script>{_JS}</script></body></html>\n")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def write_html(paths: Sequence[str | Path], out: str | Path, layout: str = "table1", reported=None,
                include_reported: bool = True, clips: int | Sequence[str] = 2, root=None,
-               dataset_options: dict | None = None) -> Path:
-    """Write DIR/index.html (+ previews); returns its path."""
+               dataset_options: dict | None = None, labels: dict[str, str] | None = None,
+               all_columns: bool = False) -> Path:
+    """Write DIR/index.html, DIR/clips.html and DIR/clip/<id>.html (+ previews); returns index.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = [load_results(p) for p in paths]
-    board = build(results, layout, reported, include_reported)
+    board = build(results, layout, reported, include_reported, labels, all_columns)
     measured = [r for r in board_rows(board) if r["kind"] == "measured"]
     by_path = {m["path"]: m["label"] for m in measured}
-    labels = [by_path.get(r["_path"], r["method"]["name"]) for r in results]
-    clips_out, notes = build_previews(results, out, labels, clips, root, dataset_options)
+    names = [by_path.get(r["_path"], r["method"]["name"]) for r in results]
+    clips_out, notes = build_previews(results, out, names, clips, root, dataset_options)
     foot = "".join(f"<li>{_e(f)}</li>" for f in board.footnotes + notes)
-    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(board.layout.title)}</title>'
-            f"<style>{_CSS}</style></head><body><h1>{_e(board.layout.title)}</h1>"
-            "<p>Click a column header to sort (best first on the first click).</p>"
+    linked = {c["id"] for c in clips_out}
+    body = ("<p>Click a column header to sort (best first on the first click). "
+            "<a href=\"clips.html\">Per-clip metrics</a>.</p>"
             f"{_table(board)}<ul class=\"notes\">{foot}</ul>"
-            f"<h2>Previews</h2>{_previews_html(clips_out) or '<p>no clips selected</p>'}"
-            f"<script>{_JS}</script></body></html>\n")
+            f"<h2>Videos</h2>{_previews_html(clips_out) or '<p>no clips selected</p>'}")
     index = out / "index.html"
-    tmp = out / ".index.html.part"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(index)
+    _write(index, _page(board.layout.title, body))
+    clips_body = ("<p>Per-video metrics of every measured run (per_video.jsonl). Click a header to sort; "
+                  "a linked clip has a page with its videos.</p>" + _clips_table(results, names, linked))
+    _write(out / "clips.html", _page("Per-clip metrics", clips_body))
+    for c in clips_out:
+        body = (_clips_table(results, names, set(), "../", only=c["id"])
+                + _figures(c["panels"], "../"))
+        _write(out / "clip" / f"{safe_id(c['id'])}.html", _page(f"Clip {c['id']}", body, "../"))
     return index

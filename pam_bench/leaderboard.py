@@ -13,6 +13,13 @@ measured backend, and the footnotes say so.
 
 Measured results in one board must share one protocol: the same dataset manifest hash and the same number
 of evaluated clips; anything else is refused with :class:`~pam_bench.errors.IncompatibleResults`.
+
+For publishing: ``labels`` (``--label RUN=NAME``) names measured rows; a backend column without any
+measured value (a reported-only backend, e.g. FVD [stylegan-v-torchscript] beside measured i3d-k400-port)
+is hidden when there are measured rows, and a footnote names it (``all_columns`` / ``--all-columns`` shows
+it). FVD from fewer clips than the paper's carries a mark and is never bold (pam_bench.smalln). The LaTeX is
+booktabs, one footnote letter per backend, ``table*`` when the table needs the page width, and scaled down
+only when wider than the line.
 """
 from __future__ import annotations
 
@@ -24,20 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .cells import ARROWS, DECIMALS, METRIC_LABELS, PAPER_DIRECTIONS, tex_escape  # noqa: F401 (re-exported)
+from .cells import fmt_value as _fmt_value
+from .cells import label_cells as _label_cells
+from .cells import label_headers as _label_headers
+from .cells import tail_cells as _tail_cells
+from .cells import tail_headers as _tail_headers
 from .errors import IncompatibleResults, InputError, PamBenchError
 from .results import column_key, whole_frame_mark
+from .smalln import MARK, PAPER_N, is_small
+from .smalln import note as small_n_note
 
 #: The default reported-numbers file (committed in the repository).
 REPORTED_CSV = Path(str(importlib.resources.files("pam_bench") / "reported.csv"))  # package data
 REPORTED_COLUMNS = ("table", "method", "venue", "metric", "value", "backend", "source", "note")
 
-#: Metric display names and the paper's arrows (the direction of each metric, as the paper prints it).
-METRIC_LABELS = {"fvd": "FVD", "mf": "MF", "lpips": "LPIPS", "ssim": "SSIM", "psnr": "PSNR", "mpjpe": "MPJPE"}
-PAPER_DIRECTIONS = {"fvd": "lower", "mf": "higher", "lpips": "lower", "ssim": "higher", "psnr": "higher",
-                    "mpjpe": "lower"}
-#: Decimals the paper prints per metric (measured values are shown the same way; csv keeps full precision).
-DECIMALS = {"fvd": 2, "mf": 3, "lpips": 3, "ssim": 3, "psnr": 2, "mpjpe": 2}
-ARROWS = {"lower": "↓", "higher": "↑"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Layout:
     venue: bool = False
     resolution: bool = False
     reported_protocol: str = ""
+    paper_n: int = PAPER_N  # clips behind the reported values (small-N marks below it)
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -102,7 +111,8 @@ class Row:
     note: str = ""
     path: str = ""
     n: str = ""
-    marks: dict[tuple, str] = field(default_factory=dict)  # column key -> mark (e.g. " [whole-frame]")
+    marks: dict[tuple, str] = field(default_factory=dict)  # column key -> mark (" [whole-frame]", "†")
+    small_n: set[tuple] = field(default_factory=set)  # column keys from fewer clips than the paper's
 
 
 @dataclass
@@ -196,10 +206,11 @@ def method_label(result: dict) -> str:
     return label
 
 
-def _measured_rows(layout: Layout, results: Sequence[dict]) -> list[Row]:
+def _measured_rows(layout: Layout, results: Sequence[dict], labels: dict[str, str] | None = None) -> list[Row]:
     from .seeds import format_cell
 
     rows = []
+    named = _match_labels(results, labels or {})
     for r in results:
         proto = r["dataset"].get("protocol") or {}
         res = f"{proto['height']}x{proto['width']}" if "height" in proto and "width" in proto else ""
@@ -216,14 +227,47 @@ def _measured_rows(layout: Layout, results: Sequence[dict]) -> list[Row]:
             if whole_frame_mark(name, m):  # csv keeps bare numbers, so its note column carries the mark
                 row.marks[k] = whole_frame_mark(name, m)
                 row.note = "; ".join(x for x in (row.note, f"{METRIC_LABELS.get(name, name)}{row.marks[k]}") if x)
+            if is_small(name, m, layout.paper_n):
+                row.small_n.add(k)
+                row.marks[k] = row.marks.get(k, "") + MARK
             if m.get("ci95"):
                 row.ci95[k] = (float(m["ci95"][0]), float(m["ci95"][1]))
         rows.append(row)
-    labels = [x.label for x in rows]
+    auto = [x.label for x in rows]
     for x in rows:  # same method twice (e.g. two checkpoints): disambiguate by the run folder
-        if labels.count(x.label) > 1:
+        if auto.count(x.label) > 1:
             x.label += f" ({Path(x.path).parent.name})"
+    for x in rows:
+        x.label = named.get(x.path, x.label)
     return rows
+
+
+def parse_labels(pairs: Iterable[str]) -> dict[str, str]:
+    """``--label RUN=NAME`` pairs (RUN: the run folder or results.json as given on the command line)."""
+    out = {}
+    for p in pairs:
+        run, sep, name = p.partition("=")
+        if not sep or not run.strip() or not name.strip():
+            raise InputError("--label", f"{p!r} must look like RUN=NAME (RUN: a run folder given as RESULTS)")
+        out[run.strip()] = name.strip()
+    return out
+
+
+def _match_labels(results: Sequence[dict], labels: dict[str, str]) -> dict[str, str]:
+    """results.json path -> row name; a RUN that names none of the results is a one-line error."""
+    def keys(r: dict) -> set[Path]:
+        p = Path(r.get("_path", "")).resolve()
+        return {p, p.parent}
+
+    out = {}
+    for run, name in labels.items():
+        target = Path(run).resolve()
+        hits = [r for r in results if target in keys(r)]
+        if not hits:
+            raise InputError("--label", f"{run!r} is none of the RESULTS given (use the run folder or results.json)")
+        for r in hits:
+            out[r.get("_path", "")] = name
+    return out
 
 
 def _directions(results: Sequence[dict]) -> dict[str, str]:
@@ -269,15 +313,28 @@ def _columns(layout: Layout, measured: list[Row], reported: list[Row], direction
 def _mark_best(block: Block, columns: list[Column]) -> None:
     for c in columns:
         vals = [(i, r.values[c.key]) for i, r in enumerate(block.rows)
-                if c.key in r.values and math.isfinite(r.values[c.key])]
+                if c.key in r.values and math.isfinite(r.values[c.key]) and c.key not in r.small_n]
         if len(vals) < 2:
             continue
         best = (min if c.direction == "lower" else max)(v for _, v in vals)
         block.best |= {(i, c.key) for i, v in vals if v == best}
 
 
+def _hide_empty(cols: list[Column], meas: list[Row], footnotes: list[str]) -> list[Column]:
+    """Drop backend columns that no measured row fills (only when there are measured rows)."""
+    if not meas:
+        return cols
+    keep = [c for c in cols if any(c.key in r.values for r in meas)]
+    hidden = [c.label if "[" in c.label else f"{c.label} [{c.backend or 'unstated'}]" for c in cols if c not in keep]
+    if hidden:
+        footnotes.append(f"Hidden: {', '.join(hidden)} (reported with a backend not measured here; "
+                         "--all-columns shows them).")
+    return keep
+
+
 def build(results: Sequence[dict], layout: str = "table1", reported: str | Path | None = None,
-          include_reported: bool = True) -> Board:
+          include_reported: bool = True, labels: dict[str, str] | None = None,
+          all_columns: bool = False) -> Board:
     """A board for ``layout`` from loaded results (``results.load_results``) and the reported CSV."""
     if layout not in LAYOUTS:
         raise PamBenchError(f"unknown layout '{layout}'; known: {', '.join(LAYOUTS)}")
@@ -286,9 +343,11 @@ def build(results: Sequence[dict], layout: str = "table1", reported: str | Path 
     if results:
         _check_one_protocol(results)
     rep = _reported_rows(lay, load_reported(reported, lay.key)) if include_reported else []
-    meas = _measured_rows(lay, results)
+    meas = _measured_rows(lay, results, labels)
     footnotes: list[str] = []
     cols = _columns(lay, meas, rep, _directions(results), footnotes)
+    if not all_columns:
+        cols = _hide_empty(cols, meas, footnotes)
     blocks = []
     if rep:
         sources = sorted({r.source for r in rep})
@@ -305,6 +364,8 @@ def build(results: Sequence[dict], layout: str = "table1", reported: str | Path 
             footnotes.append(f"Measured metrics not in this layout: {', '.join(skipped)}.")
     for b in blocks:
         _mark_best(b, cols)
+    if any(r.small_n for r in meas):
+        footnotes.append(small_n_note(lay.paper_n))
     footnotes.append("Best value per column within each block (reported / measured) in bold; the blocks use "
                      "different protocols and are not ranked against each other.")
     bk = "; ".join(f"{c.label}: {c.backend or 'unstated'}" + ("" if c.version == "reported" else f"@{c.version}")
@@ -314,31 +375,6 @@ def build(results: Sequence[dict], layout: str = "table1", reported: str | Path 
 
 
 # --- rendering ------------------------------------------------------------------------------------------
-
-def _fmt_value(row: Row, c: Column) -> str:
-    if c.key not in row.values:
-        return "–"
-    if c.key in row.text:
-        return row.text[c.key] + row.marks.get(c.key, "")
-    return f"{row.values[c.key]:.{DECIMALS.get(c.metric, 4)}f}" + row.marks.get(c.key, "")
-
-
-def _label_headers(lay: Layout) -> list[str]:
-    return [lay.label_header] + (["Venue"] if lay.venue else [])
-
-
-def _label_cells(lay: Layout, row: Row) -> list[str]:
-    name = row.label + (" (reported)" if row.kind == "reported" else "")
-    return [name] + ([row.venue or "–"] if lay.venue else [])
-
-
-def _tail_headers(lay: Layout) -> list[str]:
-    return (["Resolution"] if lay.resolution else [])
-
-
-def _tail_cells(lay: Layout, row: Row) -> list[str]:
-    return ([row.resolution or "–"] if lay.resolution else [])
-
 
 def to_markdown(board: Board) -> str:
     lay = board.layout
@@ -357,38 +393,6 @@ def to_markdown(board: Board) -> str:
     return "\n".join(lines) + "\n"
 
 
-_TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-               "↓": r"$\downarrow$", "↑": r"$\uparrow$", "–": "--", "’": "'"}
-
-
-def tex_escape(s: str) -> str:
-    return "".join(_TEX_ESCAPE.get(ch, ch) for ch in s)
-
-
-def to_latex(board: Board) -> str:
-    lay = board.layout
-    headers = _label_headers(lay) + [c.label for c in board.columns] + _tail_headers(lay)
-    spec = "l" * len(_label_headers(lay)) + "r" * len(board.columns) + "c" * len(_tail_headers(lay))
-    out = [r"% generated by pam-bench leaderboard; needs \usepackage{booktabs}", r"\begin{table}[t]",
-           r"\centering", rf"\caption{{{tex_escape(lay.title)}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-           " & ".join(tex_escape(h) for h in headers) + r" \\"]
-    for b in board.blocks:
-        out.append(r"\midrule")
-        out.append(rf"\multicolumn{{{len(headers)}}}{{l}}{{\emph{{{tex_escape(b.title)}}}}} \\")
-        for i, r in enumerate(b.rows):
-            cells = []
-            for c in board.columns:
-                s = tex_escape(_fmt_value(r, c))
-                cells.append(rf"\textbf{{{s}}}" if (i, c.key) in b.best else s)
-            row = [tex_escape(x) for x in _label_cells(lay, r)] + cells + [tex_escape(x) for x in _tail_cells(lay, r)]
-            out.append(" & ".join(row) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    out += [r"\par\footnotesize " + tex_escape(f) for f in board.footnotes]
-    out += [r"\end{table}"]
-    return "\n".join(out) + "\n"
-
-
 def to_csv(board: Board) -> str:
     """Wide CSV: one line per row, full-precision values, the block, the source and the best columns."""
     lay = board.layout
@@ -396,31 +400,39 @@ def to_csv(board: Board) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["block", "kind", lay.label_header.lower().replace(" ", "_"), "venue"]
                + [c.label for c in board.columns]
-               + ["resolution", "n", "source", "note", "best"])
+               + ["resolution", "n", "source", "note", "best", "small_n"])
     for b in board.blocks:
         for i, r in enumerate(b.rows):
             vals = [(r.text.get(c.key) or repr(r.values[c.key])) if c.key in r.values else "" for c in board.columns]
             best = ";".join(c.label for c in board.columns if (i, c.key) in b.best)
+            small = ";".join(c.label for c in board.columns if c.key in r.small_n)  # pam_bench.smalln
             w.writerow([b.title, r.kind, r.label, r.venue] + vals
-                       + [r.resolution, r.n, r.source or r.path, r.note, best])
+                       + [r.resolution, r.n, r.source or r.path, r.note, best, small])
     return buf.getvalue()
 
 
-FORMATS = {"md": to_markdown, "tex": to_latex, "csv": to_csv}
+FORMATS = {"md": to_markdown, "csv": to_csv}
+TEX = "tex"  # rendered by pam_bench.latex (which needs only pam_bench.cells)
 
 
 def render(board: Board, fmt: str = "md") -> str:
+    if fmt == TEX:
+        from .latex import to_latex
+
+        return to_latex(board)
     if fmt not in FORMATS:
-        raise PamBenchError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)} (html: see pam_bench.html)")
+        raise PamBenchError(f"unknown format '{fmt}'; known: {', '.join([*FORMATS, TEX])} (html: pam_bench.html)")
     return FORMATS[fmt](board)
 
 
 def leaderboard(paths: Iterable[str | Path], layout: str = "table1", fmt: str = "md",
-                reported: str | Path | None = None, include_reported: bool = True) -> str:
+                reported: str | Path | None = None, include_reported: bool = True,
+                labels: dict[str, str] | None = None, all_columns: bool = False) -> str:
     """Load results (files or run folders) and render a board as md, tex or csv."""
     from .results import load_results
 
-    return render(build([load_results(p) for p in paths], layout, reported, include_reported), fmt)
+    return render(build([load_results(p) for p in paths], layout, reported, include_reported, labels, all_columns),
+                  fmt)
 
 
 def board_rows(board: Board) -> list[dict[str, Any]]:

@@ -88,7 +88,10 @@ class Sample:
 
     @property
     def first_frame(self) -> np.ndarray:
+        """The GT clip's first frame; without a GT clip, ``meta['first_frame']`` (e.g. PAM's shipped sample)."""
         if self.video is None:
+            if "first_frame" in self.meta:
+                return self.meta["first_frame"]
             raise ValueError(f"sample {self.id} has no reference video, so no first frame")
         return self.video.frames[0]
 

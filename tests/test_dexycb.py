@@ -265,7 +265,7 @@ def test_cli_verify_lists_missing_files_and_fails(skeleton, tmp_path):
 
     root, seqs = skeleton
     res = CliRunner().invoke(cli, ["data", "verify", "--dataset", "dexycb", "--root", str(root),
-                                   "--max-problems", "20"])
+                                   "--list"])
     assert res.exit_code == 1, res.output
     assert "clips: 1600" in res.output and "INCOMPLETE" in res.output
     first = root / SUBJECTS[0] / seqs[SUBJECTS[0]][4] / SERIALS[0] / "labels_000000.npz"
@@ -334,3 +334,25 @@ def test_evaluate_oracle_on_a_fixture_tree(tmp_path):
     assert r["metrics"]["ssim"]["value"] == pytest.approx(1.0, abs=1e-12)
     assert r["metrics"]["psnr"]["value"] == PSNR_CAP_DB
     assert [json.loads(x)["video_id"] for x in (out / "per_video.jsonl").read_text().splitlines()] == [first]
+
+
+def test_cli_verify_checks_past_a_missing_meta_yml(tmp_path):
+    """One missing meta.yml is reported with everything else, not instead of it; problems are counted by kind."""
+    import re
+
+    from click.testing import CliRunner
+
+    from pam_bench.cli import cli
+
+    root = tmp_path / "dexycb"
+    seqs = make_dexycb_skeleton(root)
+    meta = root / SUBJECTS[0] / seqs[SUBJECTS[0]][4] / "meta.yml"  # a sequence of s0-pam-val (index % 5 == 4)
+    meta.unlink()
+    res = CliRunner().invoke(cli, ["data", "verify", "--dataset", "dexycb", "--root", str(root)])
+    assert res.exit_code == 1, res.output
+    assert "clips: 1600" in res.output
+    assert f"{meta}: missing" in res.output
+    total = int(re.search(r"INCOMPLETE: (\d+) problem", res.output).group(1))
+    assert total > 1000  # every other clip was checked too (the skeleton has no frames)
+    assert len(res.output.splitlines()) < 40  # counts by kind and a few paths, not one line per file
+    assert "--list shows all" in res.output

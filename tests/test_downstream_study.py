@@ -27,7 +27,7 @@ def _argv(out, scores, steps=3):
             "-t", "batch_size=8", "--crop-size", "32", "--fractions", "0.5,1", "--seeds", "0"]
 
 
-def test_tiny_study_end_to_end_and_resume(tmp_path, one_thread, monkeypatch):
+def test_tiny_study_end_to_end_and_resume(tmp_path, one_thread, monkeypatch, capsys):
     from pam_bench.cli import main
     from pam_bench.downstream.trainer import EmbeddedTrainer
 
@@ -36,6 +36,9 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, one_thread, monkeypatch):
                                   "synthetic_0003": None}))
     out = tmp_path / "study"
     main(_argv(out, scores))
+    err = capsys.readouterr().err  # progress with ETA: overall (4 runs) and per mixture (3 training steps)
+    assert "downstream: all mixtures" in err and "4/4" in err
+    assert "gen+real-50 seed 0" in err and "3/3" in err
 
     md = (out / "table4.md").read_text()
     for label in ("All real data", "All gen. data", "All gen. + 50% real data", "All gen. + 100% real data"):

@@ -1,4 +1,5 @@
-"""The static HTML leaderboard, checked in headless Chromium: it loads, sorts, and its previews resolve."""
+"""The static HTML leaderboard, checked in headless Chromium: it loads, sorts, its previews resolve and play,
+and every page fits a 1,280 px window without horizontal overflow."""
 from __future__ import annotations
 
 import html
@@ -79,13 +80,14 @@ window.addEventListener('load', function () {
 """
 
 
-def _run_page(exe, out, tmp_path) -> dict:
-    test_page = out / "test.html"
-    test_page.write_text((out / "index.html").read_text().replace("</body>", _TEST_SCRIPT + "</body>"))
+def _run_page(exe, out, tmp_path, page="index.html", script=_TEST_SCRIPT, width=1280) -> dict:
+    src = out / page
+    test_page = src.with_name(f"test_{src.name}")
+    test_page.write_text(src.read_text().replace("</body>", script + "</body>"))
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
-           "--dump-dom", test_page.as_uri()]
+           f"--window-size={width},900", "--hide-scrollbars", "--dump-dom", test_page.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     m = re.search(r'<pre id="pam-test">(.*?)</pre>', dom, re.S)
     assert m, f"the test script did not run; chromium printed {dom[:500]!r}"
@@ -113,3 +115,53 @@ def test_page_loads_sorts_and_previews_resolve_in_chromium(page, tmp_path):
     bad = [i for i in got["images"] if not i["ok"]]
     assert not bad, f"previews that did not load: {bad}"
     assert all(i["w"] == DS["width"] for i in got["images"])  # small clips are not upscaled
+
+
+_FIT_SCRIPT = """
+<script>
+window.addEventListener('load', function () {
+  const d = document.documentElement;
+  const wide = Array.from(document.querySelectorAll('body *')).filter(
+      e => e.getBoundingClientRect().right > window.innerWidth + 0.5).map(e => e.tagName + '.' + e.className);
+  const imgs = Array.from(document.querySelectorAll('img.preview')).map(
+      i => ({ok: i.complete && i.naturalWidth > 0, shown: i.getBoundingClientRect().width}));
+  const out = {inner: window.innerWidth, scroll: d.scrollWidth, wide: wide.slice(0, 5), imgs: imgs,
+               rows: document.querySelectorAll('table.lb tbody tr').length};
+  const pre = document.createElement('pre'); pre.id = 'pam-test'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+@pytest.fixture(scope="module")
+def wide_site(page):
+    """The widest Table 1: every backend column, long row names, previews at full size."""
+    base, _ = page
+    out = base / "site-wide"
+    runs = [str(base / m) for m in METHODS]
+    labels = [f"--label={r}=PAM w/ depth+seg+hand, Stage I builtin (ckpt_{i:04d}, long name)" for i, r in enumerate(runs)]
+    main(["leaderboard", *runs, "--format", "html", "--out", str(out), "--clips", "2", "--all-columns", *labels])
+    return out
+
+
+def test_pages_fit_1280px_and_previews_play(wide_site, tmp_path):
+    from PIL import Image
+
+    exe = _chromium()
+    clip_pages = sorted(p.relative_to(wide_site).as_posix() for p in (wide_site / "clip").glob("*.html"))
+    assert len(clip_pages) == DS["n_clips"]
+    for page_name in ["index.html", "clips.html", *clip_pages]:
+        got = _run_page(exe, wide_site, tmp_path, page_name, _FIT_SCRIPT)
+        assert got["inner"] == 1280, got
+        assert got["scroll"] <= got["inner"] and not got["wide"], (page_name, got)
+        if page_name != "clips.html":
+            assert got["imgs"] and all(i["ok"] and i["shown"] >= 200 for i in got["imgs"]), (page_name, got["imgs"])
+        if page_name == "clips.html":
+            assert got["rows"] == DS["n_clips"] * len(METHODS)  # every clip of every run
+        if page_name.startswith("clip/"):
+            assert got["rows"] == len(METHODS)  # this clip's metrics for every method
+            assert len(got["imgs"]) == 1 + len(METHODS) + len(CONDITIONS)  # GT, every method, conditions
+    for p in (wide_site / "previews").rglob("gen0.webp"):  # the oracle's video plays: every frame of the clip
+        with Image.open(p) as im:
+            assert getattr(im, "n_frames", 1) == DS["frames"] > 1

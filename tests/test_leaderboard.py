@@ -63,7 +63,7 @@ def test_reported_csv_is_consistent_across_the_papers_tables():
 def test_table1_md_tex_csv_with_reported_rows_and_best_marks(runs, tmp_path):
     paths = [runs[m] for m in METHODS]
     results = [load_results(p) for p in paths]
-    text = {fmt: leaderboard(paths, "table1", fmt) for fmt in ("md", "tex", "csv")}
+    text = {fmt: leaderboard(paths, "table1", fmt, all_columns=True) for fmt in ("md", "tex", "csv")}
     for reported_method in ("CosHand", "InterDyn", "ManiVideo", "PAM (Ours w/ all)"):
         for fmt in ("md", "tex", "csv"):
             assert reported_method in text[fmt]
@@ -94,17 +94,17 @@ def test_table1_md_tex_csv_with_reported_rows_and_best_marks(runs, tmp_path):
     # CLI writes files
     for fmt in ("md", "tex", "csv"):
         f = tmp_path / f"t1.{fmt}"
-        main(["leaderboard", *map(str, paths), "--layout", "table1", "--format", fmt, "--out", str(f)])
+        main(["leaderboard", *map(str, paths), "--layout", "table1", "--format", fmt, "--out", str(f), "--all-columns"])
         assert f.read_text() == text[fmt]
 
 
 def test_other_layouts_have_the_papers_columns(runs):
     paths = [runs["static"]]
-    t2 = leaderboard(paths, "table2", "csv")
+    t2 = leaderboard(paths, "table2", "csv", all_columns=True)
     assert "PAM w/ all" in t2 and "68.76" in t2
-    t3 = leaderboard(paths, "table3", "md")
+    t3 = leaderboard(paths, "table3", "md", all_columns=True)
     assert "| Conditions |" in t3 and "Depth, Seg (reported)" in t3
-    s6 = leaderboard(paths, "supp6", "md")
+    s6 = leaderboard(paths, "supp6", "md", all_columns=True)
     header = s6.splitlines()[2]
     assert "FVD↓" in header and "PSNR↑" in header and "MPJPE↓" in header and "MF" not in header
     assert "28.15" in s6
@@ -114,7 +114,7 @@ def test_backends_are_split_into_columns(runs):
     res = load_results(runs["static"])
     res["metrics"]["mf"] = {"value": 0.5, "direction": "higher", "backend": "lk", "version": "1", "n": 3,
                             "ci95": None, "unit": "", "extras": {}, "unavailable": None}
-    board = build([res], "table1")
+    board = build([res], "table1", all_columns=True)
     labels = [c.label for c in board.columns]
     assert "MF↑ [lk]" in labels and "MF↑ [cotracker3]" in labels and "MF↑" not in labels
     rep = {r.label: r for r in board.blocks[0].rows}
@@ -176,3 +176,45 @@ def test_fig7_plot_draws_series_and_dashed_baseline(tmp_path):
     png = save_png(panels, tmp_path / "fig7.png", dpi=50)
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > im.size[1] > 0
+
+
+def test_reported_only_backend_columns_are_hidden_by_default(runs):
+    res = load_results(runs["static"])
+    board = build([res], "table1")
+    labels = [c.label for c in board.columns]
+    assert labels == ["SSIM↑", "PSNR↑"]  # the only metrics measured; FVD etc. were reported with other backends
+    assert any(f.startswith("Hidden:") and "FVD↓ [stylegan-v-torchscript]" in f for f in board.footnotes)
+    assert len(build([res], "table1", all_columns=True).columns) > 2
+    reported_only = build([], "table1")  # nothing measured: nothing is hidden
+    assert "FVD↓" in [c.label for c in reported_only.columns]
+
+
+def test_labels_name_rows_and_unknown_runs_are_refused(runs, tmp_path):
+    text = leaderboard([runs["static"], runs["oracle"]], "table1", "md", labels={str(runs["static"]): "Held"})
+    assert "| Held | measured |" in text and "| oracle | measured |" in text
+    with pytest.raises(InputError, match="--label"):
+        leaderboard([runs["static"]], "table1", "md", labels={str(tmp_path / "nope"): "X"})
+
+
+def test_small_n_fvd_is_marked_and_never_bold():
+    import copy as _copy
+
+    base = {"schema_version": 1, "method": {"name": "a"}, "dataset": {"name": "d", "manifest_hash": "h"},
+            "n_expected": 2, "n_evaluated": 2, "_path": "/x/a/results.json",
+            "metrics": {"fvd": {"value": 100.0, "direction": "lower", "backend": "i3d-k400-port", "version": "1",
+                                "n": 2, "ci95": None}}}
+    other = _copy.deepcopy(base)
+    other["method"]["name"], other["_path"] = "b", "/x/b/results.json"
+    other["metrics"]["fvd"]["value"] = 200.0
+    board = build([base, other], "table1", include_reported=False)
+    meas = board.blocks[0]
+    assert not meas.best  # 2 clips < the paper's 1,600: no winner
+    md = render(board, "md")
+    rows = [x for x in md.splitlines() if x.startswith(("| a |", "| b |"))]
+    assert len(rows) == 2 and "100.00†" in rows[0] and "200.00†" in rows[1] and "**" not in "".join(rows)
+    assert any("†" in f and "1,600" in f for f in board.footnotes)
+    rows = list(csv.DictReader(io.StringIO(render(board, "csv"))))
+    assert [r["small_n"] for r in rows] == ["FVD↓", "FVD↓"] and rows[0]["FVD↓"] == "100.0"
+    for r in (base, other):
+        r["metrics"]["fvd"]["n"] = 1600
+    assert build([base, other], "table1", include_reported=False).blocks[0].best

@@ -260,9 +260,39 @@ def test_cli_verify_ok_and_incomplete(tree, tmp_path):
     lst = tmp_path / "ok.txt"
     lst.write_text(f"{OAK_SEQ}/{OAK_CAM}/0\n")
     ok = CliRunner().invoke(cli, ["data", "verify", "--dataset", "oakink2", "--root", str(root),
-                                  "--clip-list", str(lst)])
+                                  "-d", f"clip_list={lst}"])
     assert ok.exit_code == 0, ok.output
     assert "clips: 1" in ok.output and "OK" in ok.output
     bad = CliRunner().invoke(cli, ["data", "verify", "--dataset", "oakink2", "--root", str(root)])
     assert bad.exit_code == 1
     assert str(root / "processed_seg_mask" / OAK_SEQ / OAK_CAM / "1" / "output_seg.mp4") in bad.output
+
+
+# ---------------------------------------------------------------------- PAM's shipped sample, as it is
+
+def test_shipped_sample_generates_with_one_documented_command(tmp_path):
+    """README: `pam-bench evaluate --method sim-render --dataset oakink2 --root ../shared/data/pam_samples/oakink2
+    --metrics none`. The sample has no GT video: metrics are refused before any work, generation runs."""
+    import json
+
+    from pam_bench.cli import main
+    from pam_bench.video import read_video
+
+    from .conftest import require_shared
+
+    root = SAMPLES
+    require_shared(root / "val_image.png")
+    base = ["evaluate", "--method", "sim-render", "--dataset", "oakink2", "--root", str(root), "--no-progress"]
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--metrics", "ssim", "--out", str(tmp_path / "scored")])
+    assert e.value.code == 2 and not (tmp_path / "scored" / "videos").exists()
+    main([*base, "--metrics", "none", "--out", str(tmp_path / "o")])
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["n_evaluated"] == 1 and res["metrics"] == {} and res["dataset"]["protocol"]["reference"] == "none"
+    v = read_video(tmp_path / "o" / "videos" / "val.mp4").frames
+    assert v.shape == (49, 480, 720, 3)
+    s = OakInk2(root=root).load("val")
+    assert set(s.conditions) == {"seg", "hand", "depth"} and s.video is None
+    assert s.first_frame.shape == (480, 720, 3)
+    black = (s.conditions["seg"].frames <= 19).all(axis=-1)
+    assert (s.conditions["depth"].frames[black] == 0).all()  # PAM's mask_conditions

@@ -1,6 +1,12 @@
-"""``pam-bench data verify`` and ``pam-bench data show``: check a dataset folder, look at one clip."""
+"""``pam-bench data verify`` and ``pam-bench data show``: check a dataset folder, look at one clip.
+
+Flags mean what they mean in ``evaluate``: ``-d key=value`` is a dataset option (e.g. ``-d clip_list=F``).
+``verify`` checks everything, then prints counts by kind of problem with the first few paths of each kind
+(``--list`` prints all of them).
+"""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -10,50 +16,86 @@ from .evaluate import parse_kv
 PANEL_ORDER = ("seg", "hand", "depth")
 
 
-def _build(dataset: str, root: str, split: str | None, clip_list: str | None, options) -> object:
+SHOW_PER_KIND = 3
+NO_LIMIT = 10 ** 9
+
+
+def _build(dataset: str, root: str | None, split: str | None, options) -> object:
     from ..harness import build_dataset
 
-    opts = parse_kv(options)
-    if clip_list:
-        opts["clip_list"] = clip_list
-    return build_dataset(dataset, root=root, split=split, **opts)
+    return build_dataset(dataset, root=root, split=split, **parse_kv(options))
 
 
 def _common(f):
-    f = click.option("-o", "--option", "options", multiple=True, help="dataset option key=value (repeatable)")(f)
-    f = click.option("--clip-list", type=click.Path(), default=None, help="clip list file (oakink2)")(f)
-    f = click.option("--split", default=None, help="split name (dataset-specific)")(f)
-    f = click.option("--root", required=True, type=click.Path(), help="dataset root folder")(f)
+    f = click.option("-d", "--dataset-option", "options", multiple=True,
+                     help="dataset option key=value, as for evaluate (e.g. -d clip_list=F for oakink2)")(f)
+    f = click.option("--split", default=None, help="split name (dataset-specific; pam-bench list --kind dataset)")(f)
+    f = click.option("--root", default=None, type=click.Path(),
+                     help="dataset root folder (not needed for synthetic)")(f)
     f = click.option("--dataset", required=True, help="dataset name (pam-bench list --kind dataset)")(f)
     return f
 
 
-@click.group("data")
+@click.group("data", epilog="""\b
+Examples:
+  pam-bench data verify --dataset dexycb --root /data/dexycb --split s0-pam-val
+  pam-bench data show --dataset synthetic --out clip.png
+""")
 def data():
     """Check real dataset folders and look at their clips."""
 
 
-@data.command("verify")
+def problem_kind(path: str, reason: str) -> str:
+    """The kind of a problem: the file's name pattern and the reason, numbers folded and details dropped
+    ('.../labels_000012.npz', 'missing' -> 'labels_N.npz: missing')."""
+    why = reason.split(" (", 1)[0] if reason.startswith("unreadable") else reason
+    p = Path(path)
+    kind = re.sub(r"\d+", "N", p.stem) + p.suffix + ": " + re.sub(r"\d+", "N", why)
+    return kind if len(kind) <= 80 else kind[:77] + "..."
+
+
+def format_problems(problems: list[tuple[str, str]], show_all: bool = False) -> list[str]:
+    """Counts by kind (most frequent first), then the first few paths of each kind (all with show_all)."""
+    kinds: dict[str, list[tuple[str, str]]] = {}
+    for path, reason in problems:
+        kinds.setdefault(problem_kind(path, reason), []).append((path, reason))
+    lines = [f"INCOMPLETE: {len(problems)} problem(s) of {len(kinds)} kind(s)"]
+    for kind, items in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {kind}: {len(items)}")
+        shown = items if show_all else items[:SHOW_PER_KIND]
+        lines += [f"    {path}: {reason}" for path, reason in shown]
+        if len(items) > len(shown):
+            lines.append(f"    ... and {len(items) - len(shown)} more (--list shows all)")
+    return lines
+
+
+@data.command("verify", epilog="""\b
+Examples:
+  pam-bench data verify --dataset dexycb --root /data/dexycb --split s0-pam-val
+  pam-bench data verify --dataset oakink2 --root /data/oakink2 -d clip_list=val.txt --list
+""")
 @_common
 @click.option("--deep", is_flag=True, help="also decode every clip (slow)")
-@click.option("--max-problems", default=200, show_default=True, type=int, help="stop listing after this many")
+@click.option("--list", "show_all", is_flag=True, help="print every problem's path, not the first few per kind")
+@click.option("--max-problems", default=None, type=int,
+              help="stop checking after this many problems [check everything]")
 @click.pass_context
-def verify(ctx, dataset, root, split, clip_list, options, deep, max_problems):
-    """Count what is there and list every missing or unreadable file; exit 1 when incomplete."""
-    ds = _build(dataset, root, split, clip_list, options)
+def verify(ctx, dataset, root, split, options, deep, show_all, max_problems):
+    """Check every clip's files; print counts by kind of problem; exit 1 when incomplete."""
+    ds = _build(dataset, root, split, options)
+    limit = max_problems or NO_LIMIT
     if hasattr(ds, "verify"):
-        rep = ds.verify(deep=deep, max_problems=max_problems)
+        rep = ds.verify(deep=deep, max_problems=limit)
     else:
-        rep = _generic_verify(ds, max_problems)
+        rep = _generic_verify(ds, limit)
     click.echo(f"{rep.dataset} {rep.split} at {rep.root}")
     for k, v in rep.counts.items():
         click.echo(f"  {k}: {v}")
     for note in rep.notes:
         click.echo(f"  note: {note}")
-    for path, reason in rep.problems[:max_problems]:
-        click.echo(f"  {path}: {reason}")
     if rep.problems:
-        click.echo(f"INCOMPLETE: {len(rep.problems)} problem(s)")
+        for line in format_problems(list(dict.fromkeys(rep.problems)), show_all):  # one line per (path, reason)
+            click.echo(line)
         ctx.exit(1)
     click.echo("OK")
 
@@ -76,16 +118,20 @@ def _generic_verify(ds, max_problems: int):
     return rep
 
 
-@data.command("show")
+@data.command("show", epilog="""\b
+Examples:
+  pam-bench data show --dataset synthetic --out clip.png
+  pam-bench data show --dataset dexycb --root /data/dexycb --id ID --out clip.mp4
+""")
 @_common
 @click.option("--id", "sample_id", default=None, help="clip id [the split's first]")
 @click.option("--frame", default=0, show_default=True, type=int, help="frame for a .png")
 @click.option("--out", required=True, type=click.Path(), help="F.png (one frame) or F.mp4 (the clip)")
-def show(dataset, root, split, clip_list, options, sample_id, frame, out):
+def show(dataset, root, split, options, sample_id, frame, out):
     """Write frame | conditions | joints overlay side by side."""
     from ..errors import InputError
 
-    ds = _build(dataset, root, split, clip_list, options)
+    ds = _build(dataset, root, split, options)
     sid = sample_id or ds.split().ids[0]
     sample = ds.load(sid)
     out = Path(out)

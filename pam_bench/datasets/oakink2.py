@@ -41,6 +41,7 @@ from ..errors import InputError, MissingResource
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
 from .. import safe_pickle as SP
 from . import _common as C
+from .pam_sample import PamSample, is_sample
 
 NATIVE_H, NATIVE_W = 480, 848
 CHUNK = PROTOCOL_FRAMES
@@ -210,7 +211,7 @@ class ManoHands:
                 return p
         raise MissingResource(f"MANO model {self.mano_dir / (stem + '.pkl')}",
                               "MANO is licence-restricted: download MANO_RIGHT.pkl and MANO_LEFT.pkl from "
-                              "https://mano.is.tue.mpg.de and pass their folder with -o mano_dir=DIR")
+                              "https://mano.is.tue.mpg.de and pass their folder with -d mano_dir=DIR")
 
     def identity(self) -> dict:
         from ..weights import sha256_file
@@ -281,15 +282,17 @@ class OakInk2(Dataset):
         default_name = self.clip_list.stem if self.clip_list else "all"
         if split not in (None, "all", "list", default_name):
             raise InputError("--split", f"OAKINK2 has no published split {split!r}: pass the clip list file "
-                                        "with -o clip_list=F (PAM's list format is read)")
+                                        "with -d clip_list=F (PAM's list format is read)")
         self.split_name = default_name
         self.mano: ManoHands | None = ManoHands(Path(mano_dir)) if mano_dir else None
         if require_joints and self.mano is None:
             raise MissingResource("MANO model (mano_dir)",
                                   "OAKINK2 joints need a MANO forward pass: download MANO_RIGHT.pkl and "
-                                  "MANO_LEFT.pkl from https://mano.is.tue.mpg.de and pass -o mano_dir=DIR")
+                                  "MANO_LEFT.pkl from https://mano.is.tue.mpg.de and pass -d mano_dir=DIR")
         self._split: Split | None = None
         self._anno: dict[str, dict] = {}
+        # PAM's shipped sample (first frame + conditions, no GT video) is read as it is (pam_sample.py)
+        self._sample = PamSample(self.root, self.name) if is_sample(self.root) else None
 
     # ------------------------------------------------------------------ paths
     def data_dir(self, seq: str, cam: str) -> Path:
@@ -312,6 +315,8 @@ class OakInk2(Dataset):
 
     # ------------------------------------------------------------------ manifest
     def split(self) -> Split:
+        if self._sample is not None:
+            return self._sample.split("pam-sample")
         if self._split is None:
             clips = self._clips_from_list() if self.clip_list else self._clips_found()
             protocol = {"frames": CHUNK, "height": PROTOCOL_HEIGHT, "width": PROTOCOL_WIDTH, "fps": PROTOCOL_FPS,
@@ -403,6 +408,8 @@ class OakInk2(Dataset):
         return self._anno[seq]
 
     def load(self, sample_id: str) -> Sample:
+        if self._sample is not None:
+            return self._sample.load(sample_id)
         seq, cam, i = self.parse_id(sample_id)
         fids = self.chunk_frame_ids(seq, cam, i)
         rgb, rgb_source = self._rgb(seq, cam, i, fids)
@@ -420,7 +427,7 @@ class OakInk2(Dataset):
             k = C.scale_intrinsics(k_native, PROTOCOL_WIDTH / NATIVE_W, PROTOCOL_HEIGHT / NATIVE_H)
             if self.mano is None:
                 meta["joints_unavailable"] = ("no MANO model: OAKINK2 joints need a MANO forward pass; pass "
-                                              "-o mano_dir=DIR with MANO_RIGHT.pkl and MANO_LEFT.pkl")
+                                              "-d mano_dir=DIR with MANO_RIGHT.pkl and MANO_LEFT.pkl")
             else:
                 j2d, j3d = self._joints(anno, seq, cam_name, fids)
                 meta["mano"] = self.mano.identity()
@@ -509,6 +516,14 @@ class OakInk2(Dataset):
         rep, ids = C.start_report(self, note)
         if ids is None:
             return rep
+        if self._sample is not None:  # PAM's shipped sample: load its one clip
+            rep.notes.append("PAM's shipped sample: first frame and conditions, no GT video (generate only)")
+            try:
+                self.load(ids[0])
+                rep.bump("complete")
+            except InputError as e:
+                rep.add(e.path, e.problem)
+            return rep
         for sid in ids:
             before = len(rep.problems)
             seq, cam, i = self.parse_id(sid)
@@ -531,6 +546,6 @@ class OakInk2(Dataset):
                     rep.add(getattr(e, "path", sid), str(e))
             rep.bump("complete" if len(rep.problems) == before else "incomplete")
             if len(rep.problems) >= max_problems:
-                rep.notes.append(f"stopped after {max_problems} problems")
+                rep.notes.append(f"stopped checking at {len(rep.problems)} problems (--max-problems {max_problems})")
                 break
         return rep

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..console import progress
 from ..errors import IncompatibleResults, InputError, PamBenchError
 from ..store import atomic_write_bytes, atomic_write_json, read_json, safe_id
 from ..types import Dataset, Generator, stable_hash
@@ -83,6 +84,7 @@ class StudyConfig:
     frame_stride: int = 1
     device: str = "cpu"
     force: bool = False
+    progress: bool = True  # bars with ETA on stderr: overall (runs) and per mixture (training steps)
 
 
 def _log(msg: str) -> None:
@@ -289,7 +291,13 @@ class Study:
         self.log(f"{mixture.name} seed {seed}: training on {len(train)} crops ({counts['n_real_clips']} real + "
                  f"{counts['n_generated_clips']} generated clips)")
         t0 = time.time()
-        pred = trainer.run(train, evalset, seed, d)
+        bar = progress(trainer.steps, f"{mixture.name} seed {seed}", "step", self.cfg.progress, position=1)
+        trainer.on_step = bar.update
+        try:
+            pred = trainer.run(train, evalset, seed, d)
+        finally:
+            trainer.on_step = None
+            bar.close()
         ev = PoseEvaluator()
         ev.feed(evalset.xyz, pred["xyz"], evalset.verts, pred.get("verts"))
         metrics = ev.result()
@@ -343,7 +351,9 @@ class Study:
                   "generated_dataset": filt["dataset"], "crop": self._crop_params(), "subset_seed": c.subset_seed,
                   "trainer": trainer.identity(), "device": c.device}
         results = []
-        for mixture in MX.table4_mixtures(c.fractions, c.real_only_curve):
+        mixtures = MX.table4_mixtures(c.fractions, c.real_only_curve)
+        overall = progress(len(mixtures) * len(c.seeds), "downstream: all mixtures", "run", c.progress, position=0)
+        for mixture in mixtures:
             subset = MX.real_subset(real_ids, mixture.real_fraction, c.subset_seed)
             parts = [real[v] for v in subset] + ([gen_frames[v] for v in filt["kept"]] if mixture.generated else [])
             if not any(len(p) for p in parts):
@@ -353,6 +363,8 @@ class Study:
                       "n_real_images": int(sum(len(real[v]) for v in subset))}
             for seed in c.seeds:
                 results.append(self._run(trainer, mixture, seed, train, evalset, common, counts))
+                overall.update(1)
+        overall.close()
 
         config = {"config": _jsonable(asdict(c)), "identity": common, "crop_upsampled": self.upsampled,
                   "filter": {k: filt[k] for k in ("backend", "drop_fraction", "n_scored", "dropped", "source")},

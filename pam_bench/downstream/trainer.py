@@ -22,7 +22,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -52,6 +52,9 @@ class Trainer(ABC):
     name: ClassVar[str]
     #: the crop side the trainer's network takes (the study's default ``crop_size``)
     input_size: ClassVar[int] = 224
+    #: Training steps per run, when the trainer knows them (progress bars); ``on_step`` is called after each.
+    steps: int | None = None
+    on_step: Callable[[int], Any] | None = None
 
     def check_ready(self) -> None:
         """Raise MissingResource when something the trainer needs is not here (cheap)."""
@@ -176,6 +179,8 @@ class EmbeddedTrainer(Trainer):
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             losses.append(float(loss.detach()))
+            if self.on_step is not None:
+                self.on_step(1)
         return net, losses
 
     def predict(self, net, frames: FrameSet, batch: int = 128) -> np.ndarray:
