@@ -4,16 +4,14 @@ from __future__ import annotations
 import click
 
 
-@click.command("aggregate")
+@click.command("aggregate", epilog="""\b
+Examples:
+  pam-bench aggregate runs/pam-s42 runs/pam-s43 runs/pam-s44 --out runs/pam-3seeds
+""")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="folder for the aggregate results.json")
 def aggregate(runs, out):
-    """Aggregate the run folders of one run at several seeds into mean ± std per metric.
-
-    \b
-    Example:
-      pam-bench aggregate runs/pam-s42 runs/pam-s43 runs/pam-s44 --out runs/pam-3seeds
-    """
+    """Aggregate the run folders of one run at several seeds into mean ± std per metric."""
     from ..seeds import aggregate as run
     from .evaluate import format_results
 

@@ -6,7 +6,11 @@ import click
 from .evaluate import parse_kv
 
 
-@click.command("breakdown")
+@click.command("breakdown", epilog="""\b
+Examples:
+  pam-bench breakdown runs/pam --by object
+  pam-bench breakdown runs/pam --by camera --min-set-clips 50
+""")
 @click.argument("run", type=click.Path())
 @click.option("--by", required=True, help="clip metadata key: dexycb subject/grasp/object/camera/hand, "
                                           "oakink2 sequence/scene/object/camera, synthetic object/size")
@@ -18,13 +22,7 @@ from .evaluate import parse_kv
 @click.option("--device", default="cpu", show_default=True, help="device for recomputing missing GT features")
 @click.option("--out", type=click.Path(), default=None, help="folder for breakdown_<key>.json/.md [RUN]")
 def breakdown(run, by, root, dataset_options, min_set_clips, gt_cache, device, out):
-    """Per-group means with 95% intervals (and set metrics where a group is large enough).
-
-    \b
-    Example:
-      pam-bench breakdown runs/pam --by object
-      pam-bench breakdown runs/pam --by camera --min-set-clips 50
-    """
+    """Per-group means with 95% intervals (and set metrics where a group is large enough)."""
     from ..breakdown import breakdown as run_breakdown
     from ..breakdown import format_breakdown, write_breakdown
 
