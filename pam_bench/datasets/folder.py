@@ -3,9 +3,9 @@
 Layout (testing/evaluation_comb_dexycb.py): ``generated/generated_{idx:04d}.mp4``, ``gt/gt_{idx:04d}.mp4``
 (and ``group/`` side-by-side previews, ignored). Ids are the 4-digit indices of the GT files; the split is
 what ``gt/`` holds. Which generated videos are present is the ``folder`` method's business (``evaluate``
-counts them against the split before any decoding); a generated video without its GT partner is an error. Two files with one
-index (``gt_0000.mp4`` and ``gt_00000.mp4``) are an error naming both; a dangling symbolic link or a link
-loop is a one-line error naming it.
+counts them against the split before any decoding); a generated video without its GT partner is an
+error. Two files with one index (``gt_0000.mp4`` and ``gt_00000.mp4``) are an error naming both; a dangling
+symbolic link or a link loop is a one-line error naming it.
 
 The folder holds no segmentation, so Motion Fidelity would sample its points from the whole frame (and
 says so: ``whole-frame`` in results.json, on the console and in tables). ``-d seg_videos=DIR`` gives a
