@@ -128,7 +128,8 @@ _add("dataset", "synthetic", "pam_bench.datasets.synthetic:SyntheticHOI",
      "embedded procedural HOI clips (offline default): hand + object, RGB/depth/seg/joints/conditions")
 _add("dataset", "pam-eval-dir", "pam_bench.datasets.folder:PamEvalDir",
      "the folder the official PAM evaluation script writes: gt/gt_XXXX.mp4 (GT side), identified by GT content",
-     user_files="--root EVAL_DIR", requires=("root",), where="implied by --method folder --videos EVAL_DIR")
+     user_files="--root EVAL_DIR [-d seg_videos=SEG_DIR]", requires=("root",),
+     where="implied by --method folder --videos EVAL_DIR")
 _add("dataset", "dexycb", "pam_bench.datasets.dexycb:DexYCB",
      "DexYCB s0 clips (PAM's 1,600-clip val by default), 49 frames at 480x720, PAM conditions",
      user_files="--root DEXYCB_DIR", requires=("root",), where="https://dex-ycb.github.io; README 'Datasets'")
