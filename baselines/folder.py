@@ -85,7 +85,7 @@ class FolderMethod(Generator):
     def identity(self) -> dict:
         # The listing of names under --videos, gt/ included (not sizes or mtimes: a copied folder is the
         # same run). File contents are guarded per clip: each payload records the sha256 of the generated
-        # and GT files it came from, and a changed file is recomputed on the next run (pam_bench.harness).
+        # and GT files it came from, and a changed file is recomputed on the next run (pam_bench.run.inputs).
         files = []
         for top, dirs, names in os.walk(self.root, followlinks=False):
             dirs[:] = sorted(d for d in dirs if d != "group")

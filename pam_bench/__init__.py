@@ -50,8 +50,8 @@ def __dir__() -> list[str]:
 
 
 def evaluate(*args, **kwargs):
-    """See :func:`pam_bench.harness.evaluate`."""
-    from .harness import evaluate as _evaluate
+    """See :func:`pam_bench.run.loop.evaluate`."""
+    from .run.loop import evaluate as _evaluate
 
     return _evaluate(*args, **kwargs)
 
@@ -67,6 +67,6 @@ def list_entries(kind: str | None = None):
 def create_metric(name: str, device: str = "cpu", **options):
     """The registered metric ``name`` (``pam-bench list`` shows them), built with ``options`` exactly as
     ``-m name.key=value`` would (an unknown option is a one-line error naming it)."""
-    from .harness import build_metrics
+    from .run.components import build_metrics
 
     return build_metrics([name], device=device, options={name: options} if options else None)[0]

@@ -53,7 +53,7 @@ def _decode(folder: Path) -> dict:
 
 
 def _pipeline(folder: Path, metrics: str, gt_cache: str | None = None) -> dict:
-    from .harness import evaluate
+    from .run.loop import evaluate
 
     with tempfile.TemporaryDirectory() as out:
         r = evaluate("folder", "pam-eval-dir", metrics.split(","), out, root=folder,
@@ -92,8 +92,8 @@ def worker(argv: list[str]) -> None:
     # Imports and model construction happen before the clock starts: the modes are timed on their work.
     import skimage.metrics  # noqa: F401
 
-    from . import harness  # noqa: F401
     from .metrics.pixel import build_lpips
+    from .run import loop  # noqa: F401
     from .video import read_video  # noqa: F401
 
     if mode in ("pipeline", "naive"):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ MIN_SET_CLIPS = 10
 
 
 def _rebuild_dataset(run_dir: Path, root=None, options: dict | None = None):
-    from .harness import build_dataset
+    from .run.components import build_dataset
 
     p = run_dir / "dataset_args.json"
     if not p.is_file():
@@ -61,7 +60,7 @@ def group_clips(dataset, ids: list[str], by: str) -> dict[str, list[str]]:
 
 def _set_metrics(run_dir: Path, results: dict, names: list[str], dataset, device: str, gt_cache):
     """Metric objects rebuilt from run.json (checked against results.json), or (None, reason)."""
-    from .harness import build_metrics
+    from .run.components import build_metrics
 
     if not names:
         return [], ""
@@ -90,7 +89,8 @@ def _per_video(rows: list[dict], name: str, meta: dict) -> dict:
 def breakdown(run: str | Path, by: str, root=None, dataset_options: dict | None = None, gt_cache=None,
               min_set_clips: int = MIN_SET_CLIPS, device: str = "cpu") -> dict:
     """The per-group report of a run folder (see the module docstring)."""
-    from .harness import collect
+    from .run.finalize import collect
+    from .run.gt_cache import GTCache
     from .results import load_results
     from .store import RunStore
 
@@ -109,7 +109,7 @@ def breakdown(run: str | Path, by: str, root=None, dataset_options: dict | None 
     per_video_names = [n for n in results["metrics"] if any(n in r for r in rows)]
     set_names = [n for n in results["metrics"] if n not in per_video_names]
     mets, why = _set_metrics(run_dir, results, set_names, ds, device, gt_cache)
-    sp = SimpleNamespace(manifest_hash=results["dataset"]["manifest_hash"])
+    cache = GTCache(results["dataset"]["manifest_hash"], gt_cache)
     out_groups = []
     for key, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         entry: dict[str, Any] = {"group": key, "n": len(ids), "metrics": {}}
@@ -125,7 +125,7 @@ def breakdown(run: str | Path, by: str, root=None, dataset_options: dict | None 
                                        "unavailable": f"{len(ids)} clips < {min_set_clips}: too few for a set metric"}
             else:
                 m = next(x for x in mets if x.name == n)
-                collect(RunStore(run_dir), [m], ids, sp, gt_cache, ds.load)
+                collect(RunStore(run_dir), [m], ids, cache, ds.load)
                 entry["metrics"][n] = m.compute().to_json()
         out_groups.append(entry)
     return {"run": str(run_dir), "by": by, "dataset": results["dataset"].get("name"),

@@ -1,158 +1,23 @@
-"""Scale-out: torchrun ranks (torch.distributed) and SLURM-array shard folders (``pam-bench merge``).
+"""Scale-out by SLURM-array shard folders: ``pam-bench evaluate --shard i/N`` per task, then :func:`merge`.
 
-torchrun: ``torchrun --nproc-per-node K -m pam_bench evaluate ...`` sets RANK/WORLD_SIZE/LOCAL_RANK;
-:func:`context` sees them, joins the process group (gloo on CPU, nccl when the device is CUDA; each rank
-then uses ``cuda:LOCAL_RANK``) and :func:`pam_bench.harness.evaluate` gives rank r of W the clips
-``ids[r::W]``. Every rank writes its videos and payloads into the same run folder (one node or a shared
-file system). At the end every rank's per-video payloads, and the GT-side reference payloads, are
-exchanged with ``all_gather_object`` on a gloo group (so payloads never go through GPU memory); rank 0
-writes any it lacks (ranks on other nodes without a shared file system) and computes the results from all
-of them in split order with :func:`pam_bench.harness.finalize`, exactly as a one-process run does, so the
-numbers are identical (set metrics such as FVD merge their sufficient statistics from the same payloads).
-Rank 0 writes results.json; the results are broadcast so every rank returns them.
-
-SLURM arrays: ``pam-bench evaluate --shard i/N`` per task, then :func:`merge` (``pam-bench merge``)
-checks that the shard folders hold one run (identical identity except the shard, every shard present and
-complete), copies their payloads and videos into one folder and finalizes it.
+:func:`merge` (``pam-bench merge``) checks that the shard folders hold one run (identical identity except
+the shard, every shard present and complete), copies their payloads and videos into one folder and
+finalizes it. (torchrun ranks within one run are :mod:`pam_bench.run.torchrun`.)
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Sequence
 
 from .errors import IncompatibleResults, InputError, PamBenchError
-from .store import RunStore, atomic_write_json, read_json, write_payload
+from .run.components import build_dataset, build_metrics
+from .run.finalize import finalize
+from .run.gt_cache import GTCache
+from .run.state import Run
+from .store import RunStore, atomic_write_json, read_json
 
-#: How long a rank waits for the others at the final exchange (slow generators, unequal shares).
-DEFAULT_TIMEOUT_S = 6 * 3600
-
-
-def world_from_env(env: dict | None = None) -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) outside torchrun."""
-    e = os.environ if env is None else env
-    world = int(e.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
-        return 0, 1, 0
-    try:
-        rank = int(e["RANK"])
-    except (KeyError, ValueError):
-        raise PamBenchError("WORLD_SIZE > 1 but RANK is not set: start multi-process runs with torchrun") from None
-    return rank, world, int(e.get("LOCAL_RANK", rank) or rank)
-
-
-@dataclass
-class DistContext:
-    rank: int
-    world: int
-    local_rank: int
-    device: str
-    owns_group: bool
-    _objects: Any = None  # the gloo process group used for Python objects
-
-    # -- collectives -----------------------------------------------------------------------------------
-    def share(self, ids: Sequence[str]) -> list[str]:
-        """This rank's clips: every W-th from position r (disjoint, together they cover ``ids``)."""
-        return list(ids)[self.rank::self.world]
-
-    def barrier(self) -> None:
-        import torch.distributed as dist
-
-        dist.barrier(group=self._objects)
-
-    def all_gather(self, obj: Any) -> list[Any]:
-        import torch.distributed as dist
-
-        out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, obj, group=self._objects)
-        return out
-
-    def broadcast(self, obj: Any) -> Any:
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0, group=self._objects)
-        return box[0]
-
-    def close(self) -> None:
-        import torch.distributed as dist
-
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-
-    # -- the harness hooks ---------------------------------------------------------------------------------
-    def open_store(self, store: RunStore, identity: dict, force: bool) -> None:
-        """Rank 0 creates (or, with force, resets) the run folder first; the others then join it."""
-        if self.rank == 0:
-            store.open(identity, force=force)
-        self.barrier()
-        if self.rank != 0:
-            store.open(identity, force=False, lock=False)  # rank 0 holds OUT/.lock for the run
-
-    def finish(self, store: RunStore, mets, sp, ids: list[str], identity: dict, gt_cache=None,
-               datasets_load=None) -> dict:
-        """Exchange payloads, let rank 0 finalize over all ``ids``, return the results on every rank."""
-        from .harness import _cached_reference, finalize, gt_cache_dir
-        from .store import safe_id
-
-        mine = self.share(ids)
-        local: dict[str, dict[str, Any]] = {"gen": {}, "ref": {}}
-        for m in mets:
-            local["gen"][m.key] = {v: store.read_payload(m.key, v, raw=True) for v in mine
-                                   if store.has_payload(m.key, v)}
-            if hasattr(m, "measure_reference"):
-                refs = {v: _cached_reference(m, v, sp, gt_cache) for v in mine}
-                local["ref"][m.key] = {v: p for v, p in refs.items() if p is not None}
-        gathered = self.all_gather(local)
-        results = None
-        try:
-            if self.rank == 0:
-                for part in gathered:
-                    for key, by_vid in part["gen"].items():
-                        for v, p in by_vid.items():
-                            if not store.has_payload(key, v):
-                                store.write_payload(key, v, p)
-                    for m in mets:
-                        for v, p in part["ref"].get(m.key, {}).items():
-                            if _cached_reference(m, v, sp, gt_cache) is None:
-                                write_payload(gt_cache_dir(sp.manifest_hash, m.key, gt_cache) / safe_id(v), p)
-                results = finalize(store, mets, sp, ids, identity, self.device, gt_cache, datasets_load)
-                results["env"]["world_size"] = self.world
-                atomic_write_json(store.out / "results.json", results)
-        finally:
-            results = self.broadcast(results)
-            self.close()
-        if results is None:
-            raise PamBenchError(f"rank {self.rank}: rank 0 could not compute the results (see its error)")
-        return results
-
-
-def context(device: str = "cpu") -> DistContext | None:
-    """The torchrun context (joining the process group if needed), or None in a single process."""
-    rank, world, local = world_from_env()
-    if world == 1:
-        return None
-    import torch
-    import torch.distributed as dist
-
-    cuda = str(device).startswith("cuda")
-    if cuda:
-        device = f"cuda:{local}" if str(device) == "cuda" else str(device)
-        torch.cuda.set_device(torch.device(device))
-    timeout = _dt.timedelta(seconds=int(os.environ.get("PAM_BENCH_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S)))
-    owns = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timeout)
-        owns = True
-    group = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() != "gloo" else None
-    return DistContext(dist.get_rank(), dist.get_world_size(), local, str(device), owns, group)
-
-
-# --- SLURM arrays: merge shard folders -------------------------------------------------------------------
 
 def _shard_runs(run_dirs: Sequence[str | Path]) -> list[tuple[Path, dict, dict]]:
     runs = []
@@ -229,8 +94,6 @@ def _dataset_loader(out: Path, sp_ids: dict[str, int]):
             if not p.is_file():
                 raise InputError(p, "a GT reference payload is missing from the GT cache and the run does not "
                                     "record how to rebuild its dataset; pass --gt-cache with the shards' cache")
-            from .harness import build_dataset
-
             a = read_json(p)
             state["ds"] = build_dataset(a["name"], a.get("root"), a.get("split"), **(a.get("options") or {}))
         s = state["ds"].load(vid)
@@ -258,8 +121,6 @@ def merge(run_dirs: Sequence[str | Path], out: str | Path, device: str = "cpu", 
 
     A shard whose per-video payloads are not all there is an error naming the first missing one, unless
     ``allow_partial`` (the results then count fewer evaluated clips)."""
-    from .harness import build_metrics
-
     if not run_dirs:
         raise PamBenchError("merge needs at least one shard folder")
     runs = _shard_runs(run_dirs)
@@ -291,8 +152,6 @@ def merge(run_dirs: Sequence[str | Path], out: str | Path, device: str = "cpu", 
 
 
 def _merge_into(store: RunStore, runs, mets, ids, identity, device, gt_cache) -> dict:
-    from .harness import finalize
-
     out = store.out
     for d, _, _ in runs:
         for m in mets:
@@ -300,9 +159,9 @@ def _merge_into(store: RunStore, runs, mets, ids, identity, device, gt_cache) ->
         _copy_tree(d / "videos", out / "videos")
         if (d / "dataset_args.json").is_file() and not (out / "dataset_args.json").exists():
             shutil.copyfile(d / "dataset_args.json", out / "dataset_args.json")
-    sp = SimpleNamespace(manifest_hash=identity["dataset"]["manifest_hash"])
-    res = finalize(store, mets, sp, ids, identity, device, gt_cache,
-                   _dataset_loader(out, {v: i for i, v in enumerate(ids)}))
+    cache = GTCache(identity["dataset"]["manifest_hash"], gt_cache)
+    res = finalize(Run(store, mets, None, ids, identity, cache, _dataset_loader(out, {v: i for i, v in enumerate(ids)}),
+                       device))
     res["merged_from"] = [str(Path(d)) for d, _, _ in runs]
     atomic_write_json(out / "results.json", res)
     return res

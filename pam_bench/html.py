@@ -63,7 +63,7 @@ def write_preview(path: Path, frames: np.ndarray, fps: float, height: int = PREV
 
 def _load_dataset(run_dir: Path, root=None, options: dict | None = None):
     """The dataset of a run folder from its dataset_args.json (None, reason) when it cannot be rebuilt."""
-    from .harness import build_dataset
+    from .run.components import build_dataset
 
     p = run_dir / "dataset_args.json"
     if not p.is_file():

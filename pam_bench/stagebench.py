@@ -1,7 +1,7 @@
 """``pam-bench bench --method M``: wall time and peak memory per generation stage, beside the paper's Table 5.
 
 One synthetic clip (``SyntheticHOI``, protocol size unless told otherwise) goes through the method exactly as
-an evaluation would (``harness.build_method`` with the same options, ``derive_seed(seed, clip id)``). PAM's
+an evaluation would (``run.components.build_method`` with the same options, ``derive_seed(seed, clip id)``). PAM's
 pipeline exposes a per-stage hook (``PAMPipeline.stage_timer``): Stage I (pose -> rendered conditions; only
 with ``-o stage1=...``), Stage II (first frame; mode ``full``), Stage III (video). Methods without stages are
 one ``generate`` stage. Model loading is timed on its own row (the paper's figures exclude it, we assume).
@@ -99,7 +99,7 @@ def bench_method(method: str, device: str = "cpu", options: dict | None = None, 
                  height: int = 480, width: int = 720, seed: int = 42) -> dict[str, Any]:
     """Run one synthetic clip through ``method`` with per-stage timing; returns records and context."""
     from .datasets.synthetic import SyntheticHOI
-    from .harness import build_method
+    from .run.components import build_method
     from .types import derive_seed
 
     gen = build_method(method, device, **(options or {}))

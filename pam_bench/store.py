@@ -28,7 +28,7 @@ from .fsutil import ensure_dir, file_mode, os_error
 from .types import Video
 
 
-#: Payload key holding the sha256 of the input files a payload was computed from (see pam_bench.harness).
+#: Payload key holding the sha256 of the input files a payload was computed from (see pam_bench.run.inputs).
 INPUTS_KEY = "_inputs_sha256"
 
 

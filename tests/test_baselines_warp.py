@@ -109,8 +109,8 @@ def test_warp_beats_static_on_motion_fidelity_synthetic():
 
 @pytest.mark.slow
 def test_cond_warp_through_the_harness_beats_static(tmp_path):
-    """End to end through pam_bench.harness.evaluate on synthetic clips: cond-warp vs static on MF."""
-    harness = pytest.importorskip("pam_bench.harness")
+    """End to end through pam_bench.run.loop.evaluate on synthetic clips: cond-warp vs static on MF."""
+    harness = pytest.importorskip("pam_bench.run.loop")
     pytest.importorskip("pam_bench.datasets.synthetic")
 
     res = {}

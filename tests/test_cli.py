@@ -45,7 +45,7 @@ def test_pam_without_checkpoint_says_what_to_supply(tmp_path):
 
 def test_table_marks_backends(tmp_path, dexycb_clip):
     from pam_bench.commands.evaluate import format_results
-    from pam_bench.harness import evaluate
+    from pam_bench.run.loop import evaluate
 
     from ._small import Noisy, SmallReal
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pam_bench.distributed import merge, world_from_env
+from pam_bench.distributed import merge
+from pam_bench.run.torchrun import world_from_env
 from pam_bench.errors import IncompatibleResults, InputError, PamBenchError
-from pam_bench.harness import evaluate
+from pam_bench.run.loop import evaluate
 from pam_bench.metrics.base import Metric, MetricResult
 from pam_bench.registry import REGISTRY
 

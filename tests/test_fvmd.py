@@ -272,7 +272,8 @@ def test_real_dexycb_clip_ranks_gt_like_below_static_and_time_reversed(dexycb_cl
 
 def test_harness_caches_the_gt_side(tmp_path):
     """evaluate with fvmd: the GT features land in the GT cache; a second method reuses them."""
-    from pam_bench.harness import evaluate, gt_cache_dir
+    from pam_bench.run.gt_cache import gt_cache_dir
+    from pam_bench.run.loop import evaluate
 
     ds_opts = {"n_clips": 3, "frames": 18, "height": 48, "width": 64}
     cache = tmp_path / "gt"

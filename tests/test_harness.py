@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pam_bench.errors import IncompatibleResults
-from pam_bench.harness import evaluate
+from pam_bench.run.loop import evaluate
 from pam_bench.metrics.pixel import psnr_frames, ssim_frames
 from pam_bench.types import derive_seed
 
@@ -79,7 +79,7 @@ def test_adding_a_metric_reuses_videos(ds, tmp_path):
 
 
 def test_shards_cover_the_split_and_seeds_do_not_depend_on_order(ds, tmp_path):
-    from pam_bench.harness import parse_shard, select_ids
+    from pam_bench.run.selection import parse_shard, select_ids
 
     sp = ds.split()
     parts = [select_ids(sp, None, parse_shard(f"{i}/3")) for i in range(3)]
@@ -137,7 +137,7 @@ def test_warm_gt_cache_skips_reference_decoding(ds, tmp_path, monkeypatch):
 
 def test_stale_gt_cache_entries_are_recomputed(ds, tmp_path, monkeypatch):
     """A cached reference payload is trusted only while its fingerprint matches the decoded GT frames."""
-    from pam_bench.harness import GT_FINGERPRINT
+    from pam_bench.run.gt_cache import GT_FINGERPRINT
     from pam_bench.registry import REGISTRY
     from pam_bench.store import read_payload, write_payload
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pam_bench.cli import main
-from pam_bench.harness import evaluate
+from pam_bench.run.loop import evaluate
 
 DS = {"n_clips": 2, "frames": 4, "height": 48, "width": 64}
 METHODS = ("oracle", "static", "sim-render")

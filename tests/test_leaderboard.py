@@ -10,7 +10,7 @@ import pytest
 
 from pam_bench.cli import main
 from pam_bench.errors import IncompatibleResults, InputError
-from pam_bench.harness import evaluate
+from pam_bench.run.loop import evaluate
 from pam_bench.leaderboard import LAYOUTS, PAPER_DIRECTIONS, build, leaderboard, load_reported, render
 from pam_bench.results import load_results
 

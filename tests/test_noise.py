@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pam_bench.errors import IncompatibleResults, PamBenchError
-from pam_bench.harness import evaluate
+from pam_bench.run.loop import evaluate
 from pam_bench.noise import ConditionNoise, add_condition_noise, with_condition_noise
 from pam_bench.types import Dataset, Generator, Sample, Split, Video
 
@@ -147,7 +147,7 @@ def test_cli_options(tmp_path, monkeypatch):
         seen.update(kw)
         raise PamBenchError("stop here")
 
-    monkeypatch.setattr("pam_bench.harness.evaluate", fake)
+    monkeypatch.setattr("pam_bench.run.loop.evaluate", fake)
     r = CliRunner().invoke(cli, ["evaluate", "--method", "static", "--out", str(tmp_path / "o"),
                                   "--condition-noise", "7.5", "--condition-noise-seed", "3"])
     assert isinstance(r.exception, PamBenchError) and "stop here" in str(r.exception)

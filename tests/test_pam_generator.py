@@ -157,7 +157,7 @@ def test_generate_returns_the_sample_shape_and_is_seeded(tiny_dir, sample):
 
 
 def test_harness_end_to_end(tiny_dir, tmp_path):
-    from pam_bench.harness import evaluate
+    from pam_bench.run.loop import evaluate
 
     out = tmp_path / "run"
     res = evaluate(method="pam", dataset="synthetic", metrics=("ssim", "psnr"), out=out, progress=False,

@@ -35,7 +35,7 @@ class SeedNoise(Generator):
 
 def _seeds_run(tmp_path, name, seeds, base=10):
     from pam_bench.datasets.synthetic import SyntheticHOI
-    from pam_bench.harness import evaluate
+    from pam_bench.run.loop import evaluate
     from pam_bench.seeds import evaluate_seeds
 
     return evaluate_seeds(seeds, evaluate, tmp_path / name, method=SeedNoise(base=base),
@@ -106,7 +106,7 @@ def test_gate_rule_with_and_without_the_spread():
 
 def test_aggregate_refuses_runs_that_differ_in_more_than_the_seed(tmp_path):
     from pam_bench.datasets.synthetic import SyntheticHOI
-    from pam_bench.harness import evaluate
+    from pam_bench.run.loop import evaluate
     from pam_bench.seeds import aggregate, parse_seeds
 
     ds = SyntheticHOI(**SMALL)

@@ -81,7 +81,7 @@ def test_staged_method_rows_line_up_with_table5(monkeypatch):
         seen.update(opts, name=name)
         return FakeStaged(device, **opts)
 
-    monkeypatch.setattr("pam_bench.harness.build_method", build)
+    monkeypatch.setattr("pam_bench.run.components.build_method", build)
     out = _cli(["--method", "pam", "--checkpoint", "/ck", "-o", "steps=3", "--frames", "5", "--height", "32",
                 "--width", "48"])
     assert seen == {"name": "pam", "checkpoint": "/ck", "steps": 3}

@@ -21,7 +21,7 @@ NO_LIMIT = 10 ** 9
 
 
 def _build(dataset: str, root: str | None, split: str | None, options) -> object:
-    from ..harness import build_dataset
+    from ..run.components import build_dataset
 
     return build_dataset(dataset, root=root, split=split, **parse_kv(options))
 

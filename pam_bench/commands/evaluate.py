@@ -100,8 +100,8 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
              no_progress,
              condition_noise, condition_noise_seed):
     """Generate (or read) videos for a dataset split and score them."""
-    from ..harness import DEFAULT_METRICS
-    from ..harness import evaluate as run
+    from ..run.components import DEFAULT_METRICS
+    from ..run.loop import evaluate as run
 
     check_device(device)
     mopts = parse_kv(options)

@@ -104,7 +104,7 @@ class Study:
 
     # ------------------------------------------------------------------ datasets
     def _dataset(self, role: str, name: str, root, split, options: dict) -> Dataset:
-        from ..harness import build_dataset
+        from ..run.components import build_dataset
 
         opts = {**self.preset_options.get(role, {}), **self.cfg.dataset_options, **options} \
             if name == self.cfg.dataset else dict(options)
@@ -119,7 +119,7 @@ class Study:
     def _generated_from_run(self) -> tuple[Generator, Dataset]:
         from baselines.folder import FolderMethod
 
-        from ..harness import build_dataset
+        from ..run.components import build_dataset
 
         run = Path(self.cfg.generated_run)
         info = read_json(run / "run.json")
@@ -154,7 +154,7 @@ class Study:
         return FolderMethod(device=self.cfg.device, videos=str(run / "videos")), ds
 
     def _generated(self) -> tuple[Generator, Dataset]:
-        from ..harness import build_method
+        from ..run.components import build_method
 
         c = self.cfg
         if c.generated_run:
@@ -172,7 +172,7 @@ class Study:
 
     # ------------------------------------------------------------------ generated set + filter
     def _score_and_filter(self, gen: Generator, gds: Dataset) -> dict[str, Any]:
-        from ..harness import evaluate
+        from ..run.loop import evaluate
 
         c = self.cfg
         use_metric = c.filter_backend != "none" and not c.filter_scores

@@ -60,8 +60,17 @@ class Metric(ABC):
     unit: ClassVar[str] = ""
     backend: str = "numpy"
     #: False when measure() never reads the GT video (its GT side comes from measure_reference, which the
-    #: harness caches): then a warm GT cache lets the harness skip decoding the reference clip.
+    #: GT cache keeps): then a warm GT cache lets the evaluate loop skip decoding the reference clip.
     uses_reference_video: ClassVar[bool] = True
+    #: True when the metric has a reference side: ``measure_reference(sample)`` returns the GT-side payload,
+    #: which the GT cache (pam_bench.run.gt_cache) keeps across runs and merges into each per-video payload
+    #: before ``update``. A subclass that defines ``measure_reference`` and does not say declares True.
+    has_reference: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "has_reference" not in cls.__dict__ and "measure_reference" in cls.__dict__:
+            cls.has_reference = True
 
     def __init__(self, device: str = "cpu", **options):
         self.device = device

@@ -149,7 +149,8 @@ class FVD(Metric):
     kind = "set"
     unit = ""
     uses_reference_video = False  # measure() reads only the generated clip; the GT side is cached
-    #: the options __init__ reads; any other -m fvd.KEY is refused by the harness
+    has_reference = True  # measure_reference: the GT side, kept in the GT cache
+    #: the options __init__ reads; any other -m fvd.KEY is refused (pam_bench.run.components)
     option_names = ("detector", "protocol", "clip_frames", "clip", "clip_seed", "bootstrap", "bootstrap_seed",
                     "ci", "batch_size", "dtype")
 

@@ -31,7 +31,7 @@ equation (difference of velocities, one leading zero); the code takes the traces
 *without* the offset, so identical sets score -2 D eps = -0.02048 there and 0 here (the two always
 differ by exactly 2 D eps = 0.02048).
 
-Streaming: ``measure_reference`` (GT segments; cached across runs by the harness) and ``measure``
+Streaming: ``measure_reference`` (GT segments; cached across runs by the GT cache) and ``measure``
 (generated segments) return per-clip feature matrices; ``update`` adds them to float64 sums
 (:class:`FrechetStats`), so any batching or merge order gives the same value. ``bootstrap=K`` adds an
 interval from K resamplings of whole clips (paired: a clip brings its segments on both sides), formed
@@ -178,6 +178,7 @@ class FVMD(Metric):
     kind = "set"
     unit = ""
     uses_reference_video = False  # measure() reads only the generated clip; the GT side is cached
+    has_reference = True  # measure_reference: the GT side, kept in the GT cache
 
     def __init__(self, device: str = "cpu", **options):
         opts = dict(options)

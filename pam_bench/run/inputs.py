@@ -1,0 +1,58 @@
+"""Input fingerprints: the sha256 of the files a clip's payloads come from, and forgetting changed clips.
+
+Reuse is guarded by content: every per-video payload records the sha256 of the input files it came from
+(the GT file and the generated file, where the dataset and the method read files); a clip whose files
+changed since is recomputed, and the run says how many were.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..errors import InputError
+from ..store import INPUTS_KEY, RunStore, read_payload
+from ..types import Dataset, Generator
+
+
+class InputFingerprints:
+    """sha256 of the files a clip's payloads come from (dataset GT file, method's generated file), once
+    per clip and run; None when neither side reads files (the manifest alone decides)."""
+
+    def __init__(self, ds: Dataset, gen: Generator, idx):
+        self.ds, self.gen, self.idx = ds, gen, idx
+        self._memo: dict[str, str | None] = {}
+
+    def __call__(self, vid: str) -> str | None:
+        if vid not in self._memo:
+            files = [*self.ds.source_files(vid), *self.gen.source_files(vid, self.idx(vid))]
+            self._memo[vid] = files_sha256(files) if files else None
+        return self._memo[vid]
+
+
+def files_sha256(files) -> str:
+    """One sha256 over the names and sha256s of ``files``; an unreadable file is an InputError naming it."""
+    from ..weights import sha256_file
+
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            h.update(f"{Path(f).name}:{sha256_file(f)}\n".encode())
+        except OSError as e:
+            raise InputError(f, f"cannot read ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def forget_changed_inputs(store: RunStore, vids, fingerprints, writes_videos: bool) -> list[str]:
+    """Remove the payloads (and stored video) of clips whose input files changed; returns those clips."""
+    stale = []
+    for vid in vids:
+        files = store.payload_files(vid)
+        if not files:
+            continue
+        fp = fingerprints(vid)
+        if fp is None:
+            continue
+        if any(read_payload(f).get(INPUTS_KEY) != fp for f in files):
+            store.forget(vid)
+            stale.append(vid)
+    return stale
