@@ -50,7 +50,37 @@ def __dir__() -> list[str]:
 
 
 def evaluate(*args, **kwargs):
-    """See :func:`pam_bench.run.loop.evaluate`."""
+    """Evaluate a method on a dataset split and return the results dict (the content of results.json).
+
+    Arguments (all but ``method`` have defaults; the CLI flag of ``pam-bench evaluate`` in brackets):
+
+    - ``method``: a registered method name (``pam-bench list methods``) or a :class:`~pam_bench.types.Generator`.
+    - ``dataset``: a registered dataset name (default ``"synthetic"``) or a :class:`~pam_bench.types.Dataset`.
+    - ``metrics``: metric names and/or Metric instances, e.g. ``["ssim", pam_bench.metrics.FVD(clip="random")]``
+      (default ssim, psnr, lpips) [``--metrics``]. An instance brings its own options and device.
+    - ``out``: the run folder (default ``"runs/eval"``) [``--out``]; ``None`` runs in a temporary folder that
+      is removed afterwards, so only the returned dict remains (nothing resumes).
+    - ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` for the method and metrics built by name [``--device``].
+    - ``seed``: the base seed; each clip's seed is derived from it and the clip id [``--seed``].
+    - ``root``, ``split``: the dataset's folder and split, for a dataset given by name [``--root``, ``--split``].
+    - ``limit``: evaluate only the first N clips of the split [``--limit``].
+    - ``shard``: ``"i/N"``, every N-th clip starting at i, for job arrays (merge with
+      :func:`pam_bench.distributed.merge`) [``--shard``].
+    - ``method_options``, ``dataset_options``: ``{key: value}`` for a component given by name [``-o``, ``-d``].
+    - ``metric_options``: ``{metric name: {key: value}}`` for metrics given by name [``-m name.key=value``].
+    - ``force``: discard a run folder that holds a different run [``--force``].
+    - ``codec``: how generated videos are stored, ``"lossless"`` (default) or a lossy codec [``--codec``].
+    - ``progress``: show a progress bar on stderr [``--no-progress`` turns it off].
+    - ``gt_cache``: the GT-feature cache folder (default ``$PAM_BENCH_HOME/gt_cache``) [``--gt-cache``].
+    - ``save_videos``: store the generated videos in the run folder (default True).
+    - ``trim``, ``resize``: conform generated videos to the reference length / size [``--trim``, ``--resize``].
+    - ``condition_noise``, ``condition_noise_seed``: Gaussian noise (uint8 units) on the condition videos and
+      its seed (:mod:`pam_bench.noise`) [``--condition-noise``, ``--condition-noise-seed``].
+
+    Resumable: videos and per-video payloads already in ``out`` are reused. Under torchrun every rank calls
+    it and each takes its share of the clips. Bad input raises :class:`pam_bench.errors.PamBenchError`.
+    Implemented by :func:`pam_bench.run.loop.evaluate`.
+    """
     from .run.loop import evaluate as _evaluate
 
     return _evaluate(*args, **kwargs)

@@ -79,3 +79,33 @@ def test_hub_offline_is_set_where_models_load_and_a_user_setting_wins():
     assert json.loads(_python(code)) == [False, True, "1", "1"]
     user = "import os; os.environ['HF_HUB_OFFLINE'] = '0'; os.environ['TRANSFORMERS_OFFLINE'] = '0'; " + code
     assert json.loads(_python(user)) == [False, False, "0", "0"]
+
+
+def test_notebook_evaluate_with_a_metric_instance_returns_results_without_a_run_folder(tmp_path, monkeypatch):
+    """The notebook call: a Metric instance, out=None; results come back and no run folder is left behind
+    (neither in the working directory nor in the temporary folder it ran in). The SSIM value is checked
+    against scikit-image on the same clips (the static method holds each clip's first frame)."""
+    from skimage.metrics import structural_similarity
+
+    import pam_bench
+    import pam_bench.metrics
+    from pam_bench.datasets.synthetic import SyntheticHOI
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    ds = SyntheticHOI(n_clips=2, frames=3, height=32, width=40)
+    res = pam_bench.evaluate(method="static", dataset=ds, metrics=[pam_bench.metrics.SSIM()], out=None,
+                             progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no runs/ folder
+    assert list(tmp.iterdir()) == []  # the temporary run folder is removed
+    assert res["n_evaluated"] == 2 and set(res["metrics"]) == {"ssim"}
+    kw = dict(channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    frames = [ds.load(v).video.frames for v in ds.split().ids]
+    ref = np.mean([np.mean([structural_similarity(f, v[0], **kw) for f in v]) for v in frames])
+    assert ref < 0.999  # the clips move: a real score, not the identity
+    assert res["metrics"]["ssim"]["value"] == pytest.approx(ref)
