@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pam_bench.errors import InputError, MissingResource
+from pam_bench.options import boolean
 from pam_bench.types import CONDITIONS, Generator, Sample, Video
 
 from . import checkpoint as ckpt
@@ -64,14 +65,8 @@ _KNOWN = ("checkpoint, base, flux, mode, protocol, conditions, steps, guidance, 
           "tracking_source, stage1, stage1_file, mano_dir")
 
 
-def _as_bool(v) -> bool:
-    if isinstance(v, str):
-        if v.lower() in ("1", "true", "yes", "on"):
-            return True
-        if v.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"not a boolean: {v!r}")
-    return bool(v)
+def _as_bool(v, key: str) -> bool:
+    return boolean("pam", key, v)
 
 
 class PAMGenerator(Generator):
@@ -111,9 +106,10 @@ class PAMGenerator(Generator):
         self.conditions = tuple(n for n in CONDITIONS if n in names)  # canonical order
         self.steps, self.guidance = int(steps), float(guidance)
         self.dtype_name = str(dtype)
-        self.offload = _as_bool(offload)
-        self.vae_tiling = p["vae_tiling"] if vae_tiling is None else _as_bool(vae_tiling)
-        self.use_dynamic_cfg, self.compile = _as_bool(use_dynamic_cfg), _as_bool(compile)
+        self.offload = _as_bool(offload, "offload")
+        self.vae_tiling = p["vae_tiling"] if vae_tiling is None else _as_bool(vae_tiling, "vae_tiling")
+        self.use_dynamic_cfg = _as_bool(use_dynamic_cfg, "use_dynamic_cfg")
+        self.compile = _as_bool(compile, "compile")
         self.seed_policy = seed_policy or p["seed_policy"]
         if self.seed_policy not in SEED_POLICIES:
             raise ValueError(f"seed_policy must be one of {', '.join(SEED_POLICIES)}, got {self.seed_policy!r}")
@@ -127,7 +123,7 @@ class PAMGenerator(Generator):
             from .prompts import SIM_PROMPT
 
             prompt = SIM_PROMPT  # evaluation_sim.py's fixed prompt
-        self.shared_prompt, self.prompt_text = _as_bool(shared_prompt), prompt
+        self.shared_prompt, self.prompt_text = _as_bool(shared_prompt, "shared_prompt"), prompt
         self.captions = None
         if prompts:
             from .prompts import CaptionTable

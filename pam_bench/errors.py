@@ -41,3 +41,17 @@ class ChecksumError(PamBenchError):
 
 class IncompatibleResults(PamBenchError):
     """Results that must not be merged or compared (backends, manifests, identities differ)."""
+
+
+class OptionError(PamBenchError, ValueError):
+    """A bad ``-o/-d/-m`` option of a method, dataset or metric: names the component and the option.
+
+    ``OptionError("fvd", "clip_frames", "must be >= 9, got 4")`` reads
+    ``fvd option clip_frames: must be >= 9, got 4``. (Also a ValueError, as a bad argument is in Python.)
+    """
+
+    def __init__(self, component: str, option: str, problem: str):
+        self.component = component
+        self.option = option
+        self.problem = problem
+        super().__init__(f"{component} option {option}: {problem}")

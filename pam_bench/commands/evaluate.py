@@ -4,28 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import InputError, MissingResource, PamBenchError
-
-
-def parse_kv(pairs) -> dict:
-    """``-o key=value`` pairs; values parsed as int/float/bool when they look like one."""
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise PamBenchError(f"option {p!r} must look like key=value")
-        k, v = p.split("=", 1)
-        out[k.strip().replace("-", "_")] = _coerce(v.strip())
-    return out
-
-
-def _coerce(v: str):
-    if v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    for t in (int, float):
-        try:
-            return t(v)
-        except ValueError:
-            pass
-    return v
+from ..options import parse_pairs as parse_kv  # -o/-d/-m key=value pairs (pam_bench.options)
 
 
 def check_device(device: str) -> str:

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..options import choice, integer
 from ..types import Sample, Video, derive_seed
 from .base import Metric, MetricResult, Payload
 from .frechet import FrechetStats, frechet_distance_symmetric, frechet_from_stats
@@ -66,21 +67,11 @@ _TS_CACHE: dict = {}
 
 
 def _int_option(options: dict, key: str, default: int, lo: int) -> int:
-    raw = options.get(key, default)
-    try:
-        v = int(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"fvd option {key} must be an integer, got {raw!r}") from None
-    if v < lo:
-        raise ValueError(f"fvd option {key} must be >= {lo}, got {v}")
-    return v
+    return integer("fvd", key, options.get(key, default), lo)
 
 
 def _choice_option(options: dict, key: str, default: str, allowed: tuple[str, ...]) -> str:
-    v = str(options.get(key, default))
-    if v not in allowed:
-        raise ValueError(f"fvd option {key} must be one of {', '.join(allowed)}, got {v!r}")
-    return v
+    return choice("fvd", key, options.get(key, default), allowed)
 
 
 class StyleGANVTorchScript:

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PamBenchError
+from ..options import integer, numeric
 from ..types import Sample, Video
 from .base import Metric, MetricResult, Payload
 from .frechet import FrechetStats
@@ -187,9 +187,8 @@ class FVMD(Metric):
         self.bootstrap = _int(opts.pop("bootstrap", 0), "bootstrap", 0)
         self.bootstrap_seed = _int(opts.pop("bootstrap_seed", 0), "bootstrap_seed", 0)
         from ..trackers import get_tracker
-        from .motion import _numeric
 
-        self.tracker_options = _numeric(opts)
+        self.tracker_options = numeric(opts)
         self.tracker = get_tracker(self.tracker_name, device=device, **self.tracker_options)
         self.backend = self.tracker_name
         super().__init__(device=device, **options)
@@ -322,10 +321,4 @@ class FVMD(Metric):
 
 
 def _int(raw, key: str, lo: int) -> int:
-    try:
-        v = int(raw)
-    except (TypeError, ValueError):
-        raise PamBenchError(f"fvmd option {key} must be an integer, got {raw!r}") from None
-    if v < lo:
-        raise PamBenchError(f"fvmd option {key} must be >= {lo}, got {v}")
-    return v
+    return integer("fvmd", key, raw, lo)

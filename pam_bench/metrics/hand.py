@@ -151,9 +151,9 @@ class HandMPJPE(MeanMetric):
     def __init__(self, device: str = "cpu", **options):
         super().__init__(device=device, **options)
         from ..hands import get_backend
-        from .motion import _numeric
+        from ..options import numeric
 
-        opts = _numeric(dict(options))
+        opts = numeric(dict(options))
         self.estimator_name = str(opts.pop("backend", "mediapipe"))
         self.aggregate = str(opts.pop("aggregate", "frames"))
         if self.aggregate not in AGGREGATIONS:

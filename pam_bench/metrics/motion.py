@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..options import numeric
 from ..types import Sample, Video, derive_seed
 from .base import MeanMetric, Payload, check_pair
 
@@ -235,7 +236,7 @@ class MotionFidelity(MeanMetric):
             raise ValueError("n_points must be >= 1")
         from ..trackers import get_tracker
 
-        self.tracker_options = _numeric(opts)
+        self.tracker_options = numeric(opts)
         self.tracker = get_tracker(self.tracker_name, device=device, **self.tracker_options)
         self.backend = self.tracker_name
 
@@ -296,16 +297,3 @@ def point_source_extras(counts: dict[str, int]) -> dict:
                              "meaning": {k: POINT_SOURCES.get(k, "not recorded") for k in sorted(counts)}}}
 
 
-def _numeric(opts: dict) -> dict:
-    """CLI options arrive as strings: turn numeric-looking ones into numbers."""
-    out = {}
-    for k, v in opts.items():
-        if isinstance(v, str):
-            for cast in (int, float):
-                try:
-                    v = cast(v)
-                    break
-                except ValueError:
-                    continue
-        out[k] = v
-    return out
