@@ -1,17 +1,14 @@
 """How a leaderboard's cells print, shared by the Markdown, CSV, LaTeX and HTML renderers.
 
-Display names, the paper's arrows and decimals per metric, and the label/value/tail cells of a row.
+The arrows, and the label/value/tail cells of a row; metric labels and decimals are facts of the metric
+classes (pam_bench.metrics.facts).
 Measured values print with the paper's decimals plus their mark (``†``: small N, pam_bench.smalln); reported
 values print exactly as the paper printed them.
 """
 from __future__ import annotations
 
-#: Metric display names and the paper's arrows (the direction of each metric, as the paper prints it).
-METRIC_LABELS = {"fvd": "FVD", "mf": "MF", "lpips": "LPIPS", "ssim": "SSIM", "psnr": "PSNR", "mpjpe": "MPJPE"}
-PAPER_DIRECTIONS = {"fvd": "lower", "mf": "higher", "lpips": "lower", "ssim": "higher", "psnr": "higher",
-                    "mpjpe": "lower"}
-#: Decimals the paper prints per metric (measured values are shown the same way; csv keeps full precision).
-DECIMALS = {"fvd": 2, "mf": 3, "lpips": 3, "ssim": 3, "psnr": 2, "mpjpe": 2}
+from .metrics import facts
+
 ARROWS = {"lower": "↓", "higher": "↑"}
 
 _TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -29,7 +26,7 @@ def fmt_value(row, c) -> str:
         return "–"
     if c.key in row.text:  # as the paper printed it, or mean ± std over seeds
         return row.text[c.key] + row.marks.get(c.key, "")
-    return f"{row.values[c.key]:.{DECIMALS.get(c.metric, 4)}f}" + row.marks.get(c.key, "")
+    return f"{row.values[c.key]:.{facts.decimals(c.metric)}f}" + row.marks.get(c.key, "")
 
 
 def label_headers(lay) -> list[str]:

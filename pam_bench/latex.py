@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import string
 
-from .cells import METRIC_LABELS, tex_escape
+from .cells import tex_escape
 from .cells import fmt_value as _fmt_value
 from .cells import label_cells as _label_cells
 from .cells import label_headers as _label_headers
 from .cells import tail_cells as _tail_cells
 from .cells import tail_headers as _tail_headers
+from .metrics import facts
 
 FULL_WIDTH_COLUMNS = 6
 TEX_ARROWS = {"lower": r"\downarrow", "higher": r"\uparrow"}
@@ -50,7 +51,7 @@ def to_latex(board) -> str:
     lay = board.layout
     letters = _letters(board.columns)
     heads = [tex_escape(h) for h in _label_headers(lay)]
-    heads += [f"{METRIC_LABELS.get(c.metric, c.metric)}${TEX_ARROWS[c.direction]}^{{{letters[c.key]}}}$"
+    heads += [f"{facts.label(c.metric)}${TEX_ARROWS[c.direction]}^{{{letters[c.key]}}}$"
               for c in board.columns]
     heads += [tex_escape(h) for h in _tail_headers(lay)]
     n = len(heads)

@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .cells import ARROWS, DECIMALS, METRIC_LABELS, PAPER_DIRECTIONS, tex_escape  # noqa: F401 (re-exported)
+from .cells import ARROWS, tex_escape  # noqa: F401 (re-exported)
 from .cells import fmt_value as _fmt_value
 from .cells import label_cells as _label_cells
 from .cells import label_headers as _label_headers
 from .cells import tail_cells as _tail_cells
 from .cells import tail_headers as _tail_headers
 from .errors import IncompatibleResults, InputError, PamBenchError
+from .metrics import facts
 from .results import column_key, whole_frame_mark
 from .smalln import MARK, PAPER_N, is_small
 from .smalln import note as small_n_note
@@ -145,7 +146,7 @@ def load_reported(path: str | Path | None = None, table: str | None = None) -> l
         raise InputError(p, f"reported CSV lacks column(s) {missing}; expected {list(REPORTED_COLUMNS)}")
     rows = []
     for i, r in enumerate(reader, start=2):
-        if r["metric"] in PAPER_DIRECTIONS:
+        if facts.metric_class(r["metric"]) is not None:
             try:
                 float(r["value"])
             except ValueError:
@@ -222,11 +223,11 @@ def _measured_rows(layout: Layout, results: Sequence[dict], labels: dict[str, st
                 continue
             k = column_key(name, m)
             row.values[k] = float(m["value"])
-            if format_cell(m, DECIMALS.get(name, 4)):  # aggregated over seeds: mean ± std
-                row.text[k] = format_cell(m, DECIMALS.get(name, 4))
+            if format_cell(m, facts.decimals(name)):  # aggregated over seeds: mean ± std
+                row.text[k] = format_cell(m, facts.decimals(name))
             if whole_frame_mark(name, m):  # csv keeps bare numbers, so its note column carries the mark
                 row.marks[k] = whole_frame_mark(name, m)
-                row.note = "; ".join(x for x in (row.note, f"{METRIC_LABELS.get(name, name)}{row.marks[k]}") if x)
+                row.note = "; ".join(x for x in (row.note, f"{facts.label(name)}{row.marks[k]}") if x)
             if is_small(name, m, layout.paper_n):
                 row.small_n.add(k)
                 row.marks[k] = row.marks.get(k, "") + MARK
@@ -271,7 +272,7 @@ def _match_labels(results: Sequence[dict], labels: dict[str, str]) -> dict[str, 
 
 
 def _directions(results: Sequence[dict]) -> dict[str, str]:
-    d = dict(PAPER_DIRECTIONS)
+    d = {n: facts.direction(n) for n in {n for lay in LAYOUTS.values() for n in lay.metrics}}
     for r in results:
         for name, m in r["metrics"].items():
             d.setdefault(name, m["direction"])
@@ -294,13 +295,13 @@ def _columns(layout: Layout, measured: list[Row], reported: list[Row], direction
                     if k in r.values:
                         r.values[mkeys[0]] = r.values.pop(k)
                         r.text[mkeys[0]] = r.text.pop(k)
-                footnotes.append(f"{METRIC_LABELS.get(name, name)}: measured with {mkeys[0][1]} "
+                footnotes.append(f"{facts.label(name)}: measured with {mkeys[0][1]} "
                                  f"(v{mkeys[0][2]}); the paper does not state its implementation.")
             else:
                 keys.append(k)
         split = len(keys) > 1
         for k in keys:
-            label = f"{METRIC_LABELS.get(name, name)}{ARROWS[directions[name]]}"
+            label = f"{facts.label(name)}{ARROWS[directions[name]]}"
             if split:
                 tag = k[1] or "unstated"
                 if sum(1 for j in keys if j[1] == k[1]) > 1:

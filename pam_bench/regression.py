@@ -2,7 +2,7 @@
 
 For every metric of the baseline, ``worse`` is the change in the metric's own bad direction
 (new - base for lower-is-better, base - new for higher-is-better). The allowed change is
-``max(abs, rel * |baseline value|)`` from the metric's tolerance (:data:`DEFAULT_TOLERANCES`, overridable
+``max(abs, rel * |baseline value|)`` from the metric's tolerance (its class's ``tolerance``, overridable
 per metric by a JSON file ``{"ssim": {"abs": 0.01}, "fvd": {"rel": 0.1}, "default": {"abs": 0, "rel": 0.02}}``).
 
 Decision rule (documented, deterministic):
@@ -35,16 +35,28 @@ import numpy as np
 from .errors import InputError
 from .results import check_comparable, env_differences, load_results
 
-#: Default tolerances per metric: allowed worsening = max(abs, rel * |baseline|).
-DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
-    "ssim": {"abs": 0.005, "rel": 0.0},
-    "psnr": {"abs": 0.1, "rel": 0.0},  # dB
-    "lpips": {"abs": 0.005, "rel": 0.0},
-    "fvd": {"abs": 0.0, "rel": 0.05},
-    "mf": {"abs": 0.01, "rel": 0.0},
-    "mpjpe": {"abs": 0.5, "rel": 0.0},  # mm
-    "default": {"abs": 0.0, "rel": 0.02},
-}
+#: The tolerance of a metric whose class declares none (allowed worsening = max(abs, rel * |baseline|)).
+DEFAULT_TOLERANCE: dict[str, float] = {"abs": 0.0, "rel": 0.02}
+
+
+def default_tolerances() -> dict[str, dict[str, float]]:
+    """Each registered metric's own tolerance (``Metric.tolerance``), plus ``"default"`` for the others."""
+    from .metrics import facts
+    from .registry import REGISTRY
+
+    out = {}
+    for name in REGISTRY.names("metric"):
+        t = facts.tolerance(name)
+        if t is not None:
+            out[name] = t
+    return {**out, "default": dict(DEFAULT_TOLERANCE)}
+
+
+def __getattr__(name: str):
+    if name == "DEFAULT_TOLERANCES":  # the defaults as one mapping (read from the metric classes)
+        return default_tolerances()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 N_BOOT = 2000
 BOOT_SEED = 0
 
@@ -89,7 +101,7 @@ class CheckReport:
 
 def load_tolerances(path: str | Path | None = None) -> dict[str, dict[str, float]]:
     """Defaults, updated per metric from a JSON file (keys: metric names or 'default'; values: abs/rel)."""
-    tol = {k: dict(v) for k, v in DEFAULT_TOLERANCES.items()}
+    tol = default_tolerances()
     if path is None:
         return tol
     p = Path(path)

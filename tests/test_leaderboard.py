@@ -11,7 +11,8 @@ import pytest
 from pam_bench.cli import main
 from pam_bench.errors import IncompatibleResults, InputError
 from pam_bench.run.loop import evaluate
-from pam_bench.leaderboard import LAYOUTS, PAPER_DIRECTIONS, build, leaderboard, load_reported, render
+from pam_bench.leaderboard import LAYOUTS, build, leaderboard, load_reported, render
+from pam_bench.metrics.facts import direction
 from pam_bench.results import load_results
 
 DS = {"n_clips": 3, "frames": 4, "height": 48, "width": 64}
@@ -82,7 +83,7 @@ def test_table1_md_tex_csv_with_reported_rows_and_best_marks(runs, tmp_path):
     reported = {r["method"]: r for r in rows if r["kind"] == "reported"}
     for col, metric in (("FVD↓", "fvd"), ("LPIPS↓", "lpips"), ("PSNR↑", "psnr"), ("MPJPE↓", "mpjpe")):
         vals = {m: float(r[col]) for m, r in reported.items() if r[col]}
-        pick = min if PAPER_DIRECTIONS[metric] == "lower" else max
+        pick = min if direction(metric) == "lower" else max
         winner = pick(vals, key=vals.get)
         assert col in reported[winner]["best"] and all(col not in reported[m]["best"] for m in vals if m != winner)
     assert reported["InterDyn"]["MPJPE↓"] == ""  # missing cells stay empty, never 0

@@ -66,6 +66,13 @@ class Metric(ABC):
     #: which the GT cache (pam_bench.run.gt_cache) keeps across runs and merges into each per-video payload
     #: before ``update``. A subclass that defines ``measure_reference`` and does not say declares True.
     has_reference: ClassVar[bool] = False
+    #: How tables print the metric: its label (None: the name) and the decimals the paper prints (csv keeps
+    #: full precision).
+    label: ClassVar[str | None] = None
+    decimals: ClassVar[int] = 4
+    #: The regression gate's default tolerance, ``{"abs": a, "rel": r}``: allowed worsening =
+    #: max(a, r * |baseline|); None: the gate's default (pam_bench.regression.DEFAULT_TOLERANCE).
+    tolerance: ClassVar[dict[str, float] | None] = None
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

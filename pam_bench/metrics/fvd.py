@@ -135,6 +135,7 @@ class FVD(Metric):
     """FVD over the whole set (kind 'set'); GT features come from ``measure_reference`` (cacheable)."""
 
     name = "fvd"
+    label, decimals, tolerance = "FVD", 2, {"abs": 0.0, "rel": 0.05}
     direction = "lower"
     version = "2"
     kind = "set"

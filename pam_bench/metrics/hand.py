@@ -144,6 +144,7 @@ class HandMPJPE(MeanMetric):
     """
 
     name = "mpjpe"
+    label, decimals, tolerance = "MPJPE", 2, {"abs": 0.5, "rel": 0.0}  # mm
     direction = "lower"
     version = "2"
     unit = "mm"

@@ -212,6 +212,7 @@ class MotionFidelity(MeanMetric):
     """
 
     name = "mf"
+    label, decimals, tolerance = "MF", 3, {"abs": 0.01, "rel": 0.0}
     direction = "higher"
     version = "2"
     unit = ""

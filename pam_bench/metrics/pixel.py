@@ -89,6 +89,7 @@ class _FrameMean(MeanMetric):
 class SSIM(_FrameMean):
     name = "ssim"
     direction = "higher"
+    label, decimals, tolerance = "SSIM", 3, {"abs": 0.005, "rel": 0.0}
     version = "1"
     backend = "skimage-gaussian11-s1.5"
 
@@ -99,6 +100,7 @@ class SSIM(_FrameMean):
 class PSNR(_FrameMean):
     name = "psnr"
     direction = "higher"
+    label, decimals, tolerance = "PSNR", 2, {"abs": 0.1, "rel": 0.0}  # dB
     version = "1"
     unit = "dB"
     backend = f"uint8-range255-cap{int(PSNR_CAP_DB)}"
@@ -178,6 +180,7 @@ def lpips_frames(model, a: np.ndarray, b: np.ndarray, device: str = "cpu", chunk
 
 class LPIPS(_FrameMean):
     name = "lpips"
+    label, decimals, tolerance = "LPIPS", 3, {"abs": 0.005, "rel": 0.0}
     direction = "lower"
     version = "1"
     backend = "lpips0.1.4-alex-v0.1-jaxport"

@@ -1,0 +1,40 @@
+"""A metric's display and gate facts (label, decimals, direction, default tolerance) by the name a
+results file gives it, read from its registered class; a name the registry does not know has none."""
+from __future__ import annotations
+
+from ..errors import PamBenchError
+from ..registry import REGISTRY
+
+
+def metric_class(name: str):
+    """The registered metric class called ``name``, or None (not registered, or it cannot be imported)."""
+    if name not in REGISTRY.names("metric"):
+        return None
+    try:
+        return REGISTRY.load("metric", name)
+    except (ImportError, PamBenchError):
+        return None
+
+
+def label(name: str) -> str:
+    """How tables name the metric: its class's ``label``, else ``name``."""
+    cls = metric_class(name)
+    return (cls.label if cls is not None else None) or name
+
+
+def decimals(name: str, default: int = 4) -> int:
+    """The decimals tables print the metric with."""
+    cls = metric_class(name)
+    return cls.decimals if cls is not None else default
+
+
+def direction(name: str) -> str | None:
+    """"lower" or "higher" is better (None: not a registered metric)."""
+    cls = metric_class(name)
+    return cls.direction if cls is not None else None
+
+
+def tolerance(name: str) -> dict[str, float] | None:
+    """The regression gate's default tolerance of the metric (None: the gate's default applies)."""
+    cls = metric_class(name)
+    return None if cls is None or cls.tolerance is None else dict(cls.tolerance)
