@@ -27,7 +27,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from pam_bench.errors import InputError, MissingResource
+from pam_bench.errors import InputError, MissingResource, OptionError
 from pam_bench.options import boolean
 from pam_bench.types import CONDITIONS, Generator, Sample, Video
 
@@ -69,6 +69,11 @@ def _as_bool(v, key: str) -> bool:
     return boolean("pam", key, v)
 
 
+def _one_of(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise OptionError("pam", key, f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+
 class PAMGenerator(Generator):
     name = "pam"
     needs = ("first_frame", "conditions")
@@ -81,27 +86,28 @@ class PAMGenerator(Generator):
                  shared_prompt=False, tracking_source: str = "depth",
                  stage1: str | None = None, stage1_file=None, mano_dir=None, **options: Any):
         if options:
-            raise ValueError(f"unknown option(s) for method pam: {sorted(options)}; known: {_KNOWN}")
+            raise OptionError("pam", sorted(options)[0], f"unknown option(s) for method pam: {sorted(options)}; "
+                                                           f"known: {_KNOWN}")
         from .stage1_sources import check_options
 
         check_options(stage1, stage1_file, mode)  # Stage-I source for mode=full (pam.stage1_sources)
         self.stage1, self.stage1_file, self.mano_dir = stage1, stage1_file, mano_dir
-        if mode not in ("i2v", "full"):
-            raise ValueError(f"mode must be 'i2v' or 'full', got {mode!r}")
+        _one_of("mode", mode, ("i2v", "full"))
         names = conditions.split(",") if isinstance(conditions, str) else list(conditions)
         names = [n.strip() for n in names if n.strip()]
         bad = [n for n in names if n not in CONDITIONS]
         if bad or len(set(names)) != len(names):
-            raise ValueError(f"conditions must be distinct names from {','.join(CONDITIONS)}; got {conditions!r}")
+            raise OptionError("pam", "conditions",
+                              f"conditions must be distinct names from {','.join(CONDITIONS)}; got {conditions!r}")
         self.device = str(device)
         self.checkpoint = Path(checkpoint).expanduser() if checkpoint else None
         self.base, self.flux = base, flux
         self.mode = mode
         self.protocol = protocol or ("official" if mode == "i2v" else "pam-bench")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        _one_of("protocol", self.protocol, tuple(PROTOCOLS))
         if self.protocol == "sim" and mode != "full":
-            raise ValueError("protocol=sim (testing/evaluation_sim.py) is the sim-to-real protocol: it needs mode=full")
+            raise OptionError("pam", "protocol", "protocol=sim (testing/evaluation_sim.py) is the sim-to-real "
+                                                 "protocol: it needs mode=full")
         p = PROTOCOLS[self.protocol]
         self.conditions = tuple(n for n in CONDITIONS if n in names)  # canonical order
         self.steps, self.guidance = int(steps), float(guidance)
@@ -111,14 +117,12 @@ class PAMGenerator(Generator):
         self.use_dynamic_cfg = _as_bool(use_dynamic_cfg, "use_dynamic_cfg")
         self.compile = _as_bool(compile, "compile")
         self.seed_policy = seed_policy or p["seed_policy"]
-        if self.seed_policy not in SEED_POLICIES:
-            raise ValueError(f"seed_policy must be one of {', '.join(SEED_POLICIES)}, got {self.seed_policy!r}")
+        _one_of("seed_policy", self.seed_policy, SEED_POLICIES)
         self.fixed_seed = int(fixed_seed)
-        if tracking_source not in TRACKING_SOURCES:
-            raise ValueError(f"tracking_source must be one of {', '.join(TRACKING_SOURCES)}, got {tracking_source!r}")
+        _one_of("tracking_source", tracking_source, TRACKING_SOURCES)
         self.tracking_source = tracking_source
         if self.steps < 1:
-            raise ValueError("steps must be >= 1")
+            raise OptionError("pam", "steps", f"must be >= 1, got {self.steps}")
         if self.protocol == "sim" and prompt is None:
             from .prompts import SIM_PROMPT
 
@@ -130,7 +134,7 @@ class PAMGenerator(Generator):
 
             self.captions = CaptionTable(prompts, prompt_videos)
         elif prompt_videos:
-            raise ValueError("prompt_videos needs prompts=CAPTION_COLUMN.txt")
+            raise OptionError("pam", "prompt_videos", "prompt_videos needs prompts=CAPTION_COLUMN.txt")
         self._pipe = None
         self._parts: ckpt.Parts | None = None
         self._hashes: dict | None = None

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from pam_bench.errors import InputError, MissingResource
+from pam_bench.errors import InputError, MissingResource, OptionError
 from pam_bench.hf_offline import hub_offline
 from pam_bench.video import resize_frames
 
@@ -30,7 +30,7 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     if dtype not in table:
-        raise ValueError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
+        raise OptionError("pam", "dtype", f"must be auto, fp32, bf16 or fp16, got {dtype!r}")
     return table[dtype]
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pam_bench.errors import InputError
+from pam_bench.errors import InputError, OptionError
 
 #: world (z up) -> camera (x right, y down, z forward)
 WORLD_TO_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -60,17 +60,19 @@ SOURCES: dict[str, tuple[Callable, bool]] = {"builtin": (_builtin, False), "gras
 
 
 def check_options(stage1: str | None, stage1_file, mode: str) -> None:
-    """Option errors at construction (ValueError, like PAMGenerator's other options)."""
+    """Option errors at construction (OptionError, like PAMGenerator's other options)."""
     if stage1 is None:
         if stage1_file is not None:
-            raise ValueError("stage1_file needs stage1=graspxl|dgrasp")
+            raise OptionError("pam", "stage1_file", "stage1_file needs stage1=graspxl|dgrasp")
         return
     if stage1 not in SOURCES:
-        raise ValueError(f"stage1 must be one of {', '.join(SOURCES)}, got {stage1!r}")
+        raise OptionError("pam", "stage1", f"stage1 must be one of {', '.join(SOURCES)}, got {stage1!r}")
     if mode != "full":
-        raise ValueError("stage1 needs mode=full (Stage II makes the first frame from the Stage-I render)")
+        raise OptionError("pam", "stage1", "stage1 needs mode=full (Stage II makes the first frame from the "
+                                           "Stage-I render)")
     if SOURCES[stage1][1] and stage1_file is None:
-        raise ValueError(f"stage1={stage1} needs stage1_file=FILE (or a folder of per-clip files)")
+        raise OptionError("pam", "stage1_file", f"stage1={stage1} needs stage1_file=FILE (or a folder of "
+                                                "per-clip files)")
 
 
 def file_for(stage1_file, sample_id: str) -> Path | None:

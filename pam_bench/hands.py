@@ -48,7 +48,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .errors import InputError, MissingResource
+from .errors import InputError, MissingResource, OptionError
 from .types import Video
 
 #: DexYCB / OpenPose joint names in order (MediaPipe's HandLandmark names map 1:1, see module doc)
@@ -124,7 +124,7 @@ class MediaPipeHands(HandPoseBackend):
                  min_tracking_confidence: float = 0.5):
         super().__init__(device)
         if mode not in self.MODES:
-            raise ValueError(f"mediapipe mode must be one of {self.MODES}, got {mode!r}")
+            raise OptionError("mpjpe (mediapipe)", "mode", f"must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
         self.num_hands = int(num_hands)
         self.conf = (float(min_detection_confidence), float(min_presence_confidence),

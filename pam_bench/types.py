@@ -92,7 +92,9 @@ class Sample:
         if self.video is None:
             if "first_frame" in self.meta:
                 return self.meta["first_frame"]
-            raise ValueError(f"sample {self.id} has no reference video, so no first frame")
+            from .errors import InputError
+
+            raise InputError(self.id, "the clip has no reference video, so no first frame")
         return self.video.frames[0]
 
 

@@ -161,7 +161,9 @@ class MeanMetric(Metric):
 def check_pair(sample: Sample, generated: Video, name: str) -> np.ndarray:
     """The GT frames, after checking the pair has the same shape (a clear error otherwise)."""
     if sample.video is None:
-        raise ValueError(f"{name}: sample {sample.id} has no reference video")
+        from ..errors import InputError
+
+        raise InputError(sample.id, f"{name} needs the reference video, and this clip has none")
     gt = sample.video.frames
     if gt.shape != generated.frames.shape:
         from ..errors import InputError

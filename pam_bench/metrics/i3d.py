@@ -29,7 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OptionError
 
 #: Side of the square frames the network expects.
 I3D_SIZE = 224
@@ -332,7 +332,7 @@ class I3DFeatures:
         self.device = device
         self.batch_size = max(1, int(batch_size))
         if dtype not in (None, "fp32", "float32") and dtype not in _AUTOCAST:
-            raise ValueError(f"dtype must be fp32, bf16 or fp16, got {dtype!r}")
+            raise OptionError("fvd", "dtype", f"must be fp32, bf16 or fp16, got {dtype!r}")
         self.autocast = _AUTOCAST.get(dtype) if str(device).startswith("cuda") else None
 
     def __call__(self, frames: np.ndarray, where="clips") -> np.ndarray:

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OptionError
 from ..options import numeric
 from ..types import Sample, Video, derive_seed
 from .base import MeanMetric, Payload, check_pair
@@ -230,11 +230,11 @@ class MotionFidelity(MeanMetric):
         if self.zero_rule not in ZERO_RULES:
             raise ValueError(f"zero_rule must be one of {ZERO_RULES}, got {self.zero_rule!r}")
         if self.convention not in CONVENTIONS:
-            raise ValueError(f"mf_convention must be one of {CONVENTIONS}, got {self.convention!r}")
+            raise OptionError("mf", "mf_convention", f"must be one of {CONVENTIONS}, got {self.convention!r}")
         if self.visibility not in VISIBILITY_RULES:
-            raise ValueError(f"visibility must be one of {VISIBILITY_RULES}, got {self.visibility!r}")
+            raise OptionError("mf", "visibility", f"must be one of {VISIBILITY_RULES}, got {self.visibility!r}")
         if self.n_points < 1:
-            raise ValueError("n_points must be >= 1")
+            raise OptionError("mf", "n_points", f"must be >= 1, got {self.n_points}")
         from ..trackers import get_tracker
 
         self.tracker_options = numeric(opts)
