@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import OptionError
 from ..options import choice, integer
 from ..types import Sample, Video, derive_seed
 from .base import Metric, MetricResult, Payload
@@ -148,8 +149,8 @@ class FVD(Metric):
 
     def __init__(self, device: str = "cpu", **options):
         if "clip" in options:
-            raise ValueError("fvd option clip was replaced by protocol= (stylegan-v = the old clip=random, "
-                             "start = the old clip=start)")
+            raise OptionError("fvd", "clip", "replaced by protocol= (stylegan-v = the old clip=random, "
+                                             "start = the old clip=start)")
         self.detector = _choice_option(options, "detector", DETECTORS[0], DETECTORS)
         self.protocol = _choice_option(options, "protocol", PROTOCOLS[0], PROTOCOLS)
         self.clip_frames = _int_option(options, "clip_frames", 16, 9)

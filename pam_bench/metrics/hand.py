@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OptionError
 from ..types import Sample, Video
 from .base import MeanMetric, Payload
 
@@ -158,7 +158,7 @@ class HandMPJPE(MeanMetric):
         self.estimator_name = str(opts.pop("backend", "mediapipe"))
         self.aggregate = str(opts.pop("aggregate", "frames"))
         if self.aggregate not in AGGREGATIONS:
-            raise ValueError(f"aggregate must be one of {tuple(AGGREGATIONS)}, got {self.aggregate!r}")
+            raise OptionError("mpjpe", "aggregate", f"must be one of {tuple(AGGREGATIONS)}, got {self.aggregate!r}")
         self.backend = f"{self.estimator_name}/{AGGREGATIONS[self.aggregate]}"
         self.pck_px = float(opts.pop("pck_px", 10.0))
         self.estimator = get_backend(self.estimator_name, device=device, **opts)

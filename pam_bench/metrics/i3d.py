@@ -327,7 +327,7 @@ class I3DFeatures:
     def __init__(self, device: str = "cpu", dtype: str | None = None, batch_size: int = 4,
                  resize: str = "stretch"):
         if resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+            raise OptionError("fvd", "resize", f"must be one of {RESIZE_MODES}, got {resize!r}")
         self.resize = resize
         self.device = device
         self.batch_size = max(1, int(batch_size))

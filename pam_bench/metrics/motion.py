@@ -228,7 +228,7 @@ class MotionFidelity(MeanMetric):
         self.visibility = str(opts.pop("visibility", "exclude"))
         self.zero_rule = str(opts.pop("zero_rule", "agree"))
         if self.zero_rule not in ZERO_RULES:
-            raise ValueError(f"zero_rule must be one of {ZERO_RULES}, got {self.zero_rule!r}")
+            raise OptionError("mf", "zero_rule", f"must be one of {ZERO_RULES}, got {self.zero_rule!r}")
         if self.convention not in CONVENTIONS:
             raise OptionError("mf", "mf_convention", f"must be one of {CONVENTIONS}, got {self.convention!r}")
         if self.visibility not in VISIBILITY_RULES:
