@@ -384,7 +384,7 @@ def test_embedded_set_first_frame_held_interval_contains_its_value(tmp_path):
     The percentile interval of FVD v1 lay entirely above the value ([955.0, 1175.7] around 944.3); the
     basic bootstrap interval contains it. Slow: 80 I3D passes on 49x480x720 clips."""
     require_weights()
-    from pam_bench.harness import evaluate
+    from pam_bench.run.loop import evaluate
 
     res = evaluate("static", "synthetic", metrics=["fvd"], out=tmp_path / "run", dataset_options={"n_clips": 40},
                    metric_options={"fvd": {"protocol": "start", "bootstrap": 1000}}, progress=False,
