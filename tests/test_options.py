@@ -47,3 +47,10 @@ def test_components_use_it():
         FVD(clip_frames=4)
     with pytest.raises(OptionError, match="^fvmd option stride: must be >= 1, got 0$"):
         FVMD(stride=0)
+
+
+def test_dataset_options_use_it():
+    from pam_bench.datasets.synthetic import SyntheticHOI
+
+    with pytest.raises(OptionError, match="^synthetic option n_clips: must be an integer, got 'many'$"):
+        SyntheticHOI(n_clips="many")

@@ -30,6 +30,7 @@ from ..geometry.camera import pinhole_intrinsics, project
 from ..geometry.hand import chain, finger_chain
 from ..geometry.rotations import rotation_about as _rot
 from ..errors import PamBenchError
+from ..options import integer
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
 
 VERSION = "pam_bench.synthetic v1"
@@ -272,9 +273,9 @@ class SyntheticHOI(Dataset):
                                 "n_clips, frames, height, width, seed, fps")
         self.root = root  # unused: everything is generated
         self.split_name = split or "val"
-        self.n_clips, self.frames = int(n_clips), int(frames)
-        self.height, self.width = int(height), int(width)
-        self.seed, self.fps = int(seed), float(fps)
+        self.n_clips, self.frames = integer("synthetic", "n_clips", n_clips), integer("synthetic", "frames", frames)
+        self.height, self.width = integer("synthetic", "height", height), integer("synthetic", "width", width)
+        self.seed, self.fps = integer("synthetic", "seed", seed), float(fps)
         if self.n_clips < 1 or self.frames < 2 or self.height < 32 or self.width < 32:
             raise PamBenchError("dataset synthetic: need n_clips >= 1, frames >= 2, height and width >= 32")
         self._last: tuple[str, Sample] | None = None
