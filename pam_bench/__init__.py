@@ -63,7 +63,10 @@ def evaluate(*args, **kwargs):
     - ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` for the method and metrics built by name [``--device``].
     - ``seed``: the base seed; each clip's seed is derived from it and the clip id [``--seed``].
     - ``root``, ``split``: the dataset's folder and split, for a dataset given by name [``--root``, ``--split``].
-    - ``limit``: evaluate only the first N clips of the split [``--limit``].
+    - ``limit``: evaluate only the first N clips of the split (or of ``ids``) [``--limit``].
+    - ``ids``: evaluate these clip ids of the split, in split order [``--ids``].
+    - ``allow_missing``: a method whose videos lie on disk scores the clips that are there instead of refusing
+      an incomplete folder [``--allow-missing``].
     - ``shard``: ``"i/N"``, every N-th clip starting at i, for job arrays (merge with
       :func:`pam_bench.distributed.merge`) [``--shard``].
     - ``method_options``, ``dataset_options``: ``{key: value}`` for a component given by name [``-o``, ``-d``].

@@ -9,7 +9,7 @@ import pytest
 
 from pam_bench import weights as W
 from pam_bench.cli import main
-from pam_bench.harness import evaluate
+from pam_bench.run.loop import evaluate
 
 DS = {"n_clips": 2, "frames": 16, "height": 48, "width": 64}
 

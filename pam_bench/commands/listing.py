@@ -38,7 +38,7 @@ def _row(entry, given: dict, probe: bool) -> list[str]:
 
 def _probe(entry, given: dict) -> None:
     """Build the component from the user's inputs and run its readiness check (raises PamBenchError)."""
-    from ..harness import build_dataset, build_method, build_metrics
+    from ..run.components import build_dataset, build_method, build_metrics
 
     if entry.kind == "method":
         opts = dict(given.get("o") or {})
