@@ -1,13 +1,13 @@
 """Video IO: the only module that touches codecs.
 
 - read: one of ``DECODERS`` (PyAV by default, single-threaded per clip: the evaluate pipeline decodes
-  several clips at once; ``PAM_BENCH_DECODER=decord`` or ``decoder=`` picks the other path), falling back to
-  PyAV where decord cannot open a file. Every path returns the same pixels: one YUV->RGB conversion
+  several clips at once; ``PAM_BENCH_DECODER=decord|opencv`` or ``decoder=`` picks another path), falling
+  back to PyAV where decord or OpenCV cannot open a file. Every path returns the same pixels: one YUV->RGB conversion
   (``YUV_TO_RGB``: libswscale, BT.601 matrix and limited 16-235 range for untagged files, the file's own
   matrix/range tags where it has them) — tests/test_decoders.py holds every path to identical frames on
   lossless RGB, yuv420p h264 and mpeg4 files. ``decode_info()`` records the choice in results.json.
 - write: lossless by default (libx264rgb, qp 0: RGB stays bit-exact, so a codec never moves a metric);
-  ``codec="h264"`` writes yuv420p crf 18 for viewing.
+  ``codec="h264"`` writes yuv420p crf 18 for viewing; ``codec="mpeg4"`` (benchmarks) MPEG-4 part 2.
 - Every error names the file and the problem (InputError).
 """
 from __future__ import annotations
@@ -38,14 +38,14 @@ def _check_file(path: Path) -> None:
 
 
 #: The decoder paths, fastest first (measured by ``pam-bench bench --what decode``).
-DECODERS = ("pyav", "decord")
+DECODERS = ("pyav", "decord", "opencv")
 #: The one YUV->RGB conversion every path applies (recorded in results.json's env block).
 YUV_TO_RGB = ("libswscale rgb24; matrix BT.601 (SMPTE 170M) and limited range (16-235) unless the file tags "
               "another matrix or full range (then the tags); planar RGB (lossless libx264rgb) is copied")
 
 
 def default_decoder() -> str:
-    """``PAM_BENCH_DECODER`` when set (pyav or decord), else the fastest path, PyAV."""
+    """``PAM_BENCH_DECODER`` when set (pyav, decord or opencv), else the fastest path, PyAV."""
     name = os.environ.get("PAM_BENCH_DECODER", "").strip().lower() or DECODERS[0]
     if name not in DECODERS:
         raise InputError("PAM_BENCH_DECODER", f"unknown decoder {name!r}; use one of {', '.join(DECODERS)}")
@@ -81,10 +81,10 @@ def read_video(path, max_frames: int | None = None, expect_frames: int | None = 
         v = _read_pyav(path, max_frames, threads)
     else:
         try:
-            v = _read_decord(path, max_frames)
+            v = (_read_decord if decoder == "decord" else _read_opencv)(path, max_frames)
         except InputError:
             raise
-        except Exception:  # decord cannot open some containers: PyAV decides
+        except Exception:  # decord/OpenCV cannot open some containers: PyAV decides
             v = _read_pyav(path, max_frames)
     if expect_frames is not None and not trim and v.num_frames > expect_frames:
         raise InputError(path, f"more than {expect_frames} frames (the container said fewer); expected "
@@ -167,6 +167,28 @@ def _read_decord(path: Path, max_frames):
     return Video(np.ascontiguousarray(frames, dtype=np.uint8), fps)
 
 
+def _read_opencv(path: Path, max_frames):
+    import cv2
+
+    with quiet_native_stderr():
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        if not cap.isOpened():
+            raise RuntimeError("OpenCV cannot open it")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 15.0
+        frames = []
+        while max_frames is None or len(frames) < max_frames:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(f[..., ::-1])  # BGR -> RGB
+    finally:
+        cap.release()
+    if not frames:
+        raise RuntimeError("no frames")
+    return Video(np.ascontiguousarray(np.stack(frames)), fps)
+
+
 def _rgb(frame) -> np.ndarray:
     """One frame to uint8 HxWx3 RGB by YUV_TO_RGB: the tags when the file has them, else BT.601 limited."""
     cs = frame.colorspace if frame.colorspace not in (0, 2) else "ITU601"  # AVCOL_SPC_RGB/UNSPECIFIED
@@ -245,6 +267,11 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
                 st = c.add_stream("libx264", rate=rate)
                 st.pix_fmt = "yuv420p"
                 st.options = {"crf": "18"}
+                fmt = "rgb24"
+            elif codec == "mpeg4":  # the DexYCB sample's codec (MPEG-4 part 2, yuv420p), for the benchmarks
+                st = c.add_stream("mpeg4", rate=rate)
+                st.pix_fmt = "yuv420p"
+                st.options = {"qscale": "3"}
                 fmt = "rgb24"
             else:
                 raise InputError("--codec", f"unknown codec {codec!r}: use 'lossless' or 'h264'")

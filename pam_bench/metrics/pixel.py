@@ -56,21 +56,43 @@ def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: i
 
 
 def _ssim_mean(moments: list, centre: np.float32, data_range: float, rows: int) -> float:
-    """Mean SSIM of one frame from its five filtered moment images (float32), formed in float64."""
+    """Mean SSIM of one frame from its five filtered moment images (float32), formed in float64.
+
+    Per pixel, exactly the arithmetic of ``((2 ux uy + c1)(2 vxy + c2)) / ((ux² + uy² + c1)(vx + vy + c2))``
+    with ``vx = E[x²] - ux²`` etc. (the same IEEE operations in the same order), done in place in
+    cache-sized buffers ``rows`` rows at a time; the frame mean sums the blocks.
+    """
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
-    h, w = moments[0].shape[:2]
-    total = np.zeros(moments[0].shape[2], dtype=np.float64)
+    mx, my, mxx, myy, mxy = moments
+    h, w, ch = mx.shape
+    buf = np.empty((6, min(rows, h), w, ch), dtype=np.float64)
+    total = 0.0
     for r in range(0, h, rows):
-        ux, uy, uxx, uyy, uxy = (z[r:r + rows].astype(np.float64) for z in moments)
-        vx = uxx - ux * ux
-        vy = uyy - uy * uy
-        vxy = uxy - ux * uy
+        n = min(rows, h - r)
+        ux, uy, den, var, t3, t4 = (z[:n] for z in buf)
+        np.copyto(ux, mx[r:r + n])
+        np.copyto(uy, my[r:r + n])
+        np.subtract(mxx[r:r + n], np.multiply(ux, ux, out=den), out=den)  # vx
+        np.subtract(myy[r:r + n], np.multiply(uy, uy, out=var), out=var)  # vy
+        den += var
+        den += c2  # vx + vy + c2
+        np.subtract(mxy[r:r + n], np.multiply(ux, uy, out=var), out=var)  # vxy
+        var *= 2
+        var += c2  # 2 vxy + c2
         ux += centre
         uy += centre
-        s_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-        total += s_map.sum(axis=(0, 1))
-    return float((total / (h * w)).mean())
+        np.multiply(ux, ux, out=t3)
+        t3 += np.multiply(uy, uy, out=t4)
+        t3 += c1
+        den *= t3  # (ux² + uy² + c1)(vx + vy + c2)
+        np.multiply(ux, 2, out=t4)
+        t4 *= uy
+        t4 += c1
+        t4 *= var  # (2 ux uy + c1)(2 vxy + c2)
+        t4 /= den
+        total += float(t4.sum())
+    return total / (h * w * ch)
 
 
 def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.ndarray:
