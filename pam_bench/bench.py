@@ -188,10 +188,8 @@ def _run(mode: str, folder: Path, argv: list[str]) -> dict:
 
 def worker(argv: list[str]) -> None:
     mode, folder = argv[0], Path(argv[1])
-    # Imports and model construction happen before the clock starts: the modes are timed on their work
-    # (torch too: results.json records its version, a fixed cost per run, not per clip).
+    # Imports and model construction happen before the clock starts: the modes are timed on their work.
     import skimage.metrics  # noqa: F401
-    import torch  # noqa: F401
 
     from . import harness  # noqa: F401
     from .metrics.pixel import build_lpips
