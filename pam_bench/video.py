@@ -5,7 +5,8 @@
   back to PyAV where decord or OpenCV cannot open a file. Every path returns the same pixels: one YUV->RGB conversion
   (``YUV_TO_RGB``: libswscale, BT.601 matrix and limited 16-235 range for untagged files, the file's own
   matrix/range tags where it has them) — tests/test_decoders.py holds every path to identical frames on
-  lossless RGB, yuv420p h264 and mpeg4 files. ``decode_info()`` records the choice in results.json.
+  lossless RGB, yuv420p h264 and mpeg4 files (decord hands MPEG-4 part 2 to PyAV: see _read_decord).
+  ``decode_info()`` records the choice in results.json.
 - write: lossless by default (libx264rgb, qp 0: RGB stays bit-exact, so a codec never moves a metric);
   ``codec="h264"`` writes yuv420p crf 18 for viewing; ``codec="mpeg4"`` (benchmarks) MPEG-4 part 2.
 - Every error names the file and the problem (InputError).
@@ -153,7 +154,22 @@ def probe_frames(path) -> int | None:
         return None
 
 
+def _codec_name(path: Path) -> str | None:
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            return c.streams.video[0].codec_context.name if c.streams.video else None
+    except Exception:  # noqa: BLE001 - unreadable header: the decoder reports it
+        return None
+
+
 def _read_decord(path: Path, max_frames):
+    """decord, except for MPEG-4 part 2: decord's bundled (older) libavcodec reconstructs some of its blocks
+    differently from the encoder's own (at most 2 levels, on ~1e-6 of the pixels of a PyAV-written mpeg4
+    file), so the decord path hands mpeg4 to PyAV and every path keeps identical frames."""
+    if _codec_name(path) == "mpeg4":
+        return _read_pyav(path, max_frames)
     import decord
 
     with quiet_native_stderr():

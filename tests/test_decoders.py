@@ -2,7 +2,8 @@
 
 Files are made here: lossless RGB h264 (what pam-bench writes), yuv420p h264 (what the official evaluation
 writes through imageio/libx264 defaults: untagged BT.601 limited range), mpeg4 yuv420p (the DexYCB sample's
-codec) and a BT.709-tagged h264 file; the real DexYCB sample is added when ../shared/data has it.
+codec) and a BT.709-tagged h264 file; the real DexYCB sample, and its frames re-encoded to mpeg4, are added
+when ../shared/data has it.
 """
 from __future__ import annotations
 
@@ -62,11 +63,14 @@ def files(tmp_path_factory):
     }
     if SAMPLE.is_file():
         out["dexycb-sample-mpeg4"] = SAMPLE
+        # real footage through today's mpeg4 encoder: the case where decord's own libavcodec differs
+        real = read_video(SAMPLE, decoder="pyav").frames[:49, ::4, ::4]
+        out["dexycb-reencoded-mpeg4"] = write_video(d / "real_mpeg4.mp4", Video(real, 15.0), codec="mpeg4")
     return out, fr
 
 
 @pytest.mark.parametrize("kind", ["lossless-rgb-h264", "yuv420p-h264", "mpeg4", "bt709-tagged-h264",
-                                  "dexycb-sample-mpeg4"])
+                                  "dexycb-sample-mpeg4", "dexycb-reencoded-mpeg4"])
 def test_every_decoder_path_returns_identical_frames(files, kind):
     out, _ = files
     if kind not in out:
