@@ -67,6 +67,8 @@ def evaluate(*args, **kwargs):
     - ``ids``: evaluate these clip ids of the split, in split order [``--ids``].
     - ``allow_missing``: a method whose videos lie on disk scores the clips that are there instead of refusing
       an incomplete folder [``--allow-missing``].
+    - ``workers``: clips decoded and measured at once (default: the core count; memory is bounded by it, not
+      by the number of clips; see :mod:`pam_bench.prefetch`) [``--workers``].
     - ``shard``: ``"i/N"``, every N-th clip starting at i, for job arrays (merge with
       :func:`pam_bench.distributed.merge`) [``--shard``].
     - ``method_options``, ``dataset_options``: ``{key: value}`` for a component given by name [``-o``, ``-d``].

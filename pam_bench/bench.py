@@ -2,11 +2,16 @@
 
 Each mode runs in a fresh subprocess (``python -m pam_bench.bench MODE ...``) so that its peak resident
 memory (ru_maxrss) is its own. Modes:
-- ``decode``: decode every video of an evaluation folder and discard it (the floor);
-- ``pipeline``: pam-bench's pixel-metric pass (SSIM, PSNR, LPIPS) through the harness, streaming video by
-  video with a prefetch thread;
+- ``decode``: decode every video of an evaluation folder one after the other on one thread and discard it
+  (the floor);
+- ``pass METRICS [WORKERS]``: pam-bench's evaluate pass through the harness (pam_bench.prefetch: WORKERS
+  clips at once, default the core count);
 - ``naive``: a straightforward loop: load all videos into memory, then per frame skimage SSIM, skimage
-  PSNR and one lpips call per frame (the package's own forward).
+  PSNR and one lpips call per frame (the package's own forward);
+- ``stages DEVICE LPIPS``: where a clip's time goes on one thread: decode, host->device transfer (pinned
+  memory on CUDA), each metric kernel;
+- ``decoders``: every decoder path (PyAV, PyAV frame threads, decord, OpenCV) on lossless RGB, yuv420p h264
+  and mpeg4 files: seconds, and whether the frames are identical;
 - ``fvd-cold`` / ``fvd-warm``: FVD through the harness with an empty, then a filled GT-feature cache.
 """
 from __future__ import annotations
@@ -23,41 +28,54 @@ import numpy as np
 from .procstats import cpu_seconds, maxrss_bytes
 
 
-def make_pairs(folder: Path, n: int, frames: int, height: int, width: int, seed: int = 0) -> Path:
-    """An official-layout evaluation folder: n GT clips from the synthetic set, each with a perturbed copy."""
-    from .datasets.synthetic import SyntheticHOI
-    from .types import Video
-    from .video import resize_frames, write_video
+def make_pairs(folder: Path, n: int, frames: int, height: int, width: int, seed: int = 0,
+               clip: Path | None = None) -> Path:
+    """An official-layout evaluation folder of n lossless pairs (what pam-bench writes).
 
-    ds = SyntheticHOI(n_clips=1, frames=frames, seed=seed)
-    base = ds.load(ds.split().ids[0]).video.frames
+    The GT frames are the first ``frames`` frames of ``clip`` (a real video, e.g. the DexYCB sample,
+    stretched to height x width) or of a synthetic clip, shifted sideways by 7 px per pair; each generated
+    video is its GT shifted by 2 rows and blurred (Gaussian sigma 1), so it compresses like real footage.
+    """
+    import cv2
+
+    from .types import Video
+    from .video import read_video, resize_frames, write_video
+
+    if clip is not None:
+        base = read_video(clip).frames[:frames]
+    else:
+        from .datasets.synthetic import SyntheticHOI
+
+        ds = SyntheticHOI(n_clips=1, frames=frames, seed=seed)
+        base = ds.load(ds.split().ids[0]).video.frames
     if base.shape[1:3] != (height, width):
         base = resize_frames(base, (height, width))
-    rng = np.random.default_rng(seed)
     for i in range(n):
         gt = np.roll(base, shift=i * 7, axis=2)
-        noise = rng.integers(-12, 13, size=gt.shape, dtype=np.int16)
-        gen = np.clip(gt.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        gen = np.stack([cv2.GaussianBlur(f, (0, 0), 1.0) for f in np.roll(gt, 2, axis=1)])
         write_video(folder / "gt" / f"gt_{i:04d}.mp4", Video(gt, 15.0))
         write_video(folder / "generated" / f"generated_{i:04d}.mp4", Video(gen, 15.0))
     return folder
 
 
-def _decode(folder: Path) -> dict:
+def _videos(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.mp4"))
+
+
+def _decode(folder: Path, decoder: str | None = None, threads: int = 1) -> dict:
+    """The floor: every video decoded one after the other, on one thread, and dropped."""
     from .video import read_video
 
-    n = 0
-    for p in sorted(folder.rglob("*.mp4")):
-        n += read_video(p).num_frames
+    n = sum(read_video(p, decoder=decoder, threads=threads).num_frames for p in _videos(folder))
     return {"frames": n}
 
 
-def _pipeline(folder: Path, metrics: str, gt_cache: str | None = None) -> dict:
+def _pipeline(folder: Path, metrics: str, gt_cache: str | None = None, workers: int | None = None) -> dict:
     from .run.loop import evaluate
 
     with tempfile.TemporaryDirectory() as out:
         r = evaluate("folder", "pam-eval-dir", metrics.split(","), out, root=folder,
-                     method_options={"videos": folder}, progress=False, gt_cache=gt_cache)
+                     method_options={"videos": folder}, progress=False, gt_cache=gt_cache, workers=workers)
     return {k: v["value"] for k, v in r["metrics"].items()}
 
 
@@ -87,6 +105,87 @@ def _naive(folder: Path) -> dict:
     return {k: float(np.mean(v)) for k, v in vals.items()}
 
 
+def _timed(stage: dict, name: str, fn, *args):
+    """Run fn(*args), adding its wall seconds to stage[name]."""
+    t = time.perf_counter()
+    out = fn(*args)
+    stage[name] = stage.get(name, 0.0) + time.perf_counter() - t
+    return out
+
+
+def _to_device(frames: np.ndarray, device: str):
+    """Host -> device copy as a GPU pass would do it: pinned host memory, non-blocking, synchronised."""
+    import torch
+
+    t = torch.from_numpy(frames)
+    if device.startswith("cuda"):
+        t = t.pin_memory().to(device, non_blocking=True)
+        torch.cuda.synchronize(device)
+    return t
+
+
+def _stages(folder: Path, device: str = "cpu", lpips: bool = True) -> dict:
+    """Where one clip's time goes, stage by stage on one thread: decode (GT + generated), host->device
+    transfer of both videos, each metric kernel. Seconds summed over the pairs."""
+    from .metrics.pixel import build_lpips, lpips_frames, psnr_frames, ssim_frames
+    from .video import read_video
+
+    stage: dict[str, float] = {}
+    pairs = sorted((folder / "gt").glob("*.mp4"))
+    model = build_lpips(device) if lpips else None
+    for g in pairs:
+        gt = _timed(stage, "decode", read_video, g).frames
+        gen = _timed(stage, "decode", read_video, folder / "generated" / g.name.replace("gt_", "generated_")).frames
+        _timed(stage, "transfer", lambda: (_to_device(gt, device), _to_device(gen, device)))
+        _timed(stage, "ssim", ssim_frames, gt, gen)
+        _timed(stage, "psnr", psnr_frames, gt, gen)
+        if model is not None:
+            _timed(stage, "lpips", lpips_frames, model, gt, gen, device)
+    return {"pairs": len(pairs), "seconds": stage}
+
+
+def _decoders(folder: Path) -> dict:
+    """Each decoder path on each kind of file (re-encodes of the GT videos): seconds, and whether the frames
+    equal the default path's."""
+    from .types import Video
+    from .video import DECODERS, read_video, write_video
+
+    def reencode(src: Path, dst: Path, kind: str) -> Path:
+        return write_video(dst, Video(read_video(src).frames, 15.0), codec="h264" if "h264" in kind else kind)
+
+    out: dict[str, dict] = {}
+    gts = sorted((folder / "gt").glob("*.mp4"))
+    with tempfile.TemporaryDirectory() as tmp:
+        kinds = {"lossless-rgb-h264": gts, **{k: [reencode(p, Path(tmp) / f"{k}-{p.name}", k) for p in gts]
+                                             for k in ("yuv420p-h264", "mpeg4")}}
+        for kind, files in kinds.items():
+            ref = [read_video(p).frames for p in files]
+            paths = [(d, 1) for d in DECODERS] + [("pyav", 2)]
+            for dec, th in paths:
+                t = time.perf_counter()
+                got = [read_video(p, decoder=dec, threads=th).frames for p in files]
+                out.setdefault(kind, {})[f"{dec}x{th}"] = {
+                    "seconds": time.perf_counter() - t,
+                    "identical": all(np.array_equal(a, b) for a, b in zip(got, ref))}
+    return out
+
+
+def _run(mode: str, folder: Path, argv: list[str]) -> dict:
+    if mode == "decode":
+        return _decode(folder)
+    if mode == "pass":
+        return _pipeline(folder, argv[0], workers=int(argv[1]) if len(argv) > 1 else None)
+    if mode == "naive":
+        return _naive(folder)
+    if mode == "stages":
+        return _stages(folder, argv[0], lpips=argv[1] == "1")
+    if mode == "decoders":
+        return _decoders(folder)
+    if mode in ("fvd-cold", "fvd-warm"):
+        return _pipeline(folder, "fvd", gt_cache=argv[0])
+    raise SystemExit(f"unknown bench mode {mode}")
+
+
 def worker(argv: list[str]) -> None:
     mode, folder = argv[0], Path(argv[1])
     # Imports and model construction happen before the clock starts: the modes are timed on their work.
@@ -96,7 +195,7 @@ def worker(argv: list[str]) -> None:
     from .run import loop  # noqa: F401
     from .video import read_video  # noqa: F401
 
-    if mode in ("pipeline", "naive"):
+    if mode in ("pass", "naive") and (mode == "naive" or "lpips" in argv[2]):
         build_lpips()
     if mode.startswith("fvd"):
         from .metrics.i3d import build_i3d
@@ -104,16 +203,7 @@ def worker(argv: list[str]) -> None:
         build_i3d()  # model loading is a fixed cost, reported by neither mode
     t0 = time.perf_counter()
     c0 = cpu_seconds()
-    if mode == "decode":
-        out = _decode(folder)
-    elif mode == "pipeline":
-        out = _pipeline(folder, "ssim,psnr,lpips")
-    elif mode == "naive":
-        out = _naive(folder)
-    elif mode in ("fvd-cold", "fvd-warm"):
-        out = _pipeline(folder, "fvd", gt_cache=argv[2])
-    else:
-        raise SystemExit(f"unknown bench mode {mode}")
+    out = _run(mode, folder, argv[2:])
     print(json.dumps({"mode": mode, "seconds": time.perf_counter() - t0, "cpu_seconds": cpu_seconds() - c0,
                       "peak_rss_mb": maxrss_bytes() / 2**20, "values": out}))
 

@@ -69,7 +69,8 @@ PROVENANCE_PACKAGES: dict[str, tuple[str, ...]] = {
     "lpips": ("lpips",), "decord": ("decord", "eva-decord"), "av": ("av",), "diffusers": ("diffusers",),
 }
 #: The provenance fields ``pam-bench check`` compares (a difference is a warning, never a failure).
-PROVENANCE_FIELDS = ("gpu", "cuda", "cudnn", *PROVENANCE_PACKAGES, "pam_bench", "git_commit", "python")
+PROVENANCE_FIELDS = ("gpu", "cuda", "cudnn", *PROVENANCE_PACKAGES, "pam_bench", "git_commit", "python",
+                     "video_decode")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -135,6 +136,9 @@ def env_info(device: str) -> dict[str, Any]:
     info.update(package_versions())
     info.update(accelerator_info())
     info.update(git_commit())
+    from .video import decode_info
+
+    info["video_decode"] = decode_info()  # decoder path and its one YUV->RGB conversion (nothing imported)
     return info
 
 

@@ -1,8 +1,14 @@
 """Video IO: the only module that touches codecs.
 
-- read: decord (the client's choice), falling back to PyAV where decord cannot open a file.
+- read: one of ``DECODERS`` (PyAV by default, single-threaded per clip: the evaluate pipeline decodes
+  several clips at once; ``PAM_BENCH_DECODER=decord|opencv`` or ``decoder=`` picks another path), falling
+  back to PyAV where decord or OpenCV cannot open a file. Every path returns the same pixels: one YUV->RGB conversion
+  (``YUV_TO_RGB``: libswscale, BT.601 matrix and limited 16-235 range for untagged files, the file's own
+  matrix/range tags where it has them) — tests/test_decoders.py holds every path to identical frames on
+  lossless RGB, yuv420p h264 and mpeg4 files (decord hands MPEG-4 part 2 to PyAV: see _read_decord).
+  ``decode_info()`` records the choice in results.json.
 - write: lossless by default (libx264rgb, qp 0: RGB stays bit-exact, so a codec never moves a metric);
-  ``codec="h264"`` writes yuv420p crf 18 for viewing.
+  ``codec="h264"`` writes yuv420p crf 18 for viewing; ``codec="mpeg4"`` (benchmarks) MPEG-4 part 2.
 - Every error names the file and the problem (InputError).
 """
 from __future__ import annotations
@@ -32,7 +38,29 @@ def _check_file(path: Path) -> None:
         raise InputError(path, "empty file")
 
 
-def read_video(path, max_frames: int | None = None, expect_frames: int | None = None, trim: bool = False) -> Video:
+#: The decoder paths, fastest first (measured by ``pam-bench bench --what decode``).
+DECODERS = ("pyav", "decord", "opencv")
+#: The one YUV->RGB conversion every path applies (recorded in results.json's env block).
+YUV_TO_RGB = ("libswscale rgb24; matrix BT.601 (SMPTE 170M) and limited range (16-235) unless the file tags "
+              "another matrix or full range (then the tags); planar RGB (lossless libx264rgb) is copied")
+
+
+def default_decoder() -> str:
+    """``PAM_BENCH_DECODER`` when set (pyav, decord or opencv), else the fastest path, PyAV."""
+    name = os.environ.get("PAM_BENCH_DECODER", "").strip().lower() or DECODERS[0]
+    if name not in DECODERS:
+        raise InputError("PAM_BENCH_DECODER", f"unknown decoder {name!r}; use one of {', '.join(DECODERS)}")
+    return name
+
+
+def decode_info() -> dict:
+    """The decoder path and its YUV->RGB conversion, for results.json (pixels are equal on every path; the
+    decoder packages' versions are recorded beside it, from their metadata)."""
+    return {"decoder": default_decoder(), "yuv_to_rgb": YUV_TO_RGB, "threads_per_clip": 1}
+
+
+def read_video(path, max_frames: int | None = None, expect_frames: int | None = None, trim: bool = False,
+               decoder: str | None = None, threads: int = 1) -> Video:
     """Decode a video file to uint8 [T,H,W,3] RGB.
 
     ``expect_frames``: the frame count the caller needs. The container's frame count is probed before any
@@ -49,14 +77,15 @@ def read_video(path, max_frames: int | None = None, expect_frames: int | None = 
                                    f"{expect_frames})")
         cap = expect_frames if trim else expect_frames + 1
         max_frames = cap if max_frames is None else min(max_frames, cap)
-    if path.suffix.lower() == ".gif":
-        v = _read_pyav(path, max_frames)
+    decoder = decoder or default_decoder()
+    if path.suffix.lower() == ".gif" or decoder == "pyav":
+        v = _read_pyav(path, max_frames, threads)
     else:
         try:
-            v = _read_decord(path, max_frames)
+            v = (_read_decord if decoder == "decord" else _read_opencv)(path, max_frames)
         except InputError:
             raise
-        except Exception:  # decord cannot open some containers: PyAV decides
+        except Exception:  # decord/OpenCV cannot open some containers: PyAV decides
             v = _read_pyav(path, max_frames)
     if expect_frames is not None and not trim and v.num_frames > expect_frames:
         raise InputError(path, f"more than {expect_frames} frames (the container said fewer); expected "
@@ -106,24 +135,41 @@ def probe_frames(path) -> int | None:
     """The container's frame count without decoding a frame (None when it does not say)."""
     path = Path(path)
     try:
-        import decord
-
-        with quiet_native_stderr():
-            vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-        return int(len(vr))
-    except Exception:  # noqa: BLE001 - decord cannot open it: ask PyAV's container header
-        pass
-    try:
         import av
 
         with av.open(str(path)) as c:
             streams = [s for s in c.streams if s.type == "video"]
-            return int(streams[0].frames) or None if streams else None
+            n = int(streams[0].frames) if streams else 0
+        if n:
+            return n
+    except Exception:  # noqa: BLE001 - PyAV cannot read the header: ask decord
+        pass
+    try:
+        import decord
+
+        with quiet_native_stderr():
+            vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        return int(len(vr)) or None
     except Exception:  # noqa: BLE001 - unreadable: the decoder reports it with the file's name
         return None
 
 
+def _codec_name(path: Path) -> str | None:
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            return c.streams.video[0].codec_context.name if c.streams.video else None
+    except Exception:  # noqa: BLE001 - unreadable header: the decoder reports it
+        return None
+
+
 def _read_decord(path: Path, max_frames):
+    """decord, except for MPEG-4 part 2: decord's bundled (older) libavcodec reconstructs some of its blocks
+    differently from the encoder's own (at most 2 levels, on ~1e-6 of the pixels of a PyAV-written mpeg4
+    file), so the decord path hands mpeg4 to PyAV and every path keeps identical frames."""
+    if _codec_name(path) == "mpeg4":
+        return _read_pyav(path, max_frames)
     import decord
 
     with quiet_native_stderr():
@@ -137,7 +183,36 @@ def _read_decord(path: Path, max_frames):
     return Video(np.ascontiguousarray(frames, dtype=np.uint8), fps)
 
 
-def _read_pyav(path: Path, max_frames):
+def _read_opencv(path: Path, max_frames):
+    import cv2
+
+    with quiet_native_stderr():
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        if not cap.isOpened():
+            raise RuntimeError("OpenCV cannot open it")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 15.0
+        frames = []
+        while max_frames is None or len(frames) < max_frames:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(f[..., ::-1])  # BGR -> RGB
+    finally:
+        cap.release()
+    if not frames:
+        raise RuntimeError("no frames")
+    return Video(np.ascontiguousarray(np.stack(frames)), fps)
+
+
+def _rgb(frame) -> np.ndarray:
+    """One frame to uint8 HxWx3 RGB by YUV_TO_RGB: the tags when the file has them, else BT.601 limited."""
+    cs = frame.colorspace if frame.colorspace not in (0, 2) else "ITU601"  # AVCOL_SPC_RGB/UNSPECIFIED
+    rng = frame.color_range or 1  # AVCOL_RANGE_UNSPECIFIED -> MPEG (limited)
+    return frame.to_ndarray(format="rgb24", src_colorspace=cs, src_color_range=rng)
+
+
+def _read_pyav(path: Path, max_frames, threads: int = 1):
     import av
     import av.logging
 
@@ -149,10 +224,12 @@ def _read_pyav(path: Path, max_frames):
             if not streams:
                 raise InputError(path, "has no video stream")
             st = streams[0]
+            if threads > 1:
+                st.thread_type, st.thread_count = "FRAME", int(threads)
             rate = st.average_rate or st.guessed_rate
             fps = float(rate) if rate else 15.0
             for fr in c.decode(st):
-                frames.append(fr.to_ndarray(format="rgb24"))
+                frames.append(_rgb(fr))
                 if max_frames is not None and len(frames) >= max_frames:
                     break
     except InputError:
@@ -206,6 +283,11 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
                 st = c.add_stream("libx264", rate=rate)
                 st.pix_fmt = "yuv420p"
                 st.options = {"crf": "18"}
+                fmt = "rgb24"
+            elif codec == "mpeg4":  # the DexYCB sample's codec (MPEG-4 part 2, yuv420p), for the benchmarks
+                st = c.add_stream("mpeg4", rate=rate)
+                st.pix_fmt = "yuv420p"
+                st.options = {"qscale": "3"}
                 fmt = "rgb24"
             else:
                 raise InputError("--codec", f"unknown codec {codec!r}: use 'lossless' or 'h264'")

@@ -38,8 +38,11 @@ def test_psnr_identical_frames_report_the_cap(dexycb_clip):
 def test_chunking_does_not_change_values(perturbations):
     ref, perts = perturbations
     p = perts["noise"]
-    np.testing.assert_allclose(psnr_frames(ref, p, chunk=1), psnr_frames(ref, p, chunk=3), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate([psnr_frames(ref[:1], p[:1]), psnr_frames(ref[1:], p[1:])]),
+                               psnr_frames(ref, p), rtol=0, atol=1e-12)
     whole = ssim_frames(ref, p)
+    np.testing.assert_allclose(ssim_frames(ref, p, rows=1), whole, rtol=0, atol=1e-12)  # SSIM map row blocks
+    np.testing.assert_allclose(ssim_frames(ref, p, rows=10_000), whole, rtol=0, atol=1e-12)
     np.testing.assert_allclose(np.concatenate([ssim_frames(ref[:1], p[:1]), ssim_frames(ref[1:], p[1:])]),
                                whole, rtol=0, atol=1e-12)
 

@@ -71,13 +71,15 @@ Examples:
 @click.option("--force", is_flag=True, help="discard a run folder that holds a different run")
 @click.option("--gt-cache", type=click.Path(), default=None, help="GT-feature cache [$PAM_BENCH_HOME/gt_cache]")
 @click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="clips decoded and measured at once [the core count]; results do not depend on it")
 @click.option("--condition-noise", type=float, default=None,
               help="SIGMA: Gaussian noise on the condition videos, uint8 units on 0..255 (pam_bench.noise)")
 @click.option("--condition-noise-seed", type=int, default=0, show_default=True, help="seed of that noise")
 def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, device, seed, seeds, limit, ids,
              allow_missing, shard, options, dataset_options, metric_options, codec, trim, resize, force, gt_cache,
              no_progress,
-             condition_noise, condition_noise_seed):
+             condition_noise, condition_noise_seed, workers):
     """Generate (or read) videos for a dataset split and score them."""
     from ..run.components import DEFAULT_METRICS
     from ..run.loop import evaluate as run
@@ -104,7 +106,7 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
               dataset_options=parse_kv(dataset_options), metric_options=_metric_options(metric_options),
               force=force, codec=codec, progress=not no_progress, gt_cache=gt_cache, trim=trim, resize=resize,
               condition_noise=condition_noise, condition_noise_seed=condition_noise_seed,
-              ids=parse_ids(ids), allow_missing=allow_missing)
+              ids=parse_ids(ids), allow_missing=allow_missing, workers=workers)
     if seeds:
         from ..seeds import evaluate_seeds, parse_seeds
 

@@ -78,6 +78,9 @@ class Metric(ABC):
         super().__init_subclass__(**kw)
         if "has_reference" not in cls.__dict__ and "measure_reference" in cls.__dict__:
             cls.has_reference = True
+    #: True when ``measure`` may run for different clips in parallel threads (pure, no shared mutable
+    #: state): the evaluate loop then measures several clips at once (pam_bench.prefetch).
+    thread_safe: ClassVar[bool] = False
 
     def __init__(self, device: str = "cpu", **options):
         self.device = device

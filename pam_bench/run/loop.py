@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..completeness import check_reference, select_ids_arg, select_present
 from ..errors import InputError, PamBenchError
+from ..prefetch import check_workers, run_pipeline
 from ..store import INPUTS_KEY, RunStore, atomic_write_json
 from ..types import Dataset, Generator, Sample, Split, Video, derive_seed
 from .components import DEFAULT_METRICS, build_dataset, build_method, build_metrics
@@ -55,7 +55,7 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
              gt_cache: str | Path | None = None, save_videos: bool = True,
              trim: bool = False, resize: bool = False, condition_noise: float | None = None,
              condition_noise_seed: int = 0, ids: Sequence[str] | None = None,
-             allow_missing: bool = False) -> dict:
+             allow_missing: bool = False, workers: int | None = None) -> dict:
     """Evaluate a method on a dataset split; returns the results dict (also written to OUT/results.json).
 
     The arguments are documented one by one at :func:`pam_bench.evaluate`. Resumable: videos and
@@ -64,6 +64,7 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
     The selection (``limit``/``ids``) is not part of the run identity: a changed selection is a resume.
     """
     check_limit(limit)
+    workers = check_workers(workers)
     ctx = context(device)  # under torchrun: rank r of W takes clips r, r+W, ... (see .torchrun)
     ds = dataset if isinstance(dataset, Dataset) else build_dataset(dataset, root, split, **(dataset_options or {}))
     gen = method if isinstance(method, Generator) else build_method(method, ctx.device, **(method_options or {}))
@@ -133,16 +134,18 @@ def _evaluate_clips(run: Run, ds: Dataset, making: Generation, ctx, progress: bo
     run.loader = _loader(run, ds, gen, idx, making.trim)
     bar = _progress(len(mine), f"{gen.name} on {sp.dataset}", progress and not ctx.rank)
     bar.update(len(mine) - len(pending))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        fut = pool.submit(run.loader, pending[0]) if pending else None
-        for k, vid in enumerate(pending):
-            sample = fut.result()
-            fut = pool.submit(run.loader, pending[k + 1]) if k + 1 < len(pending) else None
-            _run_one(vid, sample, making, run, fingerprints(vid))
-            bar.update(1)
+    run_pipeline(pending, run.loader, lambda vid, sample: _run_one(vid, sample, making, run, fingerprints(vid)),
+                 workers=workers, concurrent_work=clips_run_concurrently(gen, mets),
+                 on_done=lambda _v: bar.update(1))  # pam_bench.prefetch: W clips at once, memory bounded by W
     bar.close()
     run.recomputed = len(stale)
     return ctx.finish(run)
+
+
+def clips_run_concurrently(gen: Generator, mets) -> bool:
+    """Whole clips may run in parallel threads when the method only reads files and every metric says its
+    ``measure`` is thread-safe; otherwise only decoding runs ahead (pam_bench.prefetch)."""
+    return not gen.writes_videos and all(getattr(m, "thread_safe", False) for m in mets)
 
 
 def _loader(run: Run, ds: Dataset, gen: Generator, idx, trim: bool):
