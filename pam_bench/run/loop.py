@@ -100,7 +100,7 @@ def evaluate(method: str | Generator, dataset: str | Dataset = "synthetic",
                                   dataset_options or {}, "root": str(Path(root).resolve()) if root else None})
             run = Run(store, mets, sp, ids, identity, GTCache(sp.manifest_hash, gt_cache), device=ctx.device)
             making = Generation(gen, seed, codec, save_videos, trim, resize)
-            return _evaluate_clips(run, ds, making, ctx, progress)
+            return _evaluate_clips(run, ds, making, ctx, progress, workers)
         finally:
             store.unlock()  # the kernel would drop it at exit; a library caller may run again
 
@@ -115,7 +115,7 @@ def _run_folder(out):
         yield Path(tmp) / "run"
 
 
-def _evaluate_clips(run: Run, ds: Dataset, making: Generation, ctx, progress: bool) -> dict:
+def _evaluate_clips(run: Run, ds: Dataset, making: Generation, ctx, progress: bool, workers: int) -> dict:
     """Make the payloads this process's clips lack, then let the context finalize the run."""
     store, mets, sp, gen = run.store, run.metrics, run.split, making.gen
     mine = ctx.share(run.ids)
