@@ -24,7 +24,7 @@ def progress(total: int | None, desc: str, unit: str = "it", enabled: bool = Tru
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, disable=not (enabled and is_main_process()), file=sys.stderr,
-                dynamic_ncols=True, position=position, leave=position in (None, 0),
+                dynamic_ncols=True, position=position, leave=True,  # a finished bar stays: its final count is shown
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
 
 

@@ -137,6 +137,12 @@ class PamEvalDir(Dataset):
             protocol["seg_videos"] = str(self.seg_videos.resolve())
         return Split(self.name, self.split_name, ids, protocol)
 
+    def identity(self, split: Split | None = None) -> dict:
+        """The dataset identity; ``content_guarded`` says that a changed ``gt_sha256`` alone (same files,
+        new content) resumes a run folder: each payload records its GT file's sha256, so exactly the changed
+        clips are recomputed (pam_bench.store.same_files_new_content)."""
+        return {**super().identity(split), "content_guarded": "gt_sha256"}
+
     def _gt_file(self, sample_id: str) -> Path:
         gt = getattr(self, "_gt", None) or self._indices("gt", _GT)
         try:
