@@ -414,3 +414,20 @@ def test_sim_protocol_options(tmp_path):
     assert g.prompt_text == SIM_PROMPT and g.seed_policy == "official" and g.vae_tiling
     assert g._caption(type("S", (), {"id": "x", "meta": {"caption": "ignored"}})()) is None
     assert any("reuses it for every clip" in d for d in g._deviations())
+
+
+@pytest.mark.parametrize("text, where", [
+    ('{"video_path": "s/c/0", "response": "a hand"}\nnot json\n', ":2: not a JSON line"),
+    ("[1, 2]\n", ":1: expected"),
+    ('{"video_path": 3, "response": null}\n', ":1: expected"),
+])
+def test_malformed_caption_jsonl_is_one_line_naming_the_file_and_line(tmp_path, text, where):
+    from pam.prompts import read_jsonl
+    from pam_bench.errors import InputError
+
+    f = tmp_path / "captions.jsonl"
+    f.write_text(text)
+    with pytest.raises(InputError) as e:
+        read_jsonl(f)
+    msg = str(e.value)
+    assert msg.startswith(str(f)) and where in msg and "\n" not in msg
