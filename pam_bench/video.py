@@ -226,6 +226,8 @@ def _read_pyav(path: Path, max_frames, threads: int = 1):
             st = streams[0]
             if threads > 1:
                 st.thread_type, st.thread_count = "FRAME", int(threads)
+            else:  # libavcodec's default (0) is one slice thread per core: one thread means one
+                st.thread_count = 1
             rate = st.average_rate or st.guessed_rate
             fps = float(rate) if rate else 15.0
             for fr in c.decode(st):
