@@ -5,8 +5,9 @@ Two sources:
 - **GraspXL** (PAM's choice, zdchan/GraspXL): ``mano_N.npy`` is a pickled dict ``{'right_hand': {'trans' (T,3),
   'rot' (T,3) global axis-angle, 'pose' (T,45)}, <object_id>: {'trans' (T,3), 'rot' (T,3)}}``
   (:func:`read_graspxl`, numpy-only unpickler). Turning MANO parameters into 21 joints needs a MANO forward
-  pass, so :func:`graspxl_joints` requires the user's MANO model (``MANO_RIGHT.pkl``, as a numpy-only pickle,
-  run through smplx); without it there is a clear MissingResource pointing to the built-in generator. We
+  pass, so :func:`graspxl_joints` requires the user's MANO model (``MANO_RIGHT.pkl``, the official file or a
+  numpy-only conversion, read and posed by :mod:`pam_bench.geometry.mano`); without it there is a clear
+  MissingResource pointing to the built-in generator. We
   read the object's ``rot`` as axis-angle like the hand's (GraspXL stores both the same way; an assumption
   we state).
 - **built-in** (:func:`builtin_sequence`): a joint-space generator with a smooth approach -> grasp -> move
@@ -27,16 +28,14 @@ from typing import Mapping
 import numpy as np
 
 from pam_bench.errors import InputError, MissingResource
+from pam_bench.geometry import mano as M
 from pam_bench.geometry.camera import pinhole_intrinsics, project
 from pam_bench.geometry.hand import finger_chain
 from pam_bench.geometry.rotations import axis_angle_to_matrix
 from pam_bench.types import PROTOCOL_FPS, Video
 
-#: MANO's 16 joints + 5 fingertip vertices -> the house order (wrist, thumb, index, middle, ring, little;
-#: each mcp, pip, dip, tip). MANO joint order: wrist, index(3), middle(3), little(3), ring(3), thumb(3);
-#: indices >= 16 are the appended tips (thumb, index, middle, ring, little).
-MANO_TO_HOUSE = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
-#: Fingertip vertex ids of the MANO mesh (thumb, index, middle, ring, little), as used by common toolkits.
+#: Stage I's MANO fingertip vertices (thumb, index, middle, ring, little): smplx's table
+#: (smplx/vertex_ids.py, ``VERTEX_IDS['mano']``), smplx being the MANO layer GraspXL's parameters go through.
 MANO_TIP_VERTICES = (744, 320, 443, 554, 671)
 
 
@@ -227,44 +226,19 @@ def read_graspxl(path) -> GraspXLSequence:
     return GraspXLSequence(trans, rot, pose, objects)
 
 
-def load_mano(mano_dir):
-    """smplx MANO (right hand, full 45-d pose) from a user-supplied numpy-only ``MANO_RIGHT.pkl``."""
+def graspxl_joints(seq: GraspXLSequence, mano_dir=None) -> np.ndarray:
+    """MANO forward (:mod:`pam_bench.geometry.mano`, right hand, full 45-d pose, flat hand mean) -> joints
+    [T, 21, 3] (GraspXL world frame, house order), the fingertips being :data:`MANO_TIP_VERTICES`."""
     if mano_dir is None:
         raise MissingResource(
             "MANO model (MANO_RIGHT.pkl)",
             "GraspXL gives MANO parameters; joints need a MANO forward pass. Register at mano.is.tue.mpg.de, "
-            "convert MANO_RIGHT.pkl to plain numpy arrays (no chumpy / scipy objects) and pass mano_dir=DIR; "
-            "or use the built-in joint-space generator pam.stage1_pose.builtin_sequence (no MANO)")
-    f = Path(mano_dir) / "MANO_RIGHT.pkl"
-    if not f.is_file():
-        raise MissingResource(f"MANO model {f}", "copy MANO_RIGHT.pkl (numpy-only pickle) into that folder")
-    from pam_bench.safe_pickle import load_numpy_pickle
-
-    data = load_numpy_pickle(f)
-    if not isinstance(data, dict):
-        raise InputError(f, f"a {type(data).__name__}, not a dict of MANO arrays")
-    try:
-        import smplx
-        from smplx.utils import Struct
-    except ImportError:
-        raise MissingResource("python package 'smplx'", "pip install 'pam-bench[mano]'") from None
-    return smplx.MANO(model_path=str(mano_dir), data_struct=Struct(**data), is_rhand=True, use_pca=False,
-                      flat_hand_mean=True)
-
-
-def graspxl_joints(seq: GraspXLSequence, mano_dir=None) -> np.ndarray:
-    """MANO forward -> joints [T, 21, 3] (GraspXL world frame, house order)."""
-    mano = load_mano(mano_dir)
-    import torch
-
-    with torch.no_grad():
-        out = mano(global_orient=torch.as_tensor(seq.hand_rot, dtype=torch.float32),
-                   hand_pose=torch.as_tensor(seq.hand_pose, dtype=torch.float32),
-                   transl=torch.as_tensor(seq.hand_trans, dtype=torch.float32),
-                   betas=torch.zeros(len(seq.hand_rot), mano.num_betas))
-    j16 = out.joints[:, :16].numpy()
-    tips = out.vertices[:, list(MANO_TIP_VERTICES)].numpy()
-    return np.concatenate([j16, tips], 1)[:, list(MANO_TO_HOUSE)].astype(np.float64)
+            "download MANO_RIGHT.pkl and pass mano_dir=DIR; or use the built-in joint-space generator "
+            "pam.stage1_pose.builtin_sequence (no MANO)")
+    f = M.model_file(mano_dir, "right", "copy MANO_RIGHT.pkl (from mano.is.tue.mpg.de) into that folder")
+    layer = M.layer(f, "right", use_pca=False, flat_hand_mean=True)
+    joints, verts = M.forward(layer, seq.hand_rot, seq.hand_pose, transl=seq.hand_trans)
+    return M.joints21(joints, verts, MANO_TIP_VERTICES)
 
 
 def graspxl_sequence(path, obj: ObjectSpec, camera_R: np.ndarray, camera_t: np.ndarray, mano_dir=None,

@@ -276,10 +276,10 @@ class HaMeRHands(HandPoseBackend):
         if "PRETRAINED_WEIGHTS" in cfg.MODEL.BACKBONE:
             cfg.MODEL.BACKBONE.pop("PRETRAINED_WEIGHTS")
         cfg.freeze()
-        from .datasets.oakink2 import load_mano_model
+        from .geometry.mano import load_model
         from .hamer_checkpoint import load_hamer_checkpoint
 
-        load_mano_model(files["mano"])  # through the allow-list first: hamer's smplx layer unpickles it plainly
+        load_model(files["mano"])  # through the allow-list first: hamer's smplx layer unpickles it plainly
         state, self._ckpt_info = load_hamer_checkpoint(files["checkpoint"])
         model = HAMER(cfg, init_renderer=False)
         model.load_state_dict(state, strict=False)  # as HAMER.load_from_checkpoint(strict=False)

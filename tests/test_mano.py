@@ -150,3 +150,83 @@ def test_dexycb_vertices_pinned(tmp_path):
                           pose_m[:, 48:], use_pca=True, num_pca_comps=45, flat_hand_mean=False)
     v[1] = np.nan
     np.testing.assert_allclose(got, v, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- the one loader
+def _official_layout(monkeypatch, arrays: dict, protocol: int) -> bytes:
+    """The official MANO_RIGHT.pkl's layout: chumpy ``Ch`` objects (array in state ``x``) and a scipy sparse
+    J_regressor. chumpy is faked here under its real module name, only for pickling."""
+    import sys
+    import types
+
+    import scipy.sparse
+
+    mod = types.ModuleType("chumpy.ch")
+
+    class Ch:
+        def __init__(self, x):
+            self.x, self._dirty_vars = x, set()
+
+    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
+    mod.Ch = Ch
+    monkeypatch.setitem(sys.modules, "chumpy", types.ModuleType("chumpy"))
+    monkeypatch.setitem(sys.modules, "chumpy.ch", mod)
+    raw = {k: Ch(v) if k in ("v_template", "shapedirs", "weights") else v for k, v in arrays.items()}
+    raw["J_regressor"] = scipy.sparse.csc_matrix(arrays["J_regressor"])
+    raw["bs_style"] = "lbs"  # other entries of the real file are ignored
+    return pickle.dumps(raw, protocol=protocol)
+
+
+@pytest.mark.parametrize("protocol", [0, 2])
+def test_stage1_reads_the_official_chumpy_pickle(tmp_path, monkeypatch, protocol):
+    from pam.stage1_pose import graspxl_joints
+    from pam_bench.geometry.mano import MANO_FIELDS, load_model
+
+    a = fake_mano_arrays(0)
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(_official_layout(monkeypatch, a, protocol))
+    got = load_model(tmp_path / "MANO_RIGHT.pkl")
+    assert set(got) == set(MANO_FIELDS)
+    for k in MANO_FIELDS:
+        np.testing.assert_array_equal(got[k], a[k])
+    seq = _graspxl(n=2)
+    joints = graspxl_joints(seq, tmp_path)
+    for t in range(2):
+        jn, vn = _numpy_mano(a, np.r_[seq.hand_rot[t], seq.hand_pose[t]], np.zeros(10))
+        np.testing.assert_allclose(joints[t], _with_tips(jn[None], vn[None], SMPLX_TIPS)[0] + seq.hand_trans[t],
+                                   atol=2e-6)
+
+
+@pytest.mark.parametrize("content, msg", [
+    (lambda a: [1, 2], "not a dict"),
+    (lambda a: {k: v for k, v in a.items() if k != "posedirs"}, "no posedirs"),
+    (lambda a: b"not a pickle", "not a readable MANO model"),
+])
+def test_bad_mano_files_are_one_line_naming_the_file(tmp_path, content, msg):
+    from pam.stage1_pose import graspxl_joints
+    from pam_bench.errors import InputError
+
+    body = content(fake_mano_arrays(0))
+    f = tmp_path / "MANO_RIGHT.pkl"
+    f.write_bytes(body if isinstance(body, bytes) else pickle.dumps(body))
+    with pytest.raises(InputError, match=msg) as e:
+        graspxl_joints(_graspxl(n=1), tmp_path)
+    assert str(f) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_missing_model_names_the_expected_file(tmp_path):
+    from pam_bench.datasets.oakink2 import ManoHands
+    from pam_bench.errors import MissingResource
+
+    with pytest.raises(MissingResource) as e:
+        ManoHands(tmp_path)
+    assert str(tmp_path / "MANO_LEFT.pkl") in str(e.value) and "mano.is.tue.mpg.de" in str(e.value)
+
+
+def test_one_mano_reader_and_one_layer():
+    """Only pam_bench/geometry/mano.py builds smplx's MANO layer or admits chumpy's pickled objects."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    found = {str(f.relative_to(repo)) for pkg in ("pam_bench", "pam", "baselines") for f in (repo / pkg).rglob("*.py")
+             if any(s in f.read_text(encoding="utf-8") for s in ("smplx.MANO(", '"chumpy.ch"'))}
+    assert found == {"pam_bench/geometry/mano.py"}

@@ -8,8 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
-from pam_bench.datasets.oakink2 import (SNAP_ORDER, TIPS, ManoHands, OakInk2, load_anno, quat_to_axis_angle)
+from pam_bench.datasets.oakink2 import TIPS, ManoHands, OakInk2, load_anno, quat_to_axis_angle
 from pam_bench.errors import InputError, MissingResource
+from pam_bench.geometry.mano import MANO_TO_HOUSE as SNAP_ORDER
 
 from .fixtures_dexycb import (OAK_CAM, OAK_SEQ, SHARED, fake_mano_arrays, fake_mano_dir, make_oakink2_tree,
                               oak_anno)

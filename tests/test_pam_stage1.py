@@ -137,6 +137,8 @@ def test_graspxl_through_a_numpy_only_mano_model(tmp_path):
     pytest.importorskip("smplx")
     from scipy.spatial.transform import Rotation
 
+    from pam_bench.geometry.mano import MANO_TO_HOUSE
+
     V, rng = 778, np.random.default_rng(0)
     jreg = np.zeros((16, V))
     jreg[np.arange(16), 100 + np.arange(16)] = 1.0
@@ -152,7 +154,7 @@ def test_graspxl_through_a_numpy_only_mano_model(tmp_path):
     f = tmp_path / "mano_0.npy"
     f.write_bytes(pickle.dumps(d))
     rest = np.concatenate([model["v_template"][100:116], model["v_template"][list(s1.MANO_TIP_VERTICES)]])
-    want = rest[list(s1.MANO_TO_HOUSE)]
+    want = rest[list(MANO_TO_HOUSE)]
     Rc, tc = Rotation.from_euler("xyz", [0.3, -0.2, 0.1]).as_matrix(), np.array([0.0, 0.1, 0.5])
     seq = s1.graspxl_sequence(f, s1.ObjectSpec(), Rc, tc, mano_dir=tmp_path)
     assert seq.source == "graspxl+mano" and seq.joints_3d.shape == (3, 21, 3)

@@ -57,8 +57,9 @@ class _Reduce:
 
 def _admitted_modules() -> set[str]:
     from pam_bench.datasets import oakink2
+    from pam_bench.geometry import mano
 
-    mods = {m for m, _ in {**SP.NUMPY_DATA, **oakink2.ANNO_ALLOW, **oakink2.MANO_ALLOW}}
+    mods = {m for m, _ in {**SP.NUMPY_DATA, **oakink2.ANNO_ALLOW, **mano.MANO_ALLOW}}
     return mods | {m for m, _ in SP.torch_tensors()} | {"numpy.dtypes", "numpy", "builtins", "os"}
 
 
@@ -98,8 +99,9 @@ def _readers(tmp_path: Path):
     """name -> (function(path), how to wrap the gadget bytes into that reader's file)."""
     from baselines._diffusers_util import load_torch_state_dict
     from pam.stage1_dgrasp import read_dgrasp
-    from pam.stage1_pose import load_mano, read_graspxl
-    from pam_bench.datasets.oakink2 import load_anno, load_mano_model
+    from pam.stage1_pose import GraspXLSequence, graspxl_joints, read_graspxl
+    from pam_bench.datasets.oakink2 import load_anno
+    from pam_bench.geometry.mano import load_model
     from pam_bench.weights import load_numpy_pickle
 
     def npy(body: bytes) -> bytes:  # np.save of an object: .npy header (dtype object) + pickle body
@@ -113,15 +115,17 @@ def _readers(tmp_path: Path):
         (d / "MANO_RIGHT.pkl").write_bytes(body)
         return d
 
+    one_frame = GraspXLSequence(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((1, 45)), {})
+
     return {
         "weights.load_numpy_pickle": (load_numpy_pickle, ".ckpt", lambda b: b),
         "dgrasp.pkl": (read_dgrasp, ".pkl", lambda b: b),
         "dgrasp.npy": (read_dgrasp, ".npy", npy),
         "graspxl.npy": (read_graspxl, ".npy", npy),
         "graspxl.raw": (read_graspxl, ".npy", lambda b: b),
-        "stage1.MANO_RIGHT.pkl": (lambda p: load_mano(p.parent), ".pkl", mano_dir),
+        "stage1.MANO_RIGHT.pkl": (lambda p: graspxl_joints(one_frame, p.parent), ".pkl", mano_dir),
         "oakink2.anno": (load_anno, ".pkl", lambda b: b),
-        "oakink2.mano": (load_mano_model, ".pkl", lambda b: b),
+        "mano.load_model": (load_model, ".pkl", lambda b: b),
         "baselines.lightning-ckpt": (load_torch_state_dict, ".ckpt", _torch_zip),
     }
 
@@ -170,9 +174,10 @@ def test_every_gadget_is_refused_by_every_reader(tmp_path):
 def test_gadgets_never_run_through_the_unpickler_itself(tmp_path):
     """Directly through SafeUnpickler with each reader's allow-list (no reader-side checks involved)."""
     from pam_bench.datasets import oakink2
+    from pam_bench.geometry import mano
 
     marker = tmp_path / "MARKER"
-    lists = {"numpy": SP.NUMPY_DATA, "anno": oakink2.ANNO_ALLOW, "mano": oakink2.MANO_ALLOW,
+    lists = {"numpy": SP.NUMPY_DATA, "anno": oakink2.ANNO_ALLOW, "mano": mano.MANO_ALLOW,
              "torch": SP.torch_tensors()}
     for lname, allow in lists.items():
         for gname, body in gadget_corpus(marker).items():

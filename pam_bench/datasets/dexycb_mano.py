@@ -7,33 +7,22 @@ The subject's shape is ``betas`` (10) in ``calibration/mano_<mano_calib>/mano.ym
 
 smplx's ``MANO(use_pca=True, num_pca_comps=45, flat_hand_mean=False)`` is that layer: hand pose =
 coefficients @ hands_components[:45] + hands_mean, blend skinning about the MANO joints, then + transl.
-Its output is in metres (manopth returns millimetres and the toolkit divides by 1000). The model arrays
-come from :func:`pam_bench.datasets.oakink2.load_mano_model` (the project's MANO unpickler: numpy,
-scipy sparse and chumpy stubs only), never from smplx's own ``pickle.load``.
+Its output is in metres (manopth returns millimetres and the toolkit divides by 1000). The model is read
+and posed by :mod:`pam_bench.geometry.mano` (the project's MANO unpickler: numpy, scipy sparse and chumpy
+stubs only; never smplx's own ``pickle.load``).
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, MissingResource
+from ..geometry import mano as M
 
 N_VERTS = 778
 HOW = ("MANO is licence-restricted: download MANO_RIGHT.pkl / MANO_LEFT.pkl from https://mano.is.tue.mpg.de "
        "(SimpleHand users already have models/MANO_*_C.pkl) and pass their folder with -o mano_dir=DIR")
-
-
-def mano_file(mano_dir: Path, side: str) -> Path:
-    """MANO_{SIDE}.pkl (or .npz, or SimpleHand's MANO_{SIDE}_C.pkl) in ``mano_dir``."""
-    stem = f"MANO_{side.upper()}"
-    for name in (f"{stem}.pkl", f"{stem}.npz", f"{stem}_C.pkl"):
-        p = Path(mano_dir) / name
-        if p.is_file():
-            return p
-    raise MissingResource(f"MANO model {Path(mano_dir) / (stem + '.pkl')}", HOW)
 
 
 class DexYCBMano:
@@ -51,42 +40,24 @@ class DexYCBMano:
         out = {}
         for side in sides:
             try:
-                out[side] = sha256_file(mano_file(self.mano_dir, side))
+                out[side] = sha256_file(M.model_file(self.mano_dir, side, HOW))
             except MissingResource:
                 out[side] = None
         return {"convention": "manopth ncomps=45 flat_hand_mean=False via smplx", "sha256": out}
 
     def layer(self, side: str):
         if side not in self._layers:
-            try:
-                import smplx
-                from smplx.utils import Struct
-            except ImportError:
-                raise MissingResource("python package 'smplx'", "pip install 'pam-bench[mano]'") from None
-            from .oakink2 import load_mano_model
-
-            arrays = load_mano_model(mano_file(self.mano_dir, side))
-            if arrays["hands_components"].shape[0] < 45:
-                raise InputError(mano_file(self.mano_dir, side), "MANO model has fewer than 45 PCA components")
-            with contextlib.redirect_stdout(io.StringIO()):  # smplx prints notes
-                self._layers[side] = smplx.MANO(str(self.mano_dir), is_rhand=(side == "right"),
-                                                data_struct=Struct(**arrays), use_pca=True, num_pca_comps=45,
-                                                flat_hand_mean=False)
+            self._layers[side] = M.layer(M.model_file(self.mano_dir, side, HOW), side, use_pca=True, num_pca_comps=45,
+                                         flat_hand_mean=False)
         return self._layers[side]
 
     def vertices(self, side: str, pose_m: np.ndarray, betas: np.ndarray) -> np.ndarray:
         """``pose_m`` [T, 51], ``betas`` [10] -> float64 [T, 778, 3]; NaN rows where pose_m is all zero."""
-        import torch
-
         pose = np.asarray(pose_m, np.float64).reshape(-1, 51)
         b = np.asarray(betas, np.float64).reshape(1, -1)
         if b.shape[1] != 10:
             raise InputError("betas", f"DexYCB MANO betas must have 10 values, got {b.shape[1]}")
-        layer = self.layer(side)
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-        with torch.no_grad():
-            out = layer(betas=t(np.repeat(b, len(pose), 0)), global_orient=t(pose[:, :3]),
-                        hand_pose=t(pose[:, 3:48]), transl=t(pose[:, 48:51]))
-        verts = out.vertices.numpy().astype(np.float64)
+        _, verts = M.forward(self.layer(side), pose[:, :3], pose[:, 3:48], betas=np.repeat(b, len(pose), 0),
+                             transl=pose[:, 48:51])
         verts[~np.any(pose != 0, axis=1)] = np.nan
         return verts

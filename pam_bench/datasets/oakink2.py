@@ -21,11 +21,12 @@ black where the seg video is black, PAM's mask_conditions threshold -0.85 = pixe
 without its video is left out and ``meta['conditions_unavailable']`` says why: OAKINK2's seg needs the
 object meshes and a MANO mesh rasterisation that this package does not reproduce.
 
-GT joints (``joints_2d``/``joints_3d``, K=2 hands ``('left', 'right')``) need a MANO forward pass with the
-user's MANO files (``mano_dir`` holding MANO_RIGHT.pkl / MANO_LEFT.pkl, or numpy-only .npz
-conversions): manotorch's convention as PAM uses it (quaternion pose, no PCA, flat hand mean, joints
-centred on the wrist then + tsl, fingertips = vertices 745/317/444/556/673 right, 745/317/445/556/673
-left, SNAP joint order). Without MANO the joints are None and ``meta['joints_unavailable']`` says why.
+GT joints (``joints_2d``/``joints_3d``, K=2 hands ``('left', 'right')``) need a MANO forward pass
+(:mod:`pam_bench.geometry.mano`) with the user's MANO files (``mano_dir`` holding MANO_RIGHT.pkl /
+MANO_LEFT.pkl, or numpy-only .npz conversions): manotorch's convention as PAM uses it (quaternion pose, no
+PCA, flat hand mean, joints centred on the wrist then + tsl, fingertips = vertices 745/317/444/556/673
+right, 745/317/445/556/673 left, SNAP joint order). Without MANO the joints are None and
+``meta['joints_unavailable']`` says why.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ import numpy as np
 from ..errors import InputError, MissingResource
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
 from .. import safe_pickle as SP
+from ..geometry import mano as M
 from . import _common as C
 from .pam_sample import PamSample, is_sample
 
@@ -55,10 +57,11 @@ CONDITION_VIDEOS = (("hand", "processed_hand_keypoints", "output_hand.mp4"),
                     ("depth", "processed_depth", "color.mp4"))
 #: PAM's mask_conditions: black where every channel <= -0.85 in [-1, 1], i.e. pixel <= 19.125.
 SEG_BLACK_MAX = 19
-#: manotorch fingertip vertices, per side.
+#: OAKINK2's fingertip vertices (thumb, index, middle, ring, little), per side: the table of manopth's
+#: ManoLayer (hassony2/manopth, manolayer.py), kept by manotorch (lixiny/manotorch), the layer OakInk2 uses.
 TIPS = {"right": (745, 317, 444, 556, 673), "left": (745, 317, 445, 556, 673)}
-#: MANO kinematic order (16 joints + 5 tips) -> SNAP order (wrist; thumb, index, middle, ring, little).
-SNAP_ORDER = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
+MANO_HOW = ("MANO is licence-restricted: download MANO_RIGHT.pkl and MANO_LEFT.pkl from "
+            "https://mano.is.tue.mpg.de and pass their folder with -d mano_dir=DIR")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 _INT = re.compile(r"^\d+$")
 
@@ -102,87 +105,6 @@ def _np(x) -> np.ndarray:
     return np.asarray(x)
 
 
-# ---------------------------------------------------------------------- MANO (user-supplied)
-class _ChStub(SP.StateHolder):
-    """Stands in for chumpy.ch.Ch while unpickling a MANO .pkl: keeps the state, exposes the array."""
-
-    def array(self, where) -> np.ndarray:
-        st = self.state
-        if isinstance(st, dict) and "x" in st:
-            return np.asarray(st["x"])
-        raise InputError(where, "has a chumpy object without plain data; convert the MANO model to .npz")
-
-
-class _SparseStub(SP.StateHolder):
-    """Stands in for a scipy.sparse csc/csr matrix (MANO's J_regressor): its arrays, made dense here."""
-
-    kind = "csc"
-
-    def toarray(self) -> np.ndarray:
-        import scipy.sparse
-
-        st = self.state if isinstance(self.state, dict) else {}
-        make = scipy.sparse.csc_matrix if self.kind == "csc" else scipy.sparse.csr_matrix
-        try:
-            arrays = tuple(np.asarray(st[k]) for k in ("data", "indices", "indptr"))
-            shape = tuple(int(x) for x in st.get("_shape", st.get("shape")))
-            return make(arrays, shape=shape).toarray()
-        except (KeyError, TypeError, ValueError) as e:
-            raise pickle.UnpicklingError(f"sparse matrix state unreadable ({e})") from None
-
-
-class _CsrStub(_SparseStub):
-    kind = "csr"
-
-
-def _reconstructor(cls, base, state):
-    """copyreg._reconstructor, for protocol 0/1 files, limited to the stand-ins above."""
-    if cls not in (_ChStub, _SparseStub, _CsrStub) or base is not object:
-        raise pickle.UnpicklingError("copyreg._reconstructor is admitted only for the MANO stand-ins")
-    return cls()
-
-
-#: Numpy data plus chumpy ``Ch`` (kept as its array) and scipy sparse matrices (J_regressor), as inert
-#: stand-ins; ``copyreg._reconstructor`` only for those stand-ins.
-MANO_ALLOW = {**SP.NUMPY_DATA,
-              ("chumpy.ch", "Ch"): _ChStub,
-              ("copyreg", "_reconstructor"): _reconstructor,
-              ("builtins", "object"): object,
-              **{(m, f"{k}_matrix"): stub for k, stub in (("csc", _SparseStub), ("csr", _CsrStub))
-                 for m in ("scipy.sparse", f"scipy.sparse.{k}", f"scipy.sparse._{k}")}}
-
-
-MANO_FIELDS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f",
-               "hands_components", "hands_mean")
-
-
-def load_mano_model(path: Path) -> dict[str, np.ndarray]:
-    """A MANO model as plain arrays, from the official .pkl (restricted unpickler) or a numpy .npz."""
-    path = Path(path)
-    if path.suffix == ".npz":
-        return C.read_npz(path, MANO_FIELDS, what="MANO model")
-    try:
-        raw = SP.load(path, MANO_ALLOW, what="a readable MANO model", encoding="latin1")
-        if isinstance(raw, dict):
-            raw = {k: (v.toarray() if isinstance(v, _SparseStub) else v) for k, v in raw.items()}
-    except pickle.UnpicklingError as e:
-        raise InputError(path, f"not a readable MANO model ({e})") from None
-    if not isinstance(raw, dict):
-        raise InputError(path, "MANO model pickle is not a dict")
-    absent = [k for k in MANO_FIELDS if k not in raw]
-    if absent:
-        raise InputError(path, f"MANO model has no {', '.join(absent)}")
-    out = {}
-    for k in MANO_FIELDS:
-        v = raw[k]
-        if isinstance(v, _ChStub):
-            v = v.array(path)
-        elif hasattr(v, "toarray"):
-            v = v.toarray()
-        out[k] = np.asarray(v)
-    return out
-
-
 def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
     """wxyz quaternions [..., 4] -> axis-angle [..., 3] (normalised first; angle = 2 atan2(|v|, w))."""
     q = np.asarray(q, dtype=np.float64)
@@ -196,22 +118,12 @@ def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
 
 
 class ManoHands:
-    """Both MANO hands through smplx's MANO layer (models built from arrays, never smplx's own pickle.load)."""
+    """Both MANO hands (:mod:`pam_bench.geometry.mano`) with OAKINK2's convention around the forward pass."""
 
     def __init__(self, mano_dir: Path):
         self.mano_dir = Path(mano_dir)
-        self.files = {side: self._find(side) for side in HAND_SIDES}
+        self.files = {side: M.model_file(self.mano_dir, side, MANO_HOW) for side in HAND_SIDES}
         self._layers: dict[str, Any] = {}
-
-    def _find(self, side: str) -> Path:
-        stem = f"MANO_{side.upper()}"
-        for ext in (".pkl", ".npz"):
-            p = self.mano_dir / f"{stem}{ext}"
-            if p.is_file():
-                return p
-        raise MissingResource(f"MANO model {self.mano_dir / (stem + '.pkl')}",
-                              "MANO is licence-restricted: download MANO_RIGHT.pkl and MANO_LEFT.pkl from "
-                              "https://mano.is.tue.mpg.de and pass their folder with -d mano_dir=DIR")
 
     def identity(self) -> dict:
         from ..weights import sha256_file
@@ -220,32 +132,14 @@ class ManoHands:
 
     def layer(self, side: str):
         if side not in self._layers:
-            try:
-                import smplx
-                from smplx.utils import Struct
-            except ImportError:
-                raise MissingResource("python package 'smplx'", "pip install 'pam-bench[mano]'") from None
-            import contextlib
-
-            arrays = load_mano_model(self.files[side])
-            with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note about 10 betas
-                self._layers[side] = smplx.MANO(str(self.mano_dir), is_rhand=(side == "right"),
-                                                data_struct=Struct(**arrays), use_pca=False, flat_hand_mean=True)
+            self._layers[side] = M.layer(self.files[side], side, use_pca=False, flat_hand_mean=True)
         return self._layers[side]
 
     def joints(self, side: str, pose_coeffs: np.ndarray, betas: np.ndarray, tsl: np.ndarray) -> np.ndarray:
         """[B,21,3] world joints (SNAP order) for quaternion poses [B,16,4], betas [B,10], tsl [B,3]."""
-        import torch
-
         aa = quat_to_axis_angle(pose_coeffs.reshape(-1, 16, 4)).reshape(-1, 48)
-        layer = self.layer(side)
-        with torch.no_grad():
-            out = layer(betas=torch.as_tensor(betas.reshape(-1, 10), dtype=torch.float32),
-                        global_orient=torch.as_tensor(aa[:, :3], dtype=torch.float32),
-                        hand_pose=torch.as_tensor(aa[:, 3:], dtype=torch.float32))
-        verts = out.vertices.numpy().astype(np.float64)
-        j = np.concatenate([out.joints.numpy().astype(np.float64), verts[:, list(TIPS[side])]], axis=1)
-        j = j[:, list(SNAP_ORDER)]
+        joints, verts = M.forward(self.layer(side), aa[:, :3], aa[:, 3:], betas.reshape(-1, 10))
+        j = M.joints21(joints, verts, TIPS[side])
         return j - j[:, :1] + tsl.reshape(-1, 1, 3)  # manotorch center_idx=0, then + tsl
 
 
