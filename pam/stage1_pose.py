@@ -7,9 +7,8 @@ Two sources:
   (:func:`read_graspxl`, numpy-only unpickler). Turning MANO parameters into 21 joints needs a MANO forward
   pass, so :func:`graspxl_joints` requires the user's MANO model (``MANO_RIGHT.pkl``, the official file or a
   numpy-only conversion, read and posed by :mod:`pam_bench.geometry.mano`); without it there is a clear
-  MissingResource pointing to the built-in generator. We
-  read the object's ``rot`` as axis-angle like the hand's (GraspXL stores both the same way; an assumption
-  we state).
+  MissingResource pointing to the built-in generator. We read the object's ``rot`` as axis-angle like the
+  hand's (GraspXL stores both the same way; an assumption we state).
 - **built-in** (:func:`builtin_sequence`): a joint-space generator with a smooth approach -> grasp -> move
   (minimum-jerk interpolation of the wrist, finger flexion closing around the object, then hand and
   object moving rigidly together). No MANO needed.
