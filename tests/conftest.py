@@ -1,16 +1,64 @@
-"""Shared fixtures: real data from ../shared/data (never copied into the repo)."""
+"""Shared fixtures. Real data comes from one folder, the test-data cache (``tests/testdata.py``: pinned
+upstream files, sha256-checked, never copied into the repo); a test names the files it needs with
+``@pytest.mark.data(path, ...)`` or :func:`require_data`, and skips with the reason when one is missing."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from . import testdata
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-DATA = SHARED / "data"
+DATA = testdata.cache_dir()  # fixed at import: tests that point PAM_BENCH_HOME elsewhere do not move it
 SAMPLES = DATA / "pam_samples"
+
+
+@functools.cache
+def _data_status() -> dict[str, testdata.Outcome]:
+    """Each pinned file from the cache, or else from the local copy (``../shared/data``); no network here:
+    ``python -m tests.testdata`` (run by ``make test``) is what downloads."""
+    return testdata.ensure(None, cache=DATA)
+
+
+def data_missing(*paths: Path) -> str | None:
+    """Why one of ``paths`` (files under DATA, pinned in tests/testdata.toml) is not there; None when all are."""
+    status = _data_status()
+    for p in paths:
+        local = Path(p).relative_to(DATA).as_posix()
+        if local not in status:
+            raise KeyError(f"{local} is not pinned in tests/testdata.toml")
+        if status[local].path is None:
+            return status[local].source
+    return None
+
+
+def require_data(*paths: Path) -> None:
+    """Skip (with the reason) when a test-data file is missing, or fail under PAM_BENCH_REQUIRE_TESTDATA."""
+    why = data_missing(*paths)
+    if why is not None:
+        if os.environ.get("PAM_BENCH_REQUIRE_TESTDATA"):
+            pytest.fail(f"{why} (PAM_BENCH_REQUIRE_TESTDATA is set)")
+        pytest.skip(why)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.data(...)``: a skip mark carrying the reason, so ``-rs`` names the test's own line."""
+    if os.environ.get("PAM_BENCH_REQUIRE_TESTDATA"):
+        return  # pytest_runtest_setup fails them instead
+    for item in items:
+        for mark in item.iter_markers("data"):
+            why = data_missing(*mark.args)
+            if why is not None:
+                item.add_marker(pytest.mark.skip(reason=why))
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("data"):
+        require_data(*mark.args)
 
 
 def require_weights(name: str):
@@ -24,21 +72,13 @@ def require_weights(name: str):
     return W.path(name)
 
 
-def require_shared(*paths: Path) -> None:
-    """Skip (with the reason) when ../shared/data is not beside the repo; CI always has it."""
-    for p in paths:
-        if not Path(p).exists():
-            pytest.skip(f"{p} not present (../shared/data is expected beside the repo)")
-
-
 @pytest.fixture(scope="session")
 def dexycb_clip() -> np.ndarray:
     """The real DexYCB sample clip: 72 frames, 480x640 RGB uint8."""
     from pam_bench.video import read_video
 
     p = SAMPLES / "dexycb" / "val_video.mp4"
-    if not p.exists():
-        pytest.skip(f"{p} not present (../shared/data is expected beside the repo)")
+    require_data(p)
     return read_video(p).frames
 
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from pam_bench.datasets.dexycb import SERIALS, SUBJECTS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 INTR = {"fx": 613.08, "fy": 612.0, "ppx": 313.03, "ppy": 245.01}
 
 

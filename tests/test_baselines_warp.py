@@ -1,7 +1,6 @@
 """cond-warp: tracks a known motion, keeps still parts still, beats `static` on MF (real DexYCB sample)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +8,9 @@ import pytest
 from pam_bench.errors import InputError
 from pam_bench.types import Sample, Video
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pam_samples" / "dexycb"
+from .conftest import SAMPLES
+
+DATA = SAMPLES / "dexycb"
 
 
 def _translating_square(t=9, h=96, w=128, size=36, step=(3, 2)):
@@ -75,7 +76,7 @@ def _dexycb_sample():
     return Sample("dexycb-val", Video(gt, 15.0), conds)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared DexYCB sample not present")
+@pytest.mark.data(*(DATA / f"val_{n}.mp4" for n in ("video", "seg_mask", "hand_keypoints", "depth")))
 def test_warp_beats_static_on_motion_fidelity_real_dexycb():
     motion = pytest.importorskip("pam_bench.metrics.motion")
     from baselines.warp import CondWarp

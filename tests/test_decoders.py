@@ -3,7 +3,7 @@
 Files are made here: lossless RGB h264 (what pam-bench writes), yuv420p h264 (what the official evaluation
 writes through imageio/libx264 defaults: untagged BT.601 limited range), mpeg4 yuv420p (the DexYCB sample's
 codec) and a BT.709-tagged h264 file; the real DexYCB sample, and its frames re-encoded to mpeg4, are added
-when ../shared/data has it.
+when the test data has it (tests/testdata.py).
 """
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import pytest
 from pam_bench.types import Video
 from pam_bench.video import DECODERS, decode_info, read_video, write_video
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "pam_samples" / "dexycb" / "val_video.mp4"
+from .conftest import SAMPLES, data_missing, require_data
+
+SAMPLE = SAMPLES / "dexycb" / "val_video.mp4"
 PATHS = [(d, 1) for d in DECODERS] + [("pyav", 3)]  # (decoder, threads): PyAV with frame threading too
 
 
@@ -61,7 +63,7 @@ def files(tmp_path_factory):
         "mpeg4": _encode(d / "mpeg4.mp4", fr, "mpeg4"),
         "bt709-tagged-h264": _encode(d / "bt709.mp4", fr, "libx264", tag709=True),
     }
-    if SAMPLE.is_file():
+    if data_missing(SAMPLE) is None:
         out["dexycb-sample-mpeg4"] = SAMPLE
         # real footage through today's mpeg4 encoder: the case where decord's own libavcodec differs
         real = read_video(SAMPLE, decoder="pyav").frames[:49, ::4, ::4]
@@ -74,7 +76,7 @@ def files(tmp_path_factory):
 def test_every_decoder_path_returns_identical_frames(files, kind):
     out, _ = files
     if kind not in out:
-        pytest.skip("the DexYCB sample is not in ../shared/data")
+        require_data(SAMPLE)
     got = {p: read_video(out[kind], decoder=p[0], threads=p[1]).frames for p in PATHS}
     ref = got[PATHS[0]]
     assert ref.ndim == 4 and ref.shape[-1] == 3 and ref.dtype == np.uint8 and ref.shape[0] > 0

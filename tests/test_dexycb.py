@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .fixtures_dexycb import INTR, SHARED, make_dexycb_clip, make_dexycb_skeleton, write_meta
+from .conftest import SAMPLES as ALL_SAMPLES
+from .fixtures_dexycb import INTR, make_dexycb_clip, make_dexycb_skeleton, write_meta
 from pam_bench.datasets.dexycb import SERIALS, SUBJECTS, DexYCB
 from pam_bench.errors import InputError
 
-SAMPLES = SHARED / "pam_samples" / "dexycb"
+SAMPLES = ALL_SAMPLES / "dexycb"
 HAND_RGB = (92, 0, 255)
 
 
@@ -158,7 +159,7 @@ def test_sensor_depth_masked_to_foreground(clip):
 
 
 # ---------------------------------------------------------------------- PAM layout, PAM's real videos
-@pytest.mark.skipif(not (SAMPLES / "val_video.mp4").is_file(), reason="shared sample data not present")
+@pytest.mark.data(SAMPLES / "val_video.mp4", SAMPLES / "val_depth.mp4")
 def test_pam_layout_reads_video_mp4_and_depthcrafter(tmp_path):
     from pam_bench.video import read_video
 
@@ -290,7 +291,7 @@ def test_cli_show_writes_side_by_side_png(small_clip, tmp_path):
 
 
 # ---------------------------------------------------------------------- PAM's sample condition videos
-@pytest.mark.skipif(not (SAMPLES / "val_seg_mask.mp4").is_file(), reason="shared sample data not present")
+@pytest.mark.data(SAMPLES / "val_seg_mask.mp4", SAMPLES / "val_hand_keypoints.mp4", SAMPLES / "val_depth.mp4")
 def test_pam_sample_condition_videos_format():
     from pam_bench.render import nearest_resize
     from pam_bench.video import read_video

@@ -10,10 +10,9 @@ import pytest
 
 from pam_bench.errors import InputError
 from pam_bench.metrics import i3d as I
-from .conftest import require_shared
+from .conftest import DATA, require_data
 from .conftest import require_weights as _require
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CRICKET = DATA / "i3d_examples" / "v_CricketShot_g04_c01_rgb.gif"
 LABELS = DATA / "i3d_examples" / "kinetics400_label_map.txt"
 
@@ -184,7 +183,7 @@ def read_gif(path: Path) -> np.ndarray:
 
 @pytest.mark.weights
 def test_port_classifies_cricket_clip():
-    require_shared(CRICKET, LABELS)
+    require_data(CRICKET, LABELS)
     require_weights()
     import torch
 

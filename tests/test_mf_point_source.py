@@ -12,7 +12,7 @@ from pam_bench.cli import main
 from pam_bench.types import Video
 from pam_bench.video import read_video, resize_frames, write_video
 
-from .conftest import SAMPLES
+from .conftest import SAMPLES, require_data
 
 T, SIZE = 12, (120, 180)  # a short, small clip keeps LK fast
 
@@ -33,8 +33,7 @@ def evaldir(tmp_path_factory, dexycb_clip):
     """gt/gt_0000.mp4 + generated/generated_0000.mp4 (a time-reversed copy) from the real DexYCB clip, and a
     seg/ folder with PAM's seg condition video of the same clip."""
     seg_src = SAMPLES / "dexycb" / "val_seg_mask.mp4"
-    if not seg_src.exists():
-        pytest.skip(f"{seg_src} not present")
+    require_data(seg_src)
     root = tmp_path_factory.mktemp("evaldir")
     gt = resize_frames(dexycb_clip[:T], SIZE)
     write_video(root / "gt" / "gt_0000.mp4", Video(gt, 15.0))

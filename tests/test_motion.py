@@ -10,7 +10,7 @@ from pam_bench.metrics.motion import (MotionFidelity, foreground_mask, motion_fi
 from pam_bench.trackers import CoTracker3Tracker, LucasKanadeTracker, get_tracker
 from pam_bench.types import Sample, Video
 
-from .conftest import SAMPLES
+from .conftest import SAMPLES, require_data
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -301,8 +301,7 @@ def dexycb_sample(dexycb_clip) -> Sample:
     from pam_bench.video import read_video, resize_frames
 
     seg_path = SAMPLES / "dexycb" / "val_seg_mask.mp4"
-    if not seg_path.exists():
-        pytest.skip(f"{seg_path} not present")
+    require_data(seg_path)
     frames = resize_frames(dexycb_clip[:49], (480, 720))
     return Sample("dexycb-val", Video(frames, 15.0), conditions={"seg": read_video(seg_path)})
 

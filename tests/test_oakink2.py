@@ -12,14 +12,16 @@ from pam_bench.datasets.oakink2 import TIPS, ManoHands, OakInk2, load_anno, quat
 from pam_bench.errors import InputError, MissingResource
 from pam_bench.geometry.mano import MANO_TO_HOUSE as SNAP_ORDER
 
-from .fixtures_dexycb import (OAK_CAM, OAK_SEQ, SHARED, fake_mano_arrays, fake_mano_dir, make_oakink2_tree,
-                              oak_anno)
+from .conftest import SAMPLES as ALL_SAMPLES
+from .conftest import data_missing, require_data
+from .fixtures_dexycb import OAK_CAM, OAK_SEQ, fake_mano_arrays, fake_mano_dir, make_oakink2_tree, oak_anno
 
-SAMPLES = SHARED / "pam_samples" / "oakink2"
-HAVE_SAMPLES = (SAMPLES / "val_seg_mask.mp4").is_file()
+SAMPLES = ALL_SAMPLES / "oakink2"
 CONDS = {(0, "processed_hand_keypoints", "output_hand.mp4"): SAMPLES / "val_hand.mp4",
          (0, "processed_seg_mask", "output_seg.mp4"): SAMPLES / "val_seg_mask.mp4",
          (0, "processed_depth", "color.mp4"): SAMPLES / "val_depth.mp4"}
+HAVE_SAMPLES = data_missing(*CONDS.values()) is None
+NEEDS_SAMPLES = pytest.mark.data(*CONDS.values())
 ID0, ID1 = f"{OAK_SEQ}/{OAK_CAM}/0", f"{OAK_SEQ}/{OAK_CAM}/1"
 
 
@@ -150,7 +152,7 @@ def test_without_mano_joints_are_unavailable(tree):
     assert set(s.meta["conditions_unavailable"]) == {"hand", "seg", "depth"} and not s.conditions
 
 
-@pytest.mark.skipif(not HAVE_SAMPLES, reason="shared sample data not present")
+@NEEDS_SAMPLES
 def test_conditions_from_pams_prepared_videos(loaded, sample_videos):
     s = loaded
     assert set(s.conditions) == {"hand", "seg", "depth"} and not s.meta["conditions_unavailable"]
@@ -163,7 +165,7 @@ def test_conditions_from_pams_prepared_videos(loaded, sample_videos):
     np.testing.assert_array_equal(depth[~black], raw[~black])
 
 
-@pytest.mark.skipif(not HAVE_SAMPLES, reason="shared sample data not present")
+@NEEDS_SAMPLES
 def test_pam_sample_condition_videos_format(sample_videos):
     seg, hand, depth = sample_videos["seg_mask"], sample_videos["hand"], sample_videos["depth"]
     assert seg.shape == hand.shape == depth.shape == (49, 480, 720, 3)
@@ -251,7 +253,7 @@ def test_missing_annotation_named(small_tree):
 
 
 # ---------------------------------------------------------------------- CLI
-@pytest.mark.skipif(not HAVE_SAMPLES, reason="shared sample data not present")
+@NEEDS_SAMPLES
 def test_cli_verify_ok_and_incomplete(tree, tmp_path):
     from click.testing import CliRunner
 
@@ -279,10 +281,8 @@ def test_shipped_sample_generates_with_one_documented_command(tmp_path):
     from pam_bench.cli import main
     from pam_bench.video import read_video
 
-    from .conftest import require_shared
-
     root = SAMPLES
-    require_shared(root / "val_image.png")
+    require_data(root / "val_image.png", *CONDS.values())
     base = ["evaluate", "--method", "sim-render", "--dataset", "oakink2", "--root", str(root), "--no-progress"]
     with pytest.raises(SystemExit) as e:
         main([*base, "--metrics", "ssim", "--out", str(tmp_path / "scored")])

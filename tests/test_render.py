@@ -6,7 +6,6 @@ distance functions for the other primitives.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ from pam_bench import raster
 from pam_bench import render as R
 from pam_bench.geometry.camera import project
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DEXYCB_SAMPLES = DATA / "pam_samples" / "dexycb"
+from .conftest import SAMPLES
+
+DEXYCB_SAMPLES = SAMPLES / "dexycb"
 
 
 # --- palette and seg -----------------------------------------------------------------------
@@ -402,7 +402,7 @@ def test_capsule_texture_coordinates_follow_the_bone():
 
 # --- real PAM sample condition videos: format conventions ----------------------------------
 
-@pytest.mark.skipif(not DEXYCB_SAMPLES.is_dir(), reason="shared PAM samples not present")
+@pytest.mark.data(DEXYCB_SAMPLES / "val_seg_mask.mp4", DEXYCB_SAMPLES / "val_hand_keypoints.mp4")
 @pytest.mark.parametrize("name", ["val_seg_mask.mp4", "val_hand_keypoints.mp4"])
 def test_pam_sample_condition_format(name):
     from pam_bench.video import read_video
@@ -420,7 +420,7 @@ def test_pam_sample_condition_format(name):
     assert (ours["seg"].frames.max(-1) == 0).mean() > 0.85
 
 
-@pytest.mark.skipif(not DEXYCB_SAMPLES.is_dir(), reason="shared PAM samples not present")
+@pytest.mark.data(DEXYCB_SAMPLES / "val_seg_mask.mp4")
 def test_pam_sample_seg_hand_colour_disagreement_is_known():
     """The released sample's dominant seg colour is near (184, 0, 255), not the code's (92, 0, 255).
 
