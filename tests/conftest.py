@@ -15,6 +15,8 @@ from . import testdata
 REPO = Path(__file__).resolve().parents[1]
 DATA = testdata.cache_dir()  # fixed at import: tests that point PAM_BENCH_HOME elsewhere do not move it
 SAMPLES = DATA / "pam_samples"
+# fixtures that read test data: a test using one (directly or through another fixture) needs these files
+FIXTURE_DATA = {"dexycb_clip": (SAMPLES / "dexycb" / "val_video.mp4",)}
 
 
 @functools.cache
@@ -45,20 +47,28 @@ def require_data(*paths: Path) -> None:
         pytest.skip(why)
 
 
+def _needed(item) -> list[Path]:
+    """The test-data files a test names (``@pytest.mark.data``) or reads through a FIXTURE_DATA fixture."""
+    paths = [p for mark in item.iter_markers("data") for p in mark.args]
+    used = getattr(item, "fixturenames", ())
+    return paths + [p for name, files in FIXTURE_DATA.items() if name in used for p in files]
+
+
 def pytest_collection_modifyitems(config, items):
-    """``@pytest.mark.data(...)``: a skip mark carrying the reason, so ``-rs`` names the test's own line."""
+    """A skip mark carrying the reason, so the summary (``-ra``) names the test's own line."""
     if os.environ.get("PAM_BENCH_REQUIRE_TESTDATA"):
         return  # pytest_runtest_setup fails them instead
     for item in items:
-        for mark in item.iter_markers("data"):
-            why = data_missing(*mark.args)
-            if why is not None:
-                item.add_marker(pytest.mark.skip(reason=why))
+        paths = _needed(item)
+        why = data_missing(*paths) if paths else None
+        if why is not None:
+            item.add_marker(pytest.mark.skipif(True, reason=why))  # skipif: -ra keeps the line (skip folds it)
 
 
 def pytest_runtest_setup(item):
-    for mark in item.iter_markers("data"):
-        require_data(*mark.args)
+    paths = _needed(item)
+    if paths:
+        require_data(*paths)
 
 
 def require_weights(name: str):

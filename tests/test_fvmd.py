@@ -11,7 +11,6 @@ from pam_bench.errors import MissingResource, PamBenchError
 from pam_bench.metrics import fvmd as F
 from pam_bench.types import Sample, Video
 
-from .conftest import SAMPLES, require_data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +250,6 @@ def test_real_dexycb_clip_ranks_gt_like_below_static_and_time_reversed(dexycb_cl
     motion) must score below the first frame held and below the clip played backwards."""
     import cv2
 
-    require_data(SAMPLES / "dexycb" / "val_video.mp4")
     f = dexycb_clip[:49]
     gt = Video(f)
     m = F.FVMD()

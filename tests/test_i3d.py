@@ -10,7 +10,7 @@ import pytest
 
 from pam_bench.errors import InputError
 from pam_bench.metrics import i3d as I
-from .conftest import DATA, require_data
+from .conftest import DATA
 from .conftest import require_weights as _require
 
 CRICKET = DATA / "i3d_examples" / "v_CricketShot_g04_c01_rgb.gif"
@@ -182,8 +182,8 @@ def read_gif(path: Path) -> np.ndarray:
 
 
 @pytest.mark.weights
+@pytest.mark.data(CRICKET, LABELS)
 def test_port_classifies_cricket_clip():
-    require_data(CRICKET, LABELS)
     require_weights()
     import torch
 

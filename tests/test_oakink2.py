@@ -13,7 +13,7 @@ from pam_bench.errors import InputError, MissingResource
 from pam_bench.geometry.mano import MANO_TO_HOUSE as SNAP_ORDER
 
 from .conftest import SAMPLES as ALL_SAMPLES
-from .conftest import data_missing, require_data
+from .conftest import data_missing
 from .fixtures_dexycb import OAK_CAM, OAK_SEQ, fake_mano_arrays, fake_mano_dir, make_oakink2_tree, oak_anno
 
 SAMPLES = ALL_SAMPLES / "oakink2"
@@ -273,8 +273,9 @@ def test_cli_verify_ok_and_incomplete(tree, tmp_path):
 
 # ---------------------------------------------------------------------- PAM's shipped sample, as it is
 
+@pytest.mark.data(SAMPLES / "val_image.png", *CONDS.values())
 def test_shipped_sample_generates_with_one_documented_command(tmp_path):
-    """README: `pam-bench evaluate --method sim-render --dataset oakink2 --root ../shared/data/pam_samples/oakink2
+    """README: `pam-bench evaluate --method sim-render --dataset oakink2 --root <testdata>/pam_samples/oakink2
     --metrics none`. The sample has no GT video: metrics are refused before any work, generation runs."""
     import json
 
@@ -282,7 +283,6 @@ def test_shipped_sample_generates_with_one_documented_command(tmp_path):
     from pam_bench.video import read_video
 
     root = SAMPLES
-    require_data(root / "val_image.png", *CONDS.values())
     base = ["evaluate", "--method", "sim-render", "--dataset", "oakink2", "--root", str(root), "--no-progress"]
     with pytest.raises(SystemExit) as e:
         main([*base, "--metrics", "ssim", "--out", str(tmp_path / "scored")])

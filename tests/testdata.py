@@ -168,7 +168,7 @@ def obtain(e: Entry, cache: Path, shared: Path, net: Network | None) -> Outcome:
     else:
         notes.append(f"no {src}")
     return Outcome(None, f"test data {e.local} missing ({'; '.join(notes)}): run `python -m tests.testdata` "
-                         f"with network access (it downloads {e.url()}, sha256 {e.sha256}), or set "
+                         f"with network access (it downloads {e.url()}), or set "
                          f"PAM_BENCH_SHARED_DATA to a folder holding {e.local}")
 
 
