@@ -4,7 +4,8 @@ Two references, both written here:
 
 - smplx's MANO layer built directly from the arrays, with each caller's documented convention around it
   (Stage I: GraspXL's translation inside the layer, smplx's fingertips; OAKINK2: wrist-centred then + tsl,
-  manopth's per-side fingertips; DexYCB: 45 PCA coefficients, the data's hand mean). Same float32
+  manopth's per-side fingertips; DexYCB: 45 PCA coefficients through a random orthogonal
+  hands_components and a non-zero hands_mean, manopth's definition written here). Same float32
   arithmetic, so the callers must agree to 1e-12: this pins the conventions exactly.
 - MANO's definition in float64 numpy (shape and pose blend shapes, Rodrigues, the kinematic tree, linear
   blend skinning), independent of smplx, to float32 accuracy.
@@ -135,7 +136,26 @@ def test_oakink2_joints_pinned(tmp_path, side, fmt):
 
 
 # ---------------------------------------------------------------------- DexYCB (PCA pose, + translation)
-def test_dexycb_vertices_pinned(tmp_path):
+def _pca_mano_dir(root, side):
+    """A tiny MANO .pkl (sparse J_regressor) whose hands_components are a random orthogonal 45x45 matrix and
+    whose hands_mean is not zero, so that neither the PCA nor the mean can be skipped unseen."""
+    import scipy.sparse
+
+    rng = np.random.default_rng(20 + SEED[side])
+    a = fake_mano_arrays(SEED[side])
+    a["hands_components"] = np.linalg.qr(rng.normal(size=(45, 45)))[0]
+    a["hands_mean"] = rng.normal(0, 0.2, 45)
+    root.mkdir(parents=True)
+    with open(root / f"MANO_{side.upper()}.pkl", "wb") as fh:
+        pickle.dump({**a, "J_regressor": scipy.sparse.csc_matrix(a["J_regressor"])}, fh, protocol=2)
+    a["J_regressor"] = np.asfortranarray(a["J_regressor"])  # as the .pkl's sparse regressor reads back
+    return root, a
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_dexycb_vertices_follow_manopth_pca(tmp_path, side):
+    """pose_m's 45 coefficients are manopth's ManoLayer(use_pca=True, ncomps=45, flat_hand_mean=False):
+    full hand pose = coeffs @ hands_components + hands_mean (written here), not axis-angle."""
     from pam_bench.datasets.dexycb_mano import DexYCBMano
 
     rng = np.random.default_rng(9)
@@ -143,13 +163,48 @@ def test_dexycb_vertices_pinned(tmp_path):
     pose_m = np.concatenate([rot, pca, rng.normal(0, 0.2, (3, 3))], 1)
     pose_m[1] = 0  # no hand in that frame
     betas = rng.normal(0, 0.5, 10)
-    got = DexYCBMano(fake_mano_dir(tmp_path / "mano", fmt="pkl")).vertices("right", pose_m, betas)
+    mano_dir, a = _pca_mano_dir(tmp_path / "mano", side)
+    got = DexYCBMano(mano_dir).vertices(side, pose_m, betas)
+    assert got.dtype == np.float64 and got.shape == (3, 778, 3) and np.isnan(got[1]).all()
+
+    full_hand = pose_m[:, 3:48] @ a["hands_components"][:45] + a["hands_mean"]  # manopth's definition
+    b = np.tile(betas, (3, 1))
+    _, want = _smplx_forward(a, side, pose_m[:, :3], full_hand, b, pose_m[:, 48:])  # explicit pose, no mean
+    keep = [0, 2]
+    np.testing.assert_allclose(got[keep], want[keep], rtol=0, atol=1e-9)
+    for t in keep:
+        _, vn = _numpy_mano(a, np.r_[pose_m[t, :3], full_hand[t]], betas)
+        np.testing.assert_allclose(got[t], vn + pose_m[t, 48:], atol=2e-6)
+
+    # the old reading (smplx use_pca=True, num_pca_comps=45: PCA silently off, coefficients as axis-angle)
+    _, old = _smplx_forward(a, side, pose_m[:, :3], pose_m[:, 3:48], b, pose_m[:, 48:], use_pca=True,
+                            num_pca_comps=45, flat_hand_mean=False)
+    assert np.abs(got[keep] - old[keep]).max() > 1e-3
+
+
+def test_dexycb_identity_names_the_pca_convention(tmp_path):
+    """The fixed vertices carry convention version 2, so the split's manifest hash (run store, GT cache,
+    results comparison, ``check``) differs from runs made with the old axis-angle reading."""
+    from pam_bench.datasets.dexycb_mano import DexYCBMano
+    from pam_bench.types import Split
+
+    ident = DexYCBMano(fake_mano_dir(tmp_path / "mano", fmt="pkl")).identity()
+    assert ident["version"] == 2 and "coeffs @ hands_components + hands_mean" in ident["convention"]
+    old = {"convention": "manopth ncomps=45 flat_hand_mean=False via smplx", "sha256": ident["sha256"]}
+    hashes = {Split("dexycb", "s0-train", ("a",), {"mano_vertices": i}).manifest_hash for i in (ident, old)}
+    assert len(hashes) == 2
+
+
+def test_pca_layer_refuses_a_model_without_enough_components(tmp_path):
+    from pam_bench.errors import InputError
+    from pam_bench.geometry.mano import layer
+
     a = fake_mano_arrays(0)
-    a["J_regressor"] = np.asfortranarray(a["J_regressor"])  # as the .pkl's sparse regressor reads back
-    _, v = _smplx_forward(a, "right", pose_m[:, :3], pose_m[:, 3:48], np.tile(betas, (3, 1)),
-                          pose_m[:, 48:], use_pca=True, num_pca_comps=45, flat_hand_mean=False)
-    v[1] = np.nan
-    np.testing.assert_allclose(got, v, rtol=0, atol=1e-12)
+    a["hands_components"] = a["hands_components"][:6]
+    np.savez(tmp_path / "MANO_RIGHT.npz", **a)
+    with pytest.raises(InputError, match="45 PCA components") as e:
+        layer(tmp_path / "MANO_RIGHT.npz", "right", use_pca=True, num_pca_comps=45, flat_hand_mean=False)
+    assert "MANO_RIGHT.npz" in str(e.value)
 
 
 # ---------------------------------------------------------------------- the one loader

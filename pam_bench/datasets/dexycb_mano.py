@@ -5,11 +5,14 @@ the camera frame of its serial: 0:3 global axis-angle, 3:48 the 45 PCA coefficie
 ``ManoLayer(ncomps=45, flat_hand_mean=False)``, 48:51 the translation; all zeros when no hand is labelled.
 The subject's shape is ``betas`` (10) in ``calibration/mano_<mano_calib>/mano.yml``.
 
-smplx's ``MANO(use_pca=True, num_pca_comps=45, flat_hand_mean=False)`` is that layer: hand pose =
-coefficients @ hands_components[:45] + hands_mean, blend skinning about the MANO joints, then + transl.
-Its output is in metres (manopth returns millimetres and the toolkit divides by 1000). The model is read
-and posed by :mod:`pam_bench.geometry.mano` (the project's MANO unpickler: numpy, scipy sparse and chumpy
-stubs only; never smplx's own ``pickle.load``).
+That layer's hand pose (manopth) is coefficients @ hands_components[:45] + hands_mean (axis-angle), then
+blend skinning about the MANO joints, then + transl. :mod:`pam_bench.geometry.mano` applies exactly that
+(``layer(use_pca=True, num_pca_comps=45, flat_hand_mean=False)``: the PCA and the mean in float64, smplx
+only skins). smplx's own ``MANO(use_pca=True, num_pca_comps=45)`` must not be used: it switches PCA off
+at 45 components and reads the coefficients as axis-angle; runs made that way (before convention
+version 2, see :data:`CONVENTION`) carry a different identity and do not mix with these. Output in metres
+(manopth returns millimetres and the toolkit divides by 1000). The model is read by the project's MANO
+unpickler (numpy, scipy sparse and chumpy stubs only; never smplx's own ``pickle.load``).
 """
 from __future__ import annotations
 
@@ -21,6 +24,10 @@ from ..errors import InputError, MissingResource
 from ..geometry import mano as M
 
 N_VERTS = 778
+#: What the vertices are; part of the split's protocol (manifest hash). Version 2: the PCA coefficients go
+#: through hands_components (version 1 read them as axis-angle through smplx's PCA switch-off at 45).
+CONVENTION = {"convention": "manopth ManoLayer(use_pca=True, ncomps=45, flat_hand_mean=False): "
+                            "hand pose = coeffs @ hands_components + hands_mean", "version": 2}
 HOW = ("MANO is licence-restricted: download MANO_RIGHT.pkl / MANO_LEFT.pkl from https://mano.is.tue.mpg.de "
        "(SimpleHand users already have models/MANO_*_C.pkl) and pass their folder with -o mano_dir=DIR")
 
@@ -43,7 +50,7 @@ class DexYCBMano:
                 out[side] = sha256_file(M.model_file(self.mano_dir, side, HOW))
             except MissingResource:
                 out[side] = None
-        return {"convention": "manopth ncomps=45 flat_hand_mean=False via smplx", "sha256": out}
+        return {**CONVENTION, "sha256": out}
 
     def layer(self, side: str):
         if side not in self._layers:

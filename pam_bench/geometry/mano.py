@@ -12,6 +12,11 @@ Facts:
 - The forward pass (:func:`layer`, :func:`forward`) is smplx's ``MANO`` layer built from those arrays
   (``data_struct``; smplx's own ``pickle.load`` never runs) in float32: 16 joints in MANO's order (wrist;
   index, middle, little, ring, thumb, three each) and 778 vertices, returned as float64.
+- The hand-pose convention is manopth's ``ManoLayer(use_pca, ncomps, flat_hand_mean)``, applied here in
+  float64 before smplx (:class:`Layer`): full hand pose = coefficients @ hands_components[:ncomps] +
+  hands_mean (axis-angle + hands_mean without PCA; zero mean with flat_hand_mean). smplx only skins
+  (``use_pca=False, flat_hand_mean=True``): its own PCA is off whenever ``num_pca_comps == 45``
+  (smplx/body_models.py), which would read DexYCB's 45 coefficients as axis-angle.
 - 21 joints (:func:`joints21`): the 16 plus five fingertip vertices (thumb, index, middle, ring, little),
   reordered by :data:`MANO_TO_HOUSE` to the project's order (wrist; thumb, index, middle, ring, little;
   each mcp, pip, dip, tip). Which vertices are the fingertips is a convention of the data, so each caller
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -130,36 +136,67 @@ def model_file(mano_dir, side: str, how: str) -> Path:
 
 
 # ---------------------------------------------------------------------- the forward pass
-def layer(path, side: str, **options: Any):
-    """smplx's MANO layer (``is_rhand`` from ``side``) built from the model at ``path`` read by
-    :func:`load_model`; ``options`` go to ``smplx.MANO`` (``use_pca``, ``num_pca_comps``, ``flat_hand_mean``)."""
+@dataclass(frozen=True)
+class Layer:
+    """smplx's MANO layer, always built with ``use_pca=False, flat_hand_mean=True`` (it only skins), and the
+    hand-pose convention around it: ``components`` [n, 45] (None: ``hand_pose`` is axis-angle) and ``mean``
+    [45] (zeros: flat hand mean)."""
+
+    smplx: Any
+    components: np.ndarray | None
+    mean: np.ndarray
+
+    def full_hand_pose(self, hand_pose: np.ndarray) -> np.ndarray:
+        """manopth's definition, float64: ``hand_pose @ components + mean`` (``hand_pose + mean`` without PCA)."""
+        p = np.asarray(hand_pose, np.float64)
+        if self.components is not None:
+            if p.ndim != 2 or p.shape[1] != len(self.components):
+                raise InputError("hand_pose", f"expected [B, {len(self.components)}] PCA coefficients, got "
+                                              f"{list(p.shape)}")
+            p = p @ self.components
+        return p + self.mean
+
+
+def layer(path, side: str, *, flat_hand_mean: bool, use_pca: bool = False, num_pca_comps: int = 45) -> Layer:
+    """The MANO model at ``path`` (read by :func:`load_model`) as a :class:`Layer` with manopth's pose
+    convention (``ManoLayer(use_pca, ncomps=num_pca_comps, flat_hand_mean)``): full hand pose =
+    coefficients @ hands_components[:num_pca_comps] + hands_mean (axis-angle + hands_mean without PCA; the
+    mean is zero with ``flat_hand_mean``), computed here in float64. smplx's own PCA is never used: smplx
+    switches it off when ``num_pca_comps == 45`` and would read 45 coefficients as axis-angle."""
     path = Path(path)
     arrays = load_model(path)
-    comps = options.get("num_pca_comps", 0) if options.get("use_pca") else 0
-    if arrays["hands_components"].shape[0] < comps:
-        raise InputError(path, f"MANO model has fewer than {comps} PCA components")
+    comps, mean = np.asarray(arrays["hands_components"]), np.asarray(arrays["hands_mean"])
+    if use_pca and (comps.ndim != 2 or comps.shape[1] != 45 or not 0 < num_pca_comps <= comps.shape[0]):
+        raise InputError(path, f"MANO model has hands_components {list(comps.shape)}; {num_pca_comps} "
+                               "PCA components of 45 values needed")
+    if not flat_hand_mean and mean.shape != (45,):
+        raise InputError(path, f"MANO model has hands_mean {list(mean.shape)}; [45] needed")
     try:
         import smplx
         from smplx.utils import Struct
     except ImportError:
         raise MissingResource("python package 'smplx'", SMPLX_HOW) from None
     with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note about 10 betas
-        return smplx.MANO(str(path.parent), is_rhand=(side == "right"), data_struct=Struct(**arrays), **options)
+        mano = smplx.MANO(str(path.parent), is_rhand=(side == "right"), data_struct=Struct(**arrays),
+                          use_pca=False, flat_hand_mean=True)
+    return Layer(mano, comps[:num_pca_comps].astype(np.float64) if use_pca else None,
+                 np.zeros(45) if flat_hand_mean else mean.astype(np.float64))
 
 
-def forward(mano, global_orient: np.ndarray, hand_pose: np.ndarray, betas: np.ndarray | None = None,
+def forward(mano: Layer, global_orient: np.ndarray, hand_pose: np.ndarray, betas: np.ndarray | None = None,
             transl: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Joints [B,16,3] (MANO order) and vertices [B,778,3], float64 of smplx's float32, for axis-angle
-    ``global_orient`` [B,3], ``hand_pose`` [B,45] (or PCA coefficients), ``betas`` [B,10] (None: zeros) and
-    ``transl`` [B,3] (None: none, applied inside the layer otherwise)."""
+    ``global_orient`` [B,3], ``hand_pose`` in the layer's convention ([B,45] axis-angle, or [B,n] PCA
+    coefficients; see :meth:`Layer.full_hand_pose`), ``betas`` [B,10] (None: zeros) and ``transl`` [B,3]
+    (None: none, applied inside the layer otherwise)."""
     import torch
 
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     n = len(global_orient)
     with torch.no_grad():
-        out = mano(betas=torch.zeros(n, mano.num_betas) if betas is None else t(betas),
-                   global_orient=t(global_orient), hand_pose=t(hand_pose),
-                   transl=None if transl is None else t(transl))
+        out = mano.smplx(betas=torch.zeros(n, mano.smplx.num_betas) if betas is None else t(betas),
+                         global_orient=t(global_orient), hand_pose=t(mano.full_hand_pose(hand_pose)),
+                         transl=None if transl is None else t(transl))
     return out.joints.numpy().astype(np.float64), out.vertices.numpy().astype(np.float64)
 
 
