@@ -29,7 +29,7 @@ N_VERTS = 778
 CONVENTION = {"convention": "manopth ManoLayer(use_pca=True, ncomps=45, flat_hand_mean=False): "
                             "hand pose = coeffs @ hands_components + hands_mean", "version": 2}
 HOW = ("MANO is licence-restricted: download MANO_RIGHT.pkl / MANO_LEFT.pkl from https://mano.is.tue.mpg.de "
-       "(SimpleHand users already have models/MANO_*_C.pkl) and pass their folder with -o mano_dir=DIR")
+       "(SimpleHand users already have models/MANO_*_C.pkl) and pass their folder with -d mano_dir=DIR")
 
 
 class DexYCBMano:
