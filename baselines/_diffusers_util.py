@@ -5,7 +5,6 @@ never from the CLI's start-up path).
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +34,10 @@ def load_torch_state_dict(path: Path) -> tuple[dict[str, Any], str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such checkpoint file")
-    how = "torch.load(weights_only=True)"
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        how = "restricted unpickler (tensors only; Lightning objects stubbed)"
-        try:
-            module = SP.pickle_module(SP.torch_tensors(), fallback=SP.Inert)
-            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)
-        except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
-            raise InputError(path, f"cannot read the checkpoint ({type(e).__name__}: {e})") from None
-    except Exception as e:  # noqa: BLE001
-        raise InputError(path, f"cannot read the checkpoint ({type(e).__name__}: {e})") from None
+    obj, weights_only = SP.torch_checkpoint(path, SP.torch_tensors(), fallback=SP.Inert,
+                                            what="a checkpoint of tensors and Lightning objects")
+    how = ("torch.load(weights_only=True)" if weights_only
+           else "restricted unpickler (tensors only; Lightning objects stubbed)")
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
         raise InputError(path, "has no state_dict (expected a dict of tensors)")

@@ -19,7 +19,6 @@ Lightning or user class, a ``__reduce__`` gadget naming ``os``/``builtins``/...)
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +42,9 @@ def load_hamer_checkpoint(path) -> tuple[dict, dict[str, Any]]:
     import torch
 
     path = Path(path)
-    how = "torch.load(weights_only=True)"
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        how = "exact allow-list: torch weights_only names + yacs.config.CfgNode (as plain dict)"
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=SP.pickle_module(allow_list()))
-        except SP.LOAD_ERRORS as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise InputError(path, f"not an official HaMeR Lightning checkpoint ({msg})") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
-        raise InputError(path, f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    obj, weights_only = SP.torch_checkpoint(path, allow_list(), what="an official HaMeR Lightning checkpoint")
+    how = ("torch.load(weights_only=True)" if weights_only
+           else "exact allow-list: torch weights_only names + yacs.config.CfgNode (as plain dict)")
     if not isinstance(obj, dict):
         raise InputError(path, "is not a checkpoint dict")
     sd = obj.get("state_dict", obj)

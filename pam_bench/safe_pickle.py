@@ -6,8 +6,11 @@ a mapping from an exact ``(module, name)`` pair to the object the pickle gets fo
 class or function (:func:`real`, imported lazily, one attribute, never a dotted path) or a safe stand-in
 written here (:class:`Inert`, :class:`StateDict`, :class:`StateHolder`).
 
+A torch checkpoint goes through :func:`torch_checkpoint`: ``torch.load(weights_only=True)``, and only where
+torch's own list refuses a global, ``torch.load`` again with the reader's exact allow-list.
+
 What is refused (``pickle.UnpicklingError`` inside, :class:`~pam_bench.errors.InputError` from
-:func:`load` / :func:`loads`):
+:func:`load` / :func:`loads` / :func:`torch_checkpoint`):
 
 - any pair not in the allow-list, including every name with a dot: protocol 4's ``STACK_GLOBAL`` would
   otherwise walk ``a.b.c`` attribute by attribute (e.g. ``numpy.dtypes.__builtins__`` -> ``eval``);
@@ -219,14 +222,18 @@ LOAD_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, Attribut
                IndexError, KeyError, RuntimeError, UnicodeDecodeError, OverflowError, MemoryError)
 
 
+def _first_line(e: BaseException) -> str:
+    """An exception as one line: its message's first line, else its type's name."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def loads(data: bytes, allow: Mapping[tuple[str, str], Any] = NUMPY_DATA, where: Any = "<bytes>",
           what: str = "a pickle of plain numpy data", **kwargs) -> Any:
     """Unpickle ``data`` with the allow-list; any failure is an InputError naming ``where``."""
     try:
         return SafeUnpickler(io.BytesIO(data), allow, **kwargs).load()
     except LOAD_ERRORS as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(where, f"not {what} ({msg})") from None
+        raise InputError(where, f"not {what} ({_first_line(e)})") from None
 
 
 def load(path, allow: Mapping[tuple[str, str], Any] = NUMPY_DATA, what: str = "a pickle of plain numpy data",
@@ -238,6 +245,31 @@ def load(path, allow: Mapping[tuple[str, str], Any] = NUMPY_DATA, what: str = "a
     except OSError as e:
         raise InputError(path, f"cannot read ({e.strerror or e})") from None
     return loads(data, allow, where=path, what=what, **kwargs)
+
+
+def torch_checkpoint(path, allow: Mapping[tuple[str, str], Any], fallback: Any = None,
+                     what: str = "a checkpoint") -> tuple[Any, bool]:
+    """``torch.load`` of an untrusted checkpoint onto the CPU: ``weights_only=True`` first; if torch's own
+    list refuses a global, again through :class:`pickle_module` with the exact ``allow`` list (a name off
+    it becomes ``fallback``; None refuses it). Returns (the object, whether ``weights_only`` read it).
+    Imports torch.
+
+    A failure is one InputError line naming ``path``: ``cannot read the checkpoint (...)`` when torch
+    cannot read the file at all, ``not <what> (...)`` when the allow-list refuses it."""
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), True
+    except pickle.UnpicklingError:
+        pass  # a global torch's list refuses: try the exact allow-list
+    except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
+        raise InputError(path, f"cannot read the checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=pickle_module(allow, fallback))
+    except Exception as e:  # noqa: BLE001 - refused by the allow-list, or unusable
+        raise InputError(path, f"not {what} ({_first_line(e)})") from None
+    return obj, False
 
 
 def load_numpy_pickle(path_or_bytes) -> object:
