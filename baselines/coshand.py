@@ -412,8 +412,8 @@ class CosHand(Generator):
         return self._model
 
     def _checkpoint_sha(self, f: Path) -> str | None:
-        """sha256 of the checkpoint, cached by (path, size, mtime) across runs (pam.checkpoint's cache)."""
-        from pam.checkpoint import cached_sha256
+        """sha256 of the checkpoint, cached by (path, size, mtime) across runs (pam_bench.weights' cache)."""
+        from pam_bench.weights import cached_sha256
 
         return cached_sha256(f) if f.is_file() else None
 

@@ -37,12 +37,12 @@ generator identity.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pam_bench.errors import InputError, MissingResource
+from pam_bench.weights import cached_sha256
 
 BRANCH_PREFIXES = ("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear.")
 _COPY = re.compile(r"^transformer_blocks_copy\.(\d+)\.")
@@ -356,41 +356,6 @@ def encoder_hash(parts: Parts) -> str:
     h = hashes(parts, text=True)
     blob = json.dumps({k: h[k] for k in ("text_encoder", "tokenizer")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-# --- hashing with a (path, size, mtime) cache ---------------------------------------------------------
-
-def _cache_path() -> Path:
-    from pam_bench.weights import home
-
-    return home() / "hash_cache.json"
-
-
-def cached_sha256(path: Path) -> str:
-    """sha256 of a file, cached by (absolute path, size, mtime_ns) so multi-GB files are hashed once."""
-    from pam_bench.weights import sha256_file
-
-    p = Path(path).resolve()
-    st = p.stat()
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-    cache_file = _cache_path()
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        cache = {}
-    if key in cache:
-        return cache[key]
-    digest = sha256_file(p)
-    cache = {k: v for k, v in cache.items() if not k.startswith(f"{p}|")}
-    cache[key] = digest
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.part")
-        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass  # a read-only cache dir only costs re-hashing
-    return digest
 
 
 def checkpoint_hashes(parts: Parts) -> dict[str, dict[str, str]]:

@@ -189,12 +189,14 @@ class PAMGenerator(Generator):
         }
 
     def _prompt_identity(self) -> dict[str, Any]:
+        from pam_bench.weights import cached_sha256
+
         from .prompts import NEGATIVE_PROMPT
 
         order, files = [], {}
         if self.captions is not None:
             order.append("caption file (-o prompts)")
-            files = {f.name: ckpt.cached_sha256(f) for f in self.captions.files}
+            files = {f.name: cached_sha256(f) for f in self.captions.files}
         order.append("the sample's caption (dataset caption column, hashed in the dataset identity)")
         parts = self._parts
         if parts is not None and parts.clip_embeds is not None:

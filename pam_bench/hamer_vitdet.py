@@ -67,7 +67,7 @@ class ViTDetHandBoxes:
                 raise MissingResource(f"{self.dir / rel}", HOW)
 
     def identity(self) -> dict[str, Any]:
-        from pam.checkpoint import cached_sha256
+        from .weights import cached_sha256
 
         self.check_ready()
         return {"detector": "vitdet cascade_mask_rcnn_vitdet_h_75ep + vitpose+ huge wholebody (HaMeR demo.py)",

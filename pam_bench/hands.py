@@ -248,7 +248,7 @@ class HaMeRHands(HandPoseBackend):
         self._boxes.check_ready()
 
     def identity(self) -> dict[str, Any]:
-        from pam.checkpoint import cached_sha256  # sha256 cached by (path, size, mtime): hamer.ckpt is 2.7 GB
+        from .weights import cached_sha256  # sha256 cached by (path, size, mtime): hamer.ckpt is 2.7 GB
 
         files = self._files()
         boxes = ("mediapipe landmarks" if self.detector == "mediapipe" else

