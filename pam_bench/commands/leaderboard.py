@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..leaderboard import parse_labels
+from ..leaderboard import LAYOUTS, parse_labels
 from .evaluate import parse_kv
 
 
@@ -20,7 +20,7 @@ Examples:
 
 @click.command("leaderboard", epilog=LEADERBOARD_EXAMPLES)
 @click.argument("results", nargs=-1, type=click.Path())
-@click.option("--layout", type=click.Choice(["table1", "table2", "table3", "supp2", "supp3", "supp6"]), default="table1",
+@click.option("--layout", type=click.Choice(list(LAYOUTS)), default="table1",
               show_default=True, help="the paper's table: 1 DexYCB, 2 OAKINK2, 3 condition ablation, supp. 6 backbone")
 @click.option("--format", "fmt", type=click.Choice(["md", "tex", "csv", "html"]), default="md", show_default=True,
               help="md (Markdown), tex (booktabs LaTeX for a paper), csv (full precision), html (a site in --out)")
