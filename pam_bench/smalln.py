@@ -2,21 +2,22 @@
 
 FVD's Fréchet distance between two 400-d Gaussians is biased upward at small N (below 401 videos its
 covariance is rank-deficient), so an FVD from 2 or 200 clips cannot stand beside the paper's 1,600-clip
-values. Wherever a result is shown, such a value carries :data:`MARK`: ``evaluate`` prints a warning on the
+values. Which metrics: those whose class declares ``n_dependent`` (:class:`pam_bench.metrics.base.Metric`).
+Wherever a result is shown, such a value carries :data:`MARK`: ``evaluate`` prints a warning on the
 console, every table cell gets the mark with a footnote, and the leaderboard never marks it best.
 """
 from __future__ import annotations
 
+from .metrics import facts
+
 #: Clips in the paper's evaluation (DexYCB s0 val: 1,600; the OAKINK2 curation is 1,600 too).
 PAPER_N = 1600
-#: Metrics whose value depends on N (set statistics), not just its precision.
-N_DEPENDENT = ("fvd",)
 MARK = "†"
 
 
 def is_small(name: str, metric: dict, paper_n: int = PAPER_N) -> bool:
-    """True for an N-dependent metric measured on fewer clips than the paper's."""
-    if name not in N_DEPENDENT or metric.get("value") is None:
+    """True for an N-dependent metric (its class's ``n_dependent``) measured on fewer clips than the paper's."""
+    if metric.get("value") is None or not facts.n_dependent(name):
         return False
     n = metric.get("n")
     return n is None or int(n) < paper_n

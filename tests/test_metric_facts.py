@@ -16,8 +16,24 @@ def test_facts_come_from_the_class():
         assert facts.label(name) == (cls.label or name)
         assert facts.decimals(name) == cls.decimals and facts.direction(name) == cls.direction
         assert facts.tolerance(name) == (dict(cls.tolerance) if cls.tolerance else None)
+        assert facts.n_dependent(name) is bool(cls.n_dependent)
     assert facts.label("no-such-metric") == "no-such-metric" and facts.decimals("no-such-metric") == 4
+    assert facts.n_dependent("no-such-metric") is False
     assert facts.direction("no-such-metric") is None and facts.tolerance("no-such-metric") is None
+
+
+def test_small_n_reads_the_class(monkeypatch):
+    """The small-N mark follows the class's ``n_dependent``, not a list of metric names."""
+    from pam_bench.metrics.fvd import FVD
+    from pam_bench.metrics.pixel import SSIM
+    from pam_bench.smalln import is_small
+
+    few, many = {"value": 1.0, "n": 2}, {"value": 1.0, "n": 1600}
+    assert FVD.n_dependent and is_small("fvd", few) and not is_small("fvd", many)
+    assert not is_small("ssim", few) and not is_small("fvd", {"value": None, "n": 2})
+    monkeypatch.setattr(FVD, "n_dependent", False)
+    monkeypatch.setattr(SSIM, "n_dependent", True)
+    assert not is_small("fvd", few) and is_small("ssim", few) and not is_small("ssim", many)
 
 
 def test_regression_defaults_are_the_class_tolerances():

@@ -1,5 +1,5 @@
-"""A metric's display and gate facts (label, decimals, direction, default tolerance) by the name a
-results file gives it, read from its registered class; a name the registry does not know has none."""
+"""A metric's display and gate facts (label, decimals, direction, default tolerance, small-N dependence) by
+the name a results file gives it, read from its registered class; a name the registry does not know has none."""
 from __future__ import annotations
 
 from ..errors import PamBenchError
@@ -32,6 +32,13 @@ def direction(name: str) -> str | None:
     """"lower" or "higher" is better (None: not a registered metric)."""
     cls = metric_class(name)
     return cls.direction if cls is not None else None
+
+
+def n_dependent(name: str) -> bool:
+    """Whether the metric's value depends on N, so that fewer clips than the paper's is marked (False: not
+    a registered metric)."""
+    cls = metric_class(name)
+    return cls is not None and bool(cls.n_dependent)
 
 
 def tolerance(name: str) -> dict[str, float] | None:

@@ -179,6 +179,8 @@ class FVMD(Metric):
     unit = ""
     uses_reference_video = False  # measure() reads only the generated clip; the GT side is cached
     has_reference = True  # measure_reference: the GT side, kept in the GT cache
+    #: n_dependent stays False: FVMD, a Fréchet distance, is biased at small N too, but the paper reports no
+    #: FVMD, so there is no paper N for a value to fall short of (the small-N mark is about comparability).
 
     def __init__(self, device: str = "cpu", **options):
         opts = dict(options)
