@@ -67,14 +67,6 @@ FULL_RANK_N = FEATURE_DIM + 1
 _TS_CACHE: dict = {}
 
 
-def _int_option(options: dict, key: str, default: int, lo: int) -> int:
-    return integer("fvd", key, options.get(key, default), lo)
-
-
-def _choice_option(options: dict, key: str, default: str, allowed: tuple[str, ...]) -> str:
-    return choice("fvd", key, options.get(key, default), allowed)
-
-
 class StyleGANVTorchScript:
     """StyleGAN-V's TorchScript I3D from a user-supplied file: uint8 clips -> [B, 400] features."""
 
@@ -152,16 +144,17 @@ class FVD(Metric):
         if "clip" in options:
             raise OptionError("fvd", "clip", "replaced by protocol= (stylegan-v = the old clip=random, "
                                              "start = the old clip=start)")
-        self.detector = _choice_option(options, "detector", DETECTORS[0], DETECTORS)
-        self.protocol = _choice_option(options, "protocol", PROTOCOLS[0], PROTOCOLS)
-        self.clip_frames = _int_option(options, "clip_frames", 16, 9)
-        self.clip_seed = _int_option(options, "clip_seed", 0, 0)
-        self.bootstrap = _int_option(options, "bootstrap", 0, 0)
-        self.bootstrap_seed = _int_option(options, "bootstrap_seed", 0, 0)
-        self.ci_method = _choice_option(options, "ci", CI_METHODS[0], CI_METHODS)
-        self.batch_size = _int_option(options, "batch_size", 4, 1)
+        opt = options.get
+        self.detector = choice("fvd", "detector", opt("detector", DETECTORS[0]), DETECTORS)
+        self.protocol = choice("fvd", "protocol", opt("protocol", PROTOCOLS[0]), PROTOCOLS)
+        self.clip_frames = integer("fvd", "clip_frames", opt("clip_frames", 16), 9)
+        self.clip_seed = integer("fvd", "clip_seed", opt("clip_seed", 0), 0)
+        self.bootstrap = integer("fvd", "bootstrap", opt("bootstrap", 0), 0)
+        self.bootstrap_seed = integer("fvd", "bootstrap_seed", opt("bootstrap_seed", 0), 0)
+        self.ci_method = choice("fvd", "ci", opt("ci", CI_METHODS[0]), CI_METHODS)
+        self.batch_size = integer("fvd", "batch_size", opt("batch_size", 4), 1)
         # reduced precision is honoured on CUDA only; the float32 path is the reference
-        dtype = _choice_option(options, "dtype", "fp32", ("fp32", "bf16", "fp16"))
+        dtype = choice("fvd", "dtype", opt("dtype", "fp32"), ("fp32", "bf16", "fp16"))
         self.dtype = dtype if str(device).startswith("cuda") and self.detector == DETECTORS[0] else "fp32"
         self.biased = self.protocol != "cmvq"
         self.backend = f"{self.detector}/{self.protocol}"

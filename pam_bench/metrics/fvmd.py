@@ -185,9 +185,9 @@ class FVMD(Metric):
     def __init__(self, device: str = "cpu", **options):
         opts = dict(options)
         self.tracker_name = str(opts.pop("tracker", "lk"))
-        self.stride = _int(opts.pop("stride", 1), "stride", 1)
-        self.bootstrap = _int(opts.pop("bootstrap", 0), "bootstrap", 0)
-        self.bootstrap_seed = _int(opts.pop("bootstrap_seed", 0), "bootstrap_seed", 0)
+        self.stride = integer("fvmd", "stride", opts.pop("stride", 1), 1)
+        self.bootstrap = integer("fvmd", "bootstrap", opts.pop("bootstrap", 0), 0)
+        self.bootstrap_seed = integer("fvmd", "bootstrap_seed", opts.pop("bootstrap_seed", 0), 0)
         from ..trackers import get_tracker
 
         self.tracker_options = numeric(opts)
@@ -320,7 +320,3 @@ class FVMD(Metric):
                                          self.bootstrap_seed)
             extras["interval"] = {"replicates": self.bootstrap, "seed": self.bootstrap_seed, "method": how}
         return self._result(value, n_clips, ci95=ci, extras=extras)
-
-
-def _int(raw, key: str, lo: int) -> int:
-    return integer("fvmd", key, raw, lo)
