@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pam_bench.errors import InputError, MissingResource, OptionError
-from pam_bench.options import boolean
+from pam_bench.options import boolean, choice
 from pam_bench.types import CONDITIONS, Generator, Sample, Video
 
 from . import checkpoint as ckpt
@@ -65,15 +65,6 @@ _KNOWN = ("checkpoint, base, flux, mode, protocol, conditions, steps, guidance, 
           "tracking_source, stage1, stage1_file, mano_dir")
 
 
-def _as_bool(v, key: str) -> bool:
-    return boolean("pam", key, v)
-
-
-def _one_of(key: str, value, allowed) -> None:
-    if value not in allowed:
-        raise OptionError("pam", key, f"{key} must be one of {', '.join(allowed)}, got {value!r}")
-
-
 class PAMGenerator(Generator):
     name = "pam"
     needs = ("first_frame", "conditions")
@@ -92,7 +83,7 @@ class PAMGenerator(Generator):
 
         check_options(stage1, stage1_file, mode)  # Stage-I source for mode=full (pam.stage1_sources)
         self.stage1, self.stage1_file, self.mano_dir = stage1, stage1_file, mano_dir
-        _one_of("mode", mode, ("i2v", "full"))
+        choice("pam", "mode", mode, ("i2v", "full"))
         names = conditions.split(",") if isinstance(conditions, str) else list(conditions)
         names = [n.strip() for n in names if n.strip()]
         bad = [n for n in names if n not in CONDITIONS]
@@ -104,7 +95,7 @@ class PAMGenerator(Generator):
         self.base, self.flux = base, flux
         self.mode = mode
         self.protocol = protocol or ("official" if mode == "i2v" else "pam-bench")
-        _one_of("protocol", self.protocol, tuple(PROTOCOLS))
+        choice("pam", "protocol", self.protocol, tuple(PROTOCOLS))
         if self.protocol == "sim" and mode != "full":
             raise OptionError("pam", "protocol", "protocol=sim (testing/evaluation_sim.py) is the sim-to-real "
                                                  "protocol: it needs mode=full")
@@ -112,14 +103,14 @@ class PAMGenerator(Generator):
         self.conditions = tuple(n for n in CONDITIONS if n in names)  # canonical order
         self.steps, self.guidance = int(steps), float(guidance)
         self.dtype_name = str(dtype)
-        self.offload = _as_bool(offload, "offload")
-        self.vae_tiling = p["vae_tiling"] if vae_tiling is None else _as_bool(vae_tiling, "vae_tiling")
-        self.use_dynamic_cfg = _as_bool(use_dynamic_cfg, "use_dynamic_cfg")
-        self.compile = _as_bool(compile, "compile")
+        self.offload = boolean("pam", "offload", offload)
+        self.vae_tiling = p["vae_tiling"] if vae_tiling is None else boolean("pam", "vae_tiling", vae_tiling)
+        self.use_dynamic_cfg = boolean("pam", "use_dynamic_cfg", use_dynamic_cfg)
+        self.compile = boolean("pam", "compile", compile)
         self.seed_policy = seed_policy or p["seed_policy"]
-        _one_of("seed_policy", self.seed_policy, SEED_POLICIES)
+        choice("pam", "seed_policy", self.seed_policy, SEED_POLICIES)
         self.fixed_seed = int(fixed_seed)
-        _one_of("tracking_source", tracking_source, TRACKING_SOURCES)
+        choice("pam", "tracking_source", tracking_source, TRACKING_SOURCES)
         self.tracking_source = tracking_source
         if self.steps < 1:
             raise OptionError("pam", "steps", f"must be >= 1, got {self.steps}")
@@ -127,7 +118,7 @@ class PAMGenerator(Generator):
             from .prompts import SIM_PROMPT
 
             prompt = SIM_PROMPT  # evaluation_sim.py's fixed prompt
-        self.shared_prompt, self.prompt_text = _as_bool(shared_prompt, "shared_prompt"), prompt
+        self.shared_prompt, self.prompt_text = boolean("pam", "shared_prompt", shared_prompt), prompt
         self.captions = None
         if prompts:
             from .prompts import CaptionTable
