@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pam_bench.weights import home
+from pam_bench.weights import home, sha256_file
 
 try:
     import tomllib
@@ -75,14 +75,6 @@ def cache_dir() -> Path:
 
 def shared_dir() -> Path:
     return Path(os.environ.get("PAM_BENCH_SHARED_DATA") or REPO.parent / "shared" / "data")
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _install(data: bytes, dest: Path) -> None:
@@ -138,7 +130,7 @@ def obtain(e: Entry, cache: Path, shared: Path, net: Network | None) -> Outcome:
     """The first source holding ``e`` with its sha256, copied into ``cache``; or why none does."""
     dest, notes = cache / e.local, []
     if dest.is_file():
-        got = sha256_of(dest)
+        got = sha256_file(dest)
         if got == e.sha256:
             return Outcome(dest, "cache")
         dest.unlink()
