@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pam_bench.errors import InputError, MissingResource
+from pam_bench.errors import ArgumentError, InputError, MissingResource
 
 from .svd_unet import down_pass
 
@@ -141,7 +141,7 @@ def _build_controlnet_class():
             x = self.conv_in(sample.flatten(0, 1))
             embeds = [self.controlnet_cond_embedding, *self.extra_cond_embeddings]
             if len(controlnet_cond) != len(embeds):
-                raise ValueError(f"expected {len(embeds)} condition videos, got {len(controlnet_cond)}")
+                raise ArgumentError(f"expected {len(embeds)} condition videos, got {len(controlnet_cond)}")
             for e, c in zip(embeds, controlnet_cond):
                 x = x + e(c)
             ind = torch.zeros(b, f, dtype=x.dtype, device=x.device)

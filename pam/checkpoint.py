@@ -87,7 +87,7 @@ def _safetensors_keys(f: Path) -> list[str]:
         with open(f, "rb") as fh:
             n = int.from_bytes(fh.read(8), "little")
             if not 0 < n < 1 << 30:
-                raise ValueError(f"header length {n}")
+                raise InputError(f, f"not a readable safetensors file (header length {n})")
             header = json.loads(fh.read(n))
     except (OSError, ValueError) as e:
         raise InputError(f, f"not a readable safetensors file ({e})") from None

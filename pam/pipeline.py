@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from pam_bench.errors import InputError, MissingResource, OptionError
+from pam_bench.errors import ArgumentError, InputError, MissingResource, OptionError
 from pam_bench.hf_offline import hub_offline
 from pam_bench.video import resize_frames
 
@@ -89,6 +89,10 @@ class PAMPipeline:
         self.motion = s3.MotionPipeline(tr.to(self.home), vae.to(self.home).eval(), sched, self.device, dtype,
                                         compile=compile)
         self.appearance = self._load_flux() if mode == "full" else None
+        m = 2 * self.appearance.vae_scale if self.appearance is not None else 1
+        if self.size[0] % m or (protocol == "pam-bench" and self.size[1] % m):  # official: stage2_size rounds w
+            raise InputError(parts.transformer / "config.json", f"sample size {self.size[0]}x{self.size[1]}: Stage II "
+                                                                f"(FLUX) needs sizes divisible by {m}")
         self._t5 = None
 
     def _load_flux(self):
@@ -205,10 +209,10 @@ class PAMPipeline:
         from .stage2_official import stage2_size
 
         if self.appearance is None:
-            raise ValueError("Stage II needs mode='full' (a checkpoint with flux/)")
+            raise ArgumentError("Stage II needs mode='full' (a checkpoint with flux/)")
         missing = [n for n in ("depth", "seg", "hand") if n not in conditions]
         if missing:
-            raise ValueError(f"Stage II needs depth, seg and hand conditions; missing {missing}")
+            raise ArgumentError(f"Stage II needs depth, seg and hand conditions; missing {missing}")
         a = self.appearance
         official = self.protocol in ("official", "sim")
         size = stage2_size(self.size, 2 * a.vae_scale) if official else self.size

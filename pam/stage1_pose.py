@@ -26,7 +26,7 @@ from typing import Mapping
 
 import numpy as np
 
-from pam_bench.errors import InputError, MissingResource
+from pam_bench.errors import ArgumentError, InputError, MissingResource
 from pam_bench.geometry import mano as M
 from pam_bench.geometry.camera import pinhole_intrinsics, project
 from pam_bench.geometry.hand import finger_chain
@@ -59,7 +59,7 @@ class ObjectSpec:
             return raster.Sphere(radius=float(self.size[0]), **common)
         if self.kind == "cylinder":
             return raster.Cylinder(radius=float(self.size[0]), half_height=float(self.size[1]), **common)
-        raise ValueError(f"object kind must be box, sphere or cylinder, got {self.kind!r}")
+        raise ArgumentError(f"object kind must be box, sphere or cylinder, got {self.kind!r}")
 
     @property
     def half_height(self) -> float:
@@ -84,7 +84,7 @@ class PoseSequence:
         T = len(self.joints_3d)
         if self.joints_3d.shape != (T, 21, 3) or self.object_rotation.shape != (T, 3, 3) \
                 or self.object_translation.shape != (T, 3):
-            raise ValueError("PoseSequence needs joints [T,21,3], rotations [T,3,3], translations [T,3]")
+            raise ArgumentError("PoseSequence needs joints [T,21,3], rotations [T,3,3], translations [T,3]")
 
     def __len__(self) -> int:
         return len(self.joints_3d)
@@ -144,7 +144,7 @@ def builtin_sequence(num_frames: int = 49, obj: ObjectSpec = ObjectSpec(),
     ``initial_flexion`` / ``target_flexion`` [5, 3] radians are the initial and target hand poses.
     """
     if num_frames < 2:
-        raise ValueError("num_frames must be >= 2")
+        raise ArgumentError("num_frames must be >= 2")
     R0 = np.eye(3) if object_rotation is None else np.asarray(object_rotation, np.float64)
     t0 = np.asarray(object_translation, np.float64)
     a = np.radians(palm_tilt_deg)  # tilt the palm normal towards the camera so the fingers spread visibly

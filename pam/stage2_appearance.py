@@ -28,7 +28,7 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxTransformer2DModel
 from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
 
-from pam_bench.errors import InputError
+from pam_bench.errors import ArgumentError, InputError
 
 from .stage2_official import GUIDANCE, STEPS, official_mu
 
@@ -44,7 +44,7 @@ class PAMFluxControlNetModel(FluxControlNetModel):
         super().__init__(**config)
         self.register_to_config(conditioning_channels=conditioning_channels)
         if self.input_hint_block is None:
-            raise ValueError("PAM's nets are XLabs-style: conditioning_embedding_channels must be set")
+            raise ArgumentError("PAM's nets are XLabs-style: conditioning_embedding_channels must be set")
         self.input_hint_block = ControlNetConditioningEmbedding(
             conditioning_embedding_channels=config["conditioning_embedding_channels"],
             conditioning_channels=conditioning_channels, block_out_channels=HINT_CHANNELS)
@@ -290,7 +290,7 @@ class AppearancePipeline:
 
         h, w = depth.shape[:2]
         if h % (2 * self.vae_scale) or w % (2 * self.vae_scale):
-            raise ValueError(f"Flux needs sizes divisible by {2 * self.vae_scale}, got {h}x{w}")
+            raise ArgumentError(f"Flux needs sizes divisible by {2 * self.vae_scale}, got {h}x{w}")
         c1, c2 = self.control_images(depth, normal, hand, seg)
         ch = self.vae.config.latent_channels
         lh, lw = h // self.vae_scale, w // self.vae_scale

@@ -43,7 +43,7 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTr
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 
-from pam_bench.errors import InputError
+from pam_bench.errors import ArgumentError, InputError
 
 from . import checkpoint as ckpt
 
@@ -71,7 +71,7 @@ class PAMCogVideoXTransformer3DModel(CogVideoXTransformer3DModel):
         super().__init__(**base_config)
         n_layers = self.config.num_layers
         if not 0 < num_tracking_blocks <= n_layers:
-            raise ValueError(f"num_tracking_blocks must be in 1..num_layers={n_layers}, got {num_tracking_blocks}")
+            raise ArgumentError(f"num_tracking_blocks must be in 1..num_layers={n_layers}, got {num_tracking_blocks}")
         self.register_to_config(num_tracking_blocks=num_tracking_blocks)
         inner = self.config.num_attention_heads * self.config.attention_head_dim
         c = self.config
@@ -270,8 +270,11 @@ def load_transformer(directory: Path, dtype: torch.dtype | None = None, init_fro
     cfg = {**cfg, "num_tracking_blocks": branch.blocks if branch.present else num_tracking_blocks}
     from accelerate import init_empty_weights
 
-    with init_empty_weights():
-        model = transformer_from_config(cfg)
+    try:
+        with init_empty_weights():
+            model = transformer_from_config(cfg)
+    except ValueError as e:  # ArgumentError (num_tracking_blocks) or diffusers' own config checks
+        raise InputError(directory / "config.json", f"does not build a PAM transformer ({e})") from None
     expected = set(model.state_dict())
     missing = expected - set(sd)
     if not branch.present:
@@ -429,7 +432,7 @@ class MotionPipeline:
                 first = self.encode_first_tensor(gray, n_lat, gen)
             elif slot == "tracking_maps":
                 if tracking_frame is None:
-                    raise ValueError("protocol 'official' needs the tracking column's first frame")
+                    raise ArgumentError("protocol 'official' needs the tracking column's first frame")
                 first = self.encode_first_frame(tracking_frame, n_lat, gen)
             else:
                 first = self.encode_first_frame(conditions[_name_of(slot)][0], n_lat, gen)
@@ -470,13 +473,13 @@ class MotionPipeline:
         h, w = self.size
         T = self.num_frames
         if first_frame.shape[:2] != (h, w):
-            raise ValueError(f"first frame must be {h}x{w}, got {first_frame.shape[:2]}")
+            raise ArgumentError(f"first frame must be {h}x{w}, got {first_frame.shape[:2]}")
         need = set(selected) | (set(CONDITIONS_ORDER) if protocol in ("official", "sim") else set())
         need |= {"tracking"} if protocol == "sim" else set()
         for n in need:
             if n not in conditions or conditions[n].shape[:3] != (T, h, w):
                 got = conditions[n].shape[:3] if n in conditions else "nothing"
-                raise ValueError(f"condition {n} must be {T}x{h}x{w}, got {got}")
+                raise ArgumentError(f"condition {n} must be {T}x{h}x{w}, got {got}")
         n_lat = (T - 1) // self.vae_scale_temporal + 1
         c_lat = self.transformer.config.out_channels
         shape = (1, n_lat, c_lat, h // self.vae_scale_spatial, w // self.vae_scale_spatial)
@@ -492,7 +495,7 @@ class MotionPipeline:
             image_latents = self.encode_first_frame(first_frame, n_lat, gen)
             cond = self.condition_inputs(conditions, selected, n_lat, shape, gen)
         else:
-            raise ValueError(f"protocol must be 'official', 'sim' or 'pam-bench', got {protocol!r}")
+            raise ArgumentError(f"protocol must be 'official', 'sim' or 'pam-bench', got {protocol!r}")
         latents = self._denoise(latents, image_latents, cond, prompt_embeds, negative_prompt_embeds, gen,
                                 steps, guidance, use_dynamic_cfg, n_lat, upcast=protocol == "pam-bench")
         return latents if output == "latent" else self.decode(latents)

@@ -55,3 +55,12 @@ class OptionError(PamBenchError, ValueError):
         self.option = option
         self.problem = problem
         super().__init__(f"{component} option {option}: {problem}")
+
+
+class ArgumentError(PamBenchError, ValueError):
+    """A bad argument to a Python API function (a shape, a range, a choice between internal functions).
+
+    For callers of the Python API, not for user files or options: those are :class:`InputError` (naming the
+    file) or :class:`OptionError` (naming the component and option), checked where the file or option is
+    read. Also a ValueError, so ``except ValueError`` keeps working.
+    """

@@ -48,7 +48,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .errors import InputError, MissingResource, OptionError
+from .errors import ArgumentError, InputError, MissingResource, OptionError
 from .types import Video
 
 #: DexYCB / OpenPose joint names in order (MediaPipe's HandLandmark names map 1:1, see module doc)
@@ -108,7 +108,7 @@ class HandPoseBackend(ABC):
 def _side(label: str) -> str:
     s = label.strip().lower()
     if s not in ("right", "left"):
-        raise ValueError(f"unexpected handedness label {label!r}")
+        raise ArgumentError(f"unexpected handedness label {label!r}")
     return s
 
 

@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .errors import ArgumentError
+
 BASELINE_LABEL = "100% real data only"
 
 
@@ -27,7 +29,7 @@ def draw_series(ax, x: Sequence[float], y: Sequence[Any] | Mapping[str, Sequence
     for label, ys in series.items():
         ys = _as_float(ys)
         if ys.shape != xs.shape:
-            raise ValueError(f"series {label!r} has {ys.size} values for {xs.size} x positions")
+            raise ArgumentError(f"series {label!r} has {ys.size} values for {xs.size} x positions")
         ax.plot(xs, ys, marker="o", linestyle="-", label=label or None)
     if baseline is not None:
         ax.axhline(float(baseline), color="gray", linestyle="--", linewidth=1.2, label=baseline_label)
@@ -47,7 +49,7 @@ def figure(panels: Sequence[Mapping[str, Any]], ncols: int | None = None, width:
     from matplotlib.figure import Figure
 
     if not panels:
-        raise ValueError("no panels to plot")
+        raise ArgumentError("no panels to plot")
     n = len(panels)
     ncols = ncols or min(n, 4)
     nrows = int(np.ceil(n / ncols))

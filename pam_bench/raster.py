@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .errors import ArgumentError
+
 from .geometry.camera import camera_rays, project
 from .render import HAND_LABEL, LIMBS
 
@@ -372,7 +374,7 @@ def hand_primitives(joints_3d: np.ndarray, label: int = HAND_LABEL, color=(224, 
     """
     j = np.asarray(joints_3d, np.float64)
     if j.shape != (21, 3):
-        raise ValueError(f"joints_3d must be [21,3], got {j.shape}")
+        raise ArgumentError(f"joints_3d must be [21,3], got {j.shape}")
     if not np.isfinite(j).all():
         return []
     col = tuple(float(c) for c in color)

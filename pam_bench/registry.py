@@ -15,7 +15,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from .errors import PamBenchError
+from .errors import ArgumentError, PamBenchError
 
 KINDS = ("dataset", "method", "metric")
 
@@ -97,10 +97,10 @@ class Registry:
 
     def add(self, kind: str, name: str, target: str, summary: str, **kw) -> None:
         if kind not in KINDS:
-            raise ValueError(kind)
+            raise ArgumentError(kind)
         key = (kind, name)
         if key in self._entries:
-            raise ValueError(f"duplicate registry entry {kind} {name}")
+            raise ArgumentError(f"duplicate registry entry {kind} {name}")
         self._entries[key] = Entry(kind, name, target, summary, **kw)
 
     def get(self, kind: str, name: str) -> Entry:

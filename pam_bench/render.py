@@ -26,6 +26,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .errors import ArgumentError
 from .types import PROTOCOL_FPS, Video
 
 #: Label conventions (DexYCB): 0 background, 1..21 YCB object ids, 255 hand.
@@ -87,16 +88,16 @@ def seg_condition(labels: np.ndarray) -> np.ndarray:
 
     0 (background) -> black, 255 (hand) -> palette[149] = (92, 0, 255), object id k in 1..149 ->
     palette[k]. Works on one frame or a whole clip. Labels 150..254 have no colour in PAM's table
-    (its lookup would fail) and raise ValueError.
+    (its lookup would fail) and raise ArgumentError (a ValueError).
     """
     import cv2
 
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iub":
-        raise ValueError(f"seg labels must be integers, got {lab.dtype}")
+        raise ArgumentError(f"seg labels must be integers, got {lab.dtype}")
     if lab.dtype != np.uint8:
         if lab.size and (lab.min() < 0 or lab.max() > 255):
-            raise ValueError("seg labels must be 0, 1..149 or 255; found values outside 0..255")
+            raise ArgumentError("seg labels must be 0, 1..149 or 255; found values outside 0..255")
         lab = lab.astype(np.uint8)
     frames = lab.reshape((-1,) + lab.shape[-2:]) if lab.ndim >= 2 else lab.reshape(1, 1, -1)
     lut = _SEG_LUT.reshape(256, 1, 3)
@@ -104,7 +105,7 @@ def seg_condition(labels: np.ndarray) -> np.ndarray:
     for i, f in enumerate(frames):
         f = np.ascontiguousarray(f)
         if cv2.countNonZero(cv2.inRange(f, 150, 254)):
-            raise ValueError("seg labels must be 0, 1..149 or 255; found labels in 150..254")
+            raise ArgumentError("seg labels must be 0, 1..149 or 255; found labels in 150..254")
         out[i] = cv2.LUT(cv2.merge([f, f, f]), lut)
     return out.reshape(lab.shape + (3,))
 
@@ -169,7 +170,7 @@ def _per_hand(value, k: int) -> list[float | None]:
         return [None] * k
     arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
     if arr.size != k:
-        raise ValueError(f"expected {k} z value(s), one per hand, got {arr.size}")
+        raise ArgumentError(f"expected {k} z value(s), one per hand, got {arr.size}")
     return [None if not np.isfinite(v) else float(v) for v in arr]
 
 
@@ -194,7 +195,7 @@ def keypoint_condition(joints_2d: np.ndarray, height: int, width: int, wrist_z=N
     if j.ndim == 2:
         j = j[None]
     if j.ndim != 3 or j.shape[1:] != (21, 2):
-        raise ValueError(f"joints_2d must be [K,21,2], got {j.shape}")
+        raise ArgumentError(f"joints_2d must be [K,21,2], got {j.shape}")
     ch, cw = canvas_size if canvas_size is not None else (height, width)
     j = j * np.array([cw / width, ch / height])
     img = np.zeros((ch, cw, 3), np.uint8)
@@ -257,7 +258,7 @@ def depth_condition(depth: np.ndarray, mask: np.ndarray, near: float | None = No
     d = np.asarray(depth, dtype=np.float64)
     m = np.asarray(mask, bool)
     if d.shape != m.shape or d.ndim != 2:
-        raise ValueError(f"depth {d.shape} and mask {m.shape} must be the same [H,W]")
+        raise ArgumentError(f"depth {d.shape} and mask {m.shape} must be the same [H,W]")
     out = np.zeros(d.shape + (3,), np.uint8)
     with np.errstate(invalid="ignore"):
         valid = m & np.isfinite(d) & (d > 0)
@@ -320,14 +321,14 @@ def composite(conditions: Mapping[str, np.ndarray]) -> np.ndarray:
     Needs ``seg``; ``depth`` and ``hand`` are optional.
     """
     if "seg" not in conditions:
-        raise ValueError(f"composite needs a 'seg' condition, got {sorted(conditions)}")
+        raise ArgumentError(f"composite needs a 'seg' condition, got {sorted(conditions)}")
     seg = np.asarray(conditions["seg"], np.uint8)
     shade = np.ones(seg.shape[:2], np.float32)
     depth = conditions.get("depth")
     if depth is not None:
         depth = np.asarray(depth, np.uint8)
         if depth.shape != seg.shape:
-            raise ValueError(f"depth {depth.shape} and seg {seg.shape} differ in size")
+            raise ArgumentError(f"depth {depth.shape} and seg {seg.shape} differ in size")
         v = depth_position(depth)
         has = np.isfinite(v)
         shade[has] = COMPOSITE_MIN_SHADE + (1.0 - COMPOSITE_MIN_SHADE) * v[has]
@@ -336,7 +337,7 @@ def composite(conditions: Mapping[str, np.ndarray]) -> np.ndarray:
     if hand is not None:
         hand = np.asarray(hand, np.uint8)
         if hand.shape != seg.shape:
-            raise ValueError(f"hand {hand.shape} and seg {seg.shape} differ in size")
+            raise ArgumentError(f"hand {hand.shape} and seg {seg.shape} differ in size")
         drawn = hand.max(-1) > 16
         out[drawn] = hand[drawn]
     return out
@@ -356,16 +357,16 @@ def render_pam_conditions(labels: np.ndarray, depth: np.ndarray | None, joints_2
     """
     labels = np.asarray(labels)
     if labels.ndim != 3:
-        raise ValueError(f"labels must be [T,H,W], got {labels.shape}")
+        raise ArgumentError(f"labels must be [T,H,W], got {labels.shape}")
     t, h, w = labels.shape
     j2 = np.asarray(joints_2d, dtype=np.float64)
     if j2.ndim != 4 or j2.shape[0] != t or j2.shape[2:] != (21, 2):
-        raise ValueError(f"joints_2d must be [T={t},K,21,2], got {j2.shape}")
+        raise ArgumentError(f"joints_2d must be [T={t},K,21,2], got {j2.shape}")
     out = {"seg": Video(seg_condition(labels), fps)}
     if depth is not None:
         depth = np.asarray(depth)
         if depth.shape != labels.shape:
-            raise ValueError(f"depth {depth.shape} and labels {labels.shape} differ")
+            raise ArgumentError(f"depth {depth.shape} and labels {labels.shape} differ")
         mask = labels > 0
         rng = depth_range(depth, mask) or (1.0, 1.0)
         near = rng[0] if near is None else near

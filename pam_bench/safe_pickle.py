@@ -28,7 +28,7 @@ import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import InputError
+from .errors import ArgumentError, InputError
 
 
 class real:  # noqa: N801 - reads as a declaration in allow-lists
@@ -38,7 +38,7 @@ class real:  # noqa: N801 - reads as a declaration in allow-lists
 
     def __init__(self, module: str, name: str):
         if "." in name:
-            raise ValueError(f"allow-list entries are single attributes, not {name!r}")
+            raise ArgumentError(f"allow-list entries are single attributes, not {name!r}")
         self.module, self.name = module, name
 
     def resolve(self):

@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import InputError, MissingResource
+from .errors import ArgumentError, InputError, MissingResource
 from .types import Video
 
 
@@ -53,14 +53,14 @@ class PointTracker(Protocol):
 def _check_queries(video: Video, queries: np.ndarray) -> np.ndarray:
     q = np.asarray(queries, dtype=np.float64)
     if q.ndim != 2 or q.shape[1] != 2:
-        raise ValueError(f"queries must be [N, 2] (x, y), got {q.shape}")
+        raise ArgumentError(f"queries must be [N, 2] (x, y), got {q.shape}")
     if q.shape[0] == 0:
-        raise ValueError("no query points")
+        raise ArgumentError("no query points")
     if not np.isfinite(q).all():
-        raise ValueError("query points must be finite")
+        raise ArgumentError("query points must be finite")
     h, w = video.size
     if (q[:, 0] < 0).any() or (q[:, 0] > w - 1).any() or (q[:, 1] < 0).any() or (q[:, 1] > h - 1).any():
-        raise ValueError(f"query points must lie inside the {w}x{h} frame")
+        raise ArgumentError(f"query points must lie inside the {w}x{h} frame")
     return q
 
 

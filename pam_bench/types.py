@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from .errors import ArgumentError
+
 #: PAM's evaluation protocol (paper section 4.1, official evaluation script).
 PROTOCOL_FRAMES = 49
 PROTOCOL_HEIGHT = 480
@@ -36,9 +38,9 @@ class Video:
             dtype = getattr(f, "dtype", type(f).__name__)
             raise TypeError(f"Video frames must be uint8 [T,H,W,3] RGB, got {dtype} {shape}")
         if f.shape[0] < 1:
-            raise ValueError("Video has no frames")
+            raise ArgumentError("Video has no frames")
         if not self.fps > 0:
-            raise ValueError(f"Video fps must be positive, got {self.fps}")
+            raise ArgumentError(f"Video fps must be positive, got {self.fps}")
 
     @property
     def num_frames(self) -> int:

@@ -478,6 +478,12 @@ def _check_label(path: Path, lab: dict) -> None:
     seg, j2, j3 = lab["seg"], lab["joint_2d"], lab["joint_3d"]
     if seg.shape != (NATIVE_H, NATIVE_W):
         raise InputError(path, f"'seg' has shape {seg.shape}, expected (480, 640)")
+    if seg.dtype.kind not in "iub":
+        raise InputError(path, f"'seg' is {seg.dtype}, expected integer labels")
+    bad = np.unique(seg[((seg > 149) & (seg != 255)) | (seg < 0)])
+    if bad.size:
+        raise InputError(path, f"'seg' holds label(s) {bad[:5].tolist()}; expected 0 (background), 1..149 (objects) "
+                               "or 255 (hand)")
     if j2.ndim != 3 or j2.shape[1:] != (21, 2) or j2.shape[0] < 1:
         raise InputError(path, f"'joint_2d' has shape {j2.shape}, expected (1, 21, 2)")
     if j3.ndim != 3 or j3.shape[1:] != (21, 3) or j3.shape[0] < 1:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 MM = 1000.0
 F_THRESHOLDS_M = (0.005, 0.015)
 AUC_RANGE_M = (0.0, 0.05)
@@ -33,7 +35,7 @@ def _as_batch(x: np.ndarray) -> np.ndarray:
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3 or a.shape[-1] != 3:
-        raise ValueError(f"expected points [N, P, 3] or [P, 3], got {a.shape}")
+        raise ArgumentError(f"expected points [N, P, 3] or [P, 3], got {a.shape}")
     return a
 
 
@@ -42,7 +44,7 @@ def align_w_scale(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     single = np.asarray(gt).ndim == 2
     g, p = _as_batch(gt), _as_batch(pred)
     if g.shape != p.shape:
-        raise ValueError(f"gt {g.shape} and pred {p.shape} differ")
+        raise ArgumentError(f"gt {g.shape} and pred {p.shape} differ")
     tg, tp = g.mean(axis=1, keepdims=True), p.mean(axis=1, keepdims=True)
     gc, pc = g - tg, p - tp
     sg = np.linalg.norm(gc, axis=(1, 2), keepdims=True) + 1e-8
@@ -99,7 +101,7 @@ class PoseEvaluator:
              pred_verts: np.ndarray | None = None) -> None:
         g, p = _as_batch(gt_xyz), _as_batch(pred_xyz)
         if not (np.isfinite(g).all() and np.isfinite(p).all()):
-            raise ValueError("non-finite joints fed to the evaluator (drop hands without GT first)")
+            raise ArgumentError("non-finite joints fed to the evaluator (drop hands without GT first)")
         self._dj.append(pa_distances(g, p))
         self._rr.append(np.linalg.norm((p - p[:, :1]) - (g - g[:, :1]), axis=-1).mean(axis=1))
         has_v = gt_verts is not None and pred_verts is not None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ArgumentError, InputError
 from ..types import Sample, Video
 
 ROOT_INDEX = 9  # SimpleHand's training root (middle MCP)
@@ -69,7 +69,7 @@ def concat(sets: list[FrameSet]) -> FrameSet:
     """All frames of several clips in one set (clip_id '+'-joined; verts only when every set has them)."""
     sets = [s for s in sets if len(s)]
     if not sets:
-        raise ValueError("no frames to concatenate")
+        raise ArgumentError("no frames to concatenate")
     opt = {k: np.concatenate([getattr(s, k) for s in sets]) if all(getattr(s, k) is not None for s in sets)
            else None for k in ("verts", "side")}
     return FrameSet("+".join(s.clip_id for s in sets), *(np.concatenate([getattr(s, k) for s in sets])

@@ -18,6 +18,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 #: Table 4's real-data fractions for "All gen. + p% real data".
 REAL_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
@@ -53,7 +55,7 @@ def table4_mixtures(fractions: Sequence[float] = REAL_FRACTIONS, real_only_curve
 def real_subset(ids: Sequence[str], fraction: float, seed: int) -> list[str]:
     """The first ``round(fraction * n)`` ids of a seeded permutation (nested across fractions), in split order."""
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"real fraction must be in [0, 1], got {fraction}")
+        raise ArgumentError(f"real fraction must be in [0, 1], got {fraction}")
     ids = list(ids)
     order = np.random.default_rng([int(seed), zlib.crc32(b"pam-bench real subset")]).permutation(len(ids))
     keep = set(order[: int(round(fraction * len(ids)))].tolist())
@@ -73,7 +75,7 @@ def rank_by_accuracy(scores: Mapping[str, float | None]) -> list[str]:
 def filter_worst(scores: Mapping[str, float | None], drop_fraction: float = 0.25) -> tuple[list[str], list[str]]:
     """(kept, dropped) ids: drop the worst ``drop_fraction`` by pose accuracy (see module doc)."""
     if not 0.0 <= drop_fraction < 1.0:
-        raise ValueError(f"drop fraction must be in [0, 1), got {drop_fraction}")
+        raise ArgumentError(f"drop fraction must be in [0, 1), got {drop_fraction}")
     ranked = rank_by_accuracy(scores)
     n_keep = math.ceil(len(ranked) * (1.0 - drop_fraction) - 1e-9)
     return ranked[:n_keep], ranked[n_keep:]

@@ -298,6 +298,9 @@ class Study:
         finally:
             trainer.on_step = None
             bar.close()
+        if not np.isfinite(np.asarray(pred["xyz"], np.float64)).all():
+            raise PamBenchError(f"{mixture.name} seed {seed}: the trained model predicts non-finite joints (training "
+                                "diverged; try a smaller -t lr)")
         ev = PoseEvaluator()
         ev.feed(evalset.xyz, pred["xyz"], evalset.verts, pred.get("verts"))
         metrics = ev.result()

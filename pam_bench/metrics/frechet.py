@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 
 class FrechetStats:
     """Streaming first and second moments of feature vectors in float64."""
@@ -34,13 +36,13 @@ class FrechetStats:
         if x.ndim == 1:
             x = x[None]
         if x.ndim != 2:
-            raise ValueError(f"features must be [N, D], got shape {x.shape}")
+            raise ArgumentError(f"features must be [N, D], got shape {x.shape}")
         if self._sum is None:
             self._alloc(x.shape[1])
         if x.shape[1] != self.dim:
-            raise ValueError(f"features have dimension {x.shape[1]}, the statistics {self.dim}")
+            raise ArgumentError(f"features have dimension {x.shape[1]}, the statistics {self.dim}")
         if not np.all(np.isfinite(x)):
-            raise ValueError("features contain NaN or inf")
+            raise ArgumentError("features contain NaN or inf")
         self.n += x.shape[0]
         self._sum += x.sum(axis=0)
         self._outer += x.T @ x
@@ -53,7 +55,7 @@ class FrechetStats:
         if self._sum is None:
             self._alloc(other.dim)
         if other.dim != self.dim:
-            raise ValueError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")
+            raise ArgumentError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")
         self.n += other.n
         self._sum += other._sum
         self._outer += other._outer
@@ -61,14 +63,14 @@ class FrechetStats:
 
     def mean(self) -> np.ndarray:
         if self.n < 1:
-            raise ValueError("no features accumulated")
+            raise ArgumentError("no features accumulated")
         return self._sum / self.n
 
     def cov(self, biased: bool = True) -> np.ndarray:
         """Covariance: biased (divide by n, StyleGAN-V) or unbiased (divide by n - 1)."""
         need = 1 if biased else 2
         if self.n < need:
-            raise ValueError(f"covariance needs at least {need} feature vectors, have {self.n}")
+            raise ArgumentError(f"covariance needs at least {need} feature vectors, have {self.n}")
         mu = self.mean()
         scatter = self._outer - self.n * np.outer(mu, mu)
         return scatter / (self.n if biased else self.n - 1)
@@ -83,7 +85,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     s1 = np.asarray(sigma1, dtype=np.float64)
     s2 = np.asarray(sigma2, dtype=np.float64)
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"shape mismatch: mu {mu1.shape} / {mu2.shape}, sigma {s1.shape} / {s2.shape}")
+        raise ArgumentError(f"shape mismatch: mu {mu1.shape} / {mu2.shape}, sigma {s1.shape} / {s2.shape}")
     m = float(np.square(mu1 - mu2).sum())
     root = scipy.linalg.sqrtm(s1 @ s2)
     return float(np.real(m + np.trace(s1 + s2 - 2.0 * root)))

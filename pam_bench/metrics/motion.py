@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OptionError
+from ..errors import ArgumentError, InputError, OptionError
 from ..options import numeric
 from ..types import Sample, Video, derive_seed
 from .base import MeanMetric, Payload, check_pair
@@ -170,9 +170,9 @@ def motion_fidelity(tracks_gt: np.ndarray, vis_gt: np.ndarray, tracks_gen: np.nd
                     zero_rule: str = "agree") -> dict:
     """MF of two track sets [T, N, 2] / [T, M, 2]; a dict with ``value`` (None + ``reason`` if undefined)."""
     if convention not in CONVENTIONS:
-        raise ValueError(f"mf_convention must be one of {CONVENTIONS}, got {convention!r}")
+        raise ArgumentError(f"mf_convention must be one of {CONVENTIONS}, got {convention!r}")
     if zero_rule not in ZERO_RULES:
-        raise ValueError(f"zero_rule must be one of {ZERO_RULES}, got {zero_rule!r}")
+        raise ArgumentError(f"zero_rule must be one of {ZERO_RULES}, got {zero_rule!r}")
     v, valid = track_steps(tracks_gt, vis_gt, use_visibility)
     vt, valid_t = track_steps(tracks_gen, vis_gen, use_visibility)
     keep = valid.any(axis=1)

@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 METHOD = "basic (pivotal) bootstrap over clips, paired"
 
 
@@ -56,4 +58,4 @@ def bootstrap_interval(value: float, replicates, method: str = "basic",
         return lo, hi
     if method == "basic":
         return max(0.0, 2 * value - hi), max(0.0, 2 * value - lo)
-    raise ValueError(f"interval method must be 'basic' or 'percentile', got {method!r}")
+    raise ArgumentError(f"interval method must be 'basic' or 'percentile', got {method!r}")
