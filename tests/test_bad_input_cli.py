@@ -322,6 +322,62 @@ def c_weights_torchscript_not_zip(w, t, mp):
     return ["weights", "install", "stylegan-v-i3d", f], [str(f), "zip"]
 
 
+
+# --- checks that used to be a bare ValueError deep inside (pam-bench issue #13): the file is named
+def c_dexycb_seg_label_out_of_range(w, t, mp):
+    from .fixtures_dexycb import make_dexycb_clip
+    from pam_bench.datasets.dexycb import SERIALS, SUBJECTS
+
+    subj, seq, ser = SUBJECTS[0], "20200709_141754", SERIALS[5]
+    d = make_dexycb_clip(t / "dex", subj, seq, ser, n_frames=49, jpeg_quality=50)["dir"]
+    f = d / "labels_000003.npz"
+    lab = dict(np.load(f))
+    lab["seg"][0:8, 0:8] = 200  # ADE20K's table has no colour for 150..254
+    np.savez(f, **lab)
+    return ["data", "show", "--dataset", "dexycb", "--root", t / "dex", "--id", f"{subj}/{seq}/{ser}",
+            "--frame", "0", "--out", t / "show.png"], [str(f), "'seg'", "[200]", "255 (hand)"]
+
+
+def _tiny_pam(t, mode, edit=None):
+    from .tiny_pam import write_tiny_checkpoint
+
+    ck = write_tiny_checkpoint(t / "PAM", mode=mode)
+    if edit:
+        cfg_path = ck / "transformer" / "config.json"
+        cfg_path.write_text(json.dumps(edit(json.loads(cfg_path.read_text()))))
+    return ["bench", "--method", "pam", "--checkpoint", ck, "-o", f"mode={mode}", "-o", "steps=1",
+            "-o", "shared_prompt=true", "--frames", "9", "--height", "32", "--width", "48"], ck
+
+
+def c_pam_config_fewer_layers_than_branch(w, t, mp):
+    mp.setenv("PAM_BENCH_HOME", str(t / "home"))
+    argv, ck = _tiny_pam(t, "i2v", lambda c: {**c, "num_layers": 0})
+    return argv, [str(ck / "transformer" / "config.json"), "num_tracking_blocks must be in 1..num_layers=0"]
+
+
+def c_pam_config_size_not_divisible_for_flux(w, t, mp):
+    from . import tiny_pam
+
+    mp.setenv("PAM_BENCH_HOME", str(t / "home"))
+    mp.setitem(tiny_pam.TINY_COGVIDEOX_TRANSFORMER, "sample_height", 5)  # 40 px: FLUX's VAE needs multiples of 16
+    argv, ck = _tiny_pam(t, "full")
+    return argv + ["-o", "stage1=builtin"], [str(ck / "transformer" / "config.json"), "40x48", "divisible by 16"]
+
+
+def c_downstream_training_diverged(w, t, mp):
+    from pam_bench.downstream.trainer import EmbeddedTrainer
+
+    def diverged(self, train, evalset, seed, workdir):
+        return {"xyz": np.full((len(evalset), 21, 3), np.nan), "verts": None}
+
+    mp.setattr(EmbeddedTrainer, "run", diverged)
+    scores = t / "scores.json"
+    scores.write_text(json.dumps({"synthetic_0000": 1.0, "synthetic_0001": 2.0}))
+    return _ds(t, "-d", "n_clips=2", "-d", "frames=3", "-d", "height=96", "-d", "width=128", "--real-limit", "2",
+               "--eval-limit", "1", "--generated-method", "oracle", "--generated-limit", "2", "--filter-scores",
+               scores, "--trainer", "embedded", "-t", "arch=tiny", "-t", "steps=1", "--crop-size", "32",
+               "--fractions", "1", "--seeds", "0"), ["seed 0", "non-finite joints", "-t lr"]
+
 CASES = {name[2:]: fn for name, fn in dict(globals()).items() if name.startswith("c_") and callable(fn)}
 
 
