@@ -197,6 +197,12 @@ def worker(argv: list[str]) -> None:
 
     if mode in ("pass", "naive") and (mode == "naive" or "lpips" in argv[2]):
         build_lpips()
+    if mode == "pass" or mode.startswith("fvd"):  # the modules a pass loads lazily: a fixed cost, as above
+        from .registry import REGISTRY
+
+        names = argv[2].split(",") if mode == "pass" else ["fvd"]
+        for kind, name in [("dataset", "pam-eval-dir"), ("method", "folder")] + [("metric", m) for m in names]:
+            REGISTRY.load(kind, name)
     if mode.startswith("fvd"):
         from .metrics.i3d import build_i3d
 
