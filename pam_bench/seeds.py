@@ -15,7 +15,7 @@ over clips, not seeds. per_video.jsonl holds each clip's per-video metrics avera
 clip-metric missing in any seed is null), so the regression gate's paired test still applies.
 
 Tables print ``mean ± std`` (:func:`format_cell`) and the number of seeds; the gate
-(:mod:`pam_bench.regression`) counts a change as a regression or an improvement only when it exceeds
+(:mod:`pam_bench.report.regression`) counts a change as a regression or an improvement only when it exceeds
 the seed spread (:func:`seed_spread`) as well as the tolerance.
 """
 from __future__ import annotations

@@ -69,7 +69,7 @@ def test_dexycb_breakdown_by_object_on_a_fixture_tree(tmp_path, capsys):
 
 
 def test_synthetic_metadata_and_unknown_key(tmp_path):
-    from pam_bench.breakdown import breakdown
+    from pam_bench.report.breakdown import breakdown
     from pam_bench.datasets.synthetic import SyntheticHOI
     from pam_bench.run.loop import evaluate
 

@@ -233,7 +233,7 @@ def test_lk_tracks_of_a_known_translation_vote_into_its_angle_bin():
     base = (base - base.min()) / (base.max() - base.min()) * 255
     frames = [shift(base, (-1.0 * k, 2.0 * k), order=3, mode="wrap")[:256, :256] for k in range(16)]
     rgb = np.repeat(np.clip(np.round(np.stack(frames)), 0, 255).astype(np.uint8)[..., None], 3, -1)
-    from pam_bench.trackers import LucasKanadeTracker
+    from pam_bench.metrics.trackers import LucasKanadeTracker
 
     feat = F.FVMD().features(Video(rgb))["feat"][0].astype(np.float64)
     vel = feat[:F.FIELD_DIM].reshape(4, 4, 4, 8)

@@ -69,7 +69,7 @@ def _official_layout(CfgNode, extra=None) -> dict:
 
 
 def test_official_layout_loads_as_downloaded(tmp_path):
-    from pam_bench.hamer_checkpoint import load_hamer_checkpoint
+    from pam_bench.metrics.hamer_checkpoint import load_hamer_checkpoint
 
     path = tmp_path / "hamer.ckpt"
     with _yacs_standin() as CfgNode:
@@ -105,7 +105,7 @@ _Callback.__qualname__ = "ModelCheckpoint"
 
 @pytest.mark.parametrize("what", ["reduce_gadget", "unexpected_global", "exec_gadget"])
 def test_hostile_checkpoint_is_refused_with_no_code_run(tmp_path, what):
-    from pam_bench.hamer_checkpoint import load_hamer_checkpoint
+    from pam_bench.metrics.hamer_checkpoint import load_hamer_checkpoint
 
     marker = tmp_path / "pwned"
     path = tmp_path / "hamer.ckpt"
@@ -139,7 +139,7 @@ def test_hostile_checkpoint_is_refused_with_no_code_run(tmp_path, what):
 
 
 def test_backend_options_identity_and_hash_cache(tmp_path, monkeypatch):
-    from pam_bench import hands as H
+    from pam_bench.metrics import hands as H
 
     monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
     d = tmp_path / "_DATA"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pam_bench.errors import MissingResource
-from pam_bench.hands import (JOINT_NAMES, MEDIAPIPE_NAMES, HandDetection, HandPoseBackend, HaMeRHands,
+from pam_bench.metrics.hands import (JOINT_NAMES, MEDIAPIPE_NAMES, HandDetection, HandPoseBackend, HaMeRHands,
                              MediaPipeHands, get_backend, match_to_gt)
 from pam_bench.metrics.hand import HandMPJPE, root_aligned_mpjpe
 from pam_bench.types import Sample, Video
@@ -238,7 +238,7 @@ def test_mediapipe_finds_the_hand_on_real_clip(mp_detections, dexycb_clip):
         # world landmarks are metric: wrist to middle MCP of an adult hand is ~6-12 cm
         assert 0.04 < np.linalg.norm(d.joints_3d[9] - d.joints_3d[0]) < 0.15
     sides = [x[0].side for x in found]
-    assert sides.count("right") >= 0.9 * len(sides)  # one right hand (see pam_bench.hands docstring)
+    assert sides.count("right") >= 0.9 * len(sides)  # one right hand (see pam_bench.metrics.hands docstring)
 
 
 @pytest.mark.weights

@@ -101,7 +101,7 @@ def test_page_loads_sorts_and_previews_resolve_in_chromium(page, tmp_path):
     reported = ["CosHand", "InterDyn", "ManiVideo", "PAM (Ours w/ all)"]
     assert got["initial"] == reported + list(METHODS)
     # independent expectation: PSNR of every row (reported from the CSV, measured from results.json)
-    from pam_bench.leaderboard import load_reported
+    from pam_bench.report.leaderboard import load_reported
 
     psnr = {r["method"]: float(r["value"]) for r in load_reported(table="table1") if r["metric"] == "psnr"}
     for m in METHODS:

@@ -11,7 +11,7 @@ import pytest
 from pam_bench.cli import main
 from pam_bench.errors import IncompatibleResults, InputError
 from pam_bench.run.loop import evaluate
-from pam_bench.leaderboard import LAYOUTS, build, leaderboard, load_reported, render
+from pam_bench.report.leaderboard import LAYOUTS, build, leaderboard, load_reported, render
 from pam_bench.metrics.facts import direction
 from pam_bench.results import load_results
 
@@ -160,7 +160,7 @@ def test_measured_only_board(runs):
 def test_fig7_plot_draws_series_and_dashed_baseline(tmp_path):
     from PIL import Image
 
-    from pam_bench.plots import figure, save_png
+    from pam_bench.report.plots import figure, save_png
 
     x = [25, 50, 75, 100]
     y = {"all conds": [6.1, 5.5, None, 5.3], "seg only": [6.4, 5.9, 5.6, 5.5]}

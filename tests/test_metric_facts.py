@@ -26,7 +26,7 @@ def test_small_n_reads_the_class(monkeypatch):
     """The small-N mark follows the class's ``n_dependent``, not a list of metric names."""
     from pam_bench.metrics.fvd import FVD
     from pam_bench.metrics.pixel import SSIM
-    from pam_bench.smalln import is_small
+    from pam_bench.report.smalln import is_small
 
     few, many = {"value": 1.0, "n": 2}, {"value": 1.0, "n": 1600}
     assert FVD.n_dependent and is_small("fvd", few) and not is_small("fvd", many)
@@ -38,7 +38,7 @@ def test_small_n_reads_the_class(monkeypatch):
 
 def test_regression_defaults_are_the_class_tolerances():
     from pam_bench.metrics.fvd import FVD
-    from pam_bench.regression import DEFAULT_TOLERANCE, load_tolerances
+    from pam_bench.report.regression import DEFAULT_TOLERANCE, load_tolerances
 
     tol = load_tolerances(None)
     assert tol["fvd"] == FVD.tolerance and tol["default"] == DEFAULT_TOLERANCE
@@ -49,7 +49,7 @@ def test_no_dict_keyed_by_metric_names_outside_the_metrics():
     """No literal dict in the table and gate modules has two or more metric names as keys."""
     names = set(REGISTRY.names("metric"))
     for f in ("leaderboard.py", "regression.py", "cells.py", "latex.py", "html.py"):
-        for node in ast.walk(ast.parse((REPO / "pam_bench" / f).read_text())):
+        for node in ast.walk(ast.parse((REPO / "pam_bench" / "report" / f).read_text())):
             if isinstance(node, ast.Dict):
                 keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
                 assert len(keys & names) < 2, f"{f}:{node.lineno} keys on metric names {sorted(keys & names)}"

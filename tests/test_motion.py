@@ -7,7 +7,7 @@ import pytest
 from pam_bench.errors import MissingResource
 from pam_bench.metrics.motion import (MotionFidelity, foreground_mask, motion_fidelity,
                                       sample_query_points, track_correlation, track_steps)
-from pam_bench.trackers import CoTracker3Tracker, LucasKanadeTracker, get_tracker
+from pam_bench.metrics.trackers import CoTracker3Tracker, LucasKanadeTracker, get_tracker
 from pam_bench.types import Sample, Video
 
 from .conftest import SAMPLES, require_data

@@ -155,7 +155,7 @@ def test_cli_options(tmp_path, monkeypatch):
 
 
 def test_supp2_board_puts_clean_and_noisy_runs_side_by_side(tmp_path):
-    from pam_bench.leaderboard import board_rows, build, method_label
+    from pam_bench.report.leaderboard import board_rows, build, method_label
     from pam_bench.results import load_results
 
     evaluate(Recorder(), GreyData(), ["psnr"], tmp_path / "clean", progress=False)
@@ -177,7 +177,7 @@ def test_supp2_board_puts_clean_and_noisy_runs_side_by_side(tmp_path):
 
 def test_reported_supp_rows_transcribed():
     """Cross-checks against other tables: supp. Table 2's masked clean row is Table 1's PAM row."""
-    from pam_bench.leaderboard import load_reported
+    from pam_bench.report.leaderboard import load_reported
 
     def val(table, method, metric):
         return next(float(r["value"]) for r in load_reported(table=table)

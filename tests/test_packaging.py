@@ -69,7 +69,7 @@ def test_wheel_installed_outside_the_repo_runs_the_leaderboard(tmp_path):
     out = _run([str(venv / "bin" / "pam-bench"), "leaderboard", "--layout", "table1", "--format", "csv"],
                work).stdout
     # the reported rows come from the packaged CSV: every method the paper's Table 1 lists is in the table
-    from pam_bench.leaderboard import load_reported
+    from pam_bench.report.leaderboard import load_reported
 
     methods = {r["method"] for r in load_reported(table="table1")}
     assert len(methods) >= 3, methods

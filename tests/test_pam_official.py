@@ -217,7 +217,7 @@ def test_official_protocol_refuses_one_shared_prompt_unless_asked(tmp_path):
     assert v.frames.shape == sample.video.frames.shape and v.fps == 15.0
     assert PAMGenerator(checkpoint=ck, protocol="pam-bench").identity()["variant"] == \
         "protocol=pam-bench, one shared prompt"
-    from pam_bench.leaderboard import method_label
+    from pam_bench.report.leaderboard import method_label
 
     assert "one shared prompt" in method_label({"method": ident})
 

@@ -11,7 +11,7 @@ import pytest
 from pam_bench.cli import main
 from pam_bench.errors import IncompatibleResults, InputError
 from pam_bench.run.loop import evaluate
-from pam_bench.regression import DEFAULT_TOLERANCES, check, check_metric, load_tolerances, paired_bootstrap
+from pam_bench.report.regression import DEFAULT_TOLERANCES, check, check_metric, load_tolerances, paired_bootstrap
 from pam_bench.types import Video
 from pam_bench.video import read_video, write_video
 

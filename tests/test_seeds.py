@@ -45,8 +45,8 @@ def _seeds_run(tmp_path, name, seeds, base=10):
 
 def test_three_seed_run_gives_mean_std_table_and_the_gate_uses_the_spread(tmp_path):
     from pam_bench.commands.evaluate import format_results
-    from pam_bench.leaderboard import leaderboard
-    from pam_bench.regression import check
+    from pam_bench.report.leaderboard import leaderboard
+    from pam_bench.report.regression import check
     from pam_bench.results import load_results
 
     _seeds_run(tmp_path, "base", [42, 43, 44])
@@ -88,7 +88,7 @@ def test_three_seed_run_gives_mean_std_table_and_the_gate_uses_the_spread(tmp_pa
 
 
 def test_gate_rule_with_and_without_the_spread():
-    from pam_bench.regression import check_metric
+    from pam_bench.report.regression import check_metric
 
     def m(v, std=None):
         d = {"value": v, "direction": "higher", "backend": "numpy", "version": "1", "n": 8, "ci95": None}

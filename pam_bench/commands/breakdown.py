@@ -23,8 +23,8 @@ Examples:
 @click.option("--out", type=click.Path(), default=None, help="folder for breakdown_<key>.json/.md [RUN]")
 def breakdown(run, by, root, dataset_options, min_set_clips, gt_cache, device, out):
     """Per-group means with 95% intervals (and set metrics where a group is large enough)."""
-    from ..breakdown import breakdown as run_breakdown
-    from ..breakdown import format_breakdown, write_breakdown
+    from ..report.breakdown import breakdown as run_breakdown
+    from ..report.breakdown import format_breakdown, write_breakdown
 
     rep = run_breakdown(run, by, root, parse_kv(dataset_options), gt_cache, min_set_clips, device)
     click.echo(format_breakdown(rep), nl=False)

@@ -114,7 +114,7 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
     else:
         res = run(seed=seed, out=out, **kw)
     from ..console import is_main_process
-    from ..smalln import warnings_for
+    from ..report.smalln import warnings_for
 
     if not is_main_process():
         return
@@ -155,7 +155,7 @@ def format_results(results: list[dict], tablefmt: str = "github") -> str:
     from tabulate import tabulate
 
     from ..results import column_key
-    from ..smalln import MARK, is_small, note
+    from ..report.smalln import MARK, is_small, note
 
     cols: list[tuple] = []
     meta = {}

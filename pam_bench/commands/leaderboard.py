@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..leaderboard import LAYOUTS, parse_labels
+from ..report.leaderboard import LAYOUTS, parse_labels
 from .evaluate import parse_kv
 
 
@@ -44,7 +44,7 @@ def leaderboard(results, layout, fmt, labels, all_columns, out, reported, no_rep
     for r in results:
         load_checked(r)
     if fmt == "html":
-        from ..html import write_html
+        from ..report.html import write_html
 
         if not out:
             raise click.UsageError("--format html needs --out DIR")
@@ -55,7 +55,7 @@ def leaderboard(results, layout, fmt, labels, all_columns, out, reported, no_rep
                            labels=parse_labels(labels), all_columns=all_columns)
         click.echo(f"wrote {index}")
         return
-    from ..leaderboard import leaderboard as make
+    from ..report.leaderboard import leaderboard as make
 
     text = make(results, layout, fmt, reported, not no_reported, parse_labels(labels), all_columns)
     if out:
@@ -75,7 +75,7 @@ Examples:
 @click.argument("result", type=click.Path())
 @click.option("--baseline", required=True, type=click.Path(), help="the baseline results.json or run folder")
 @click.option("--tolerances", type=click.Path(), default=None,
-              help='JSON {"metric": {"abs": x, "rel": y}, "default": {...}} (defaults: pam_bench.regression)')
+              help='JSON {"metric": {"abs": x, "rel": y}, "default": {...}} (defaults: pam_bench.report.regression)')
 @click.option("--require-better", default=None,
               help="m1,m2: fail unless these metrics improved beyond tolerance and the seed spread")
 def check(result, baseline, tolerances, require_better):
@@ -85,8 +85,8 @@ def check(result, baseline, tolerances, require_better):
     set metrics: tolerance (and the baseline's ci95). Improvements are reported, not failed. Exit 2 when
     the results cannot be compared (other dataset manifest, metric backend or version).
     """
-    from ..regression import check as run_check
-    from ..regression import format_report
+    from ..report.regression import check as run_check
+    from ..report.regression import format_report
     from ..results_types import load_checked
 
     load_checked(result)

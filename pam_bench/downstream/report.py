@@ -10,7 +10,7 @@ A metric that could not be computed is ``n/a`` with the reason under the table, 
 
 Fig. 7: one panel per metric; x = share of the real training clips (0% = generated only), solid line =
 generated + p% real, dotted = p% real only (when run), dashed horizontal line = the 100%-real baseline.
-Drawn with pam_bench.plots.
+Drawn with pam_bench.report.plots.
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def write_report(runs: list[dict], out: Path, fractions: Sequence[float]) -> lis
 
 
 def fig7_panels(agg: list[dict]) -> list[dict]:
-    """One pam_bench.plots panel per plotted metric (x in %; None where a mixture was not run)."""
+    """One pam_bench.report.plots panel per plotted metric (x in %; None where a mixture was not run)."""
     base = next((a for a in agg if a["name"] == "real-100"), None)
     xs = sorted({100.0 * a["real_fraction"] for a in agg if a["generated"]})
     panels = []
@@ -140,7 +140,7 @@ def fig7_panels(agg: list[dict]) -> list[dict]:
 
 
 def plot_fig7(agg: list[dict], path: Path) -> Path:
-    """Fig. 7 as a PNG through pam_bench.plots (0% = generated data only)."""
-    from ..plots import save_png
+    """Fig. 7 as a PNG through pam_bench.report.plots (0% = generated data only)."""
+    from ..report.plots import save_png
 
     return save_png(fig7_panels(agg), path, dpi=110)

@@ -71,11 +71,11 @@ class Metric(ABC):
     label: ClassVar[str | None] = None
     decimals: ClassVar[int] = 4
     #: The regression gate's default tolerance, ``{"abs": a, "rel": r}``: allowed worsening =
-    #: max(a, r * |baseline|); None: the gate's default (pam_bench.regression.DEFAULT_TOLERANCE).
+    #: max(a, r * |baseline|); None: the gate's default (pam_bench.report.regression.DEFAULT_TOLERANCE).
     tolerance: ClassVar[dict[str, float] | None] = None
     #: True when the value itself, not just its precision, depends on the number of clips N (a set statistic
     #: biased at small N) and the paper reports it from PAPER_N clips: a value from fewer clips is marked and
-    #: never bold (pam_bench.smalln).
+    #: never bold (pam_bench.report.smalln).
     n_dependent: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw):

@@ -129,7 +129,7 @@ class FVD(Metric):
 
     name = "fvd"
     label, decimals, tolerance = "FVD", 2, {"abs": 0.0, "rel": 0.05}
-    n_dependent = True  # the Fréchet distance of 400-d Gaussians is biased upward at small N (pam_bench.smalln)
+    n_dependent = True  # the Fréchet distance of 400-d Gaussians is biased upward at small N (pam_bench.report.smalln)
     direction = "lower"
     version = "2"
     kind = "set"

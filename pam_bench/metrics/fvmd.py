@@ -188,7 +188,7 @@ class FVMD(Metric):
         self.stride = integer("fvmd", "stride", opts.pop("stride", 1), 1)
         self.bootstrap = integer("fvmd", "bootstrap", opts.pop("bootstrap", 0), 0)
         self.bootstrap_seed = integer("fvmd", "bootstrap_seed", opts.pop("bootstrap_seed", 0), 0)
-        from ..trackers import get_tracker
+        from .trackers import get_tracker
 
         self.tracker_options = numeric(opts)
         self.tracker = get_tracker(self.tracker_name, device=device, **self.tracker_options)

@@ -3,7 +3,7 @@
 Per video, the hand-pose backend (``mediapipe`` offline default, ``hamer`` the paper's) runs on the
 GENERATED clip only; GT joints come from the dataset (``sample.joints_3d`` metres, ``joints_2d`` px,
 [T, K, 21, *], NaN where a hand is missing). Each GT hand is matched per frame to one detection
-(``pam_bench.hands.match_to_gt``: handedness from ``sample.hand_sides``, then nearest 2D wrist within
+(``pam_bench.metrics.hands.match_to_gt``: handedness from ``sample.hand_sides``, then nearest 2D wrist within
 the GT hand's 2D box diagonal).
 
 - **Hand-frames.** A (frame, GT hand) pair is *with GT* when that hand's 21 GT 3D joints are finite
@@ -85,7 +85,7 @@ def _box_diagonal(j2: np.ndarray) -> np.ndarray:
 def evaluate_hands(dets_per_frame, gt3: np.ndarray | None, gt2: np.ndarray | None,
                    hand_sides, pck_px: float = 10.0) -> dict[str, Any]:
     """Match detections to GT per frame and accumulate every count and error (see the module doc)."""
-    from ..hands import match_to_gt
+    from .hands import match_to_gt
 
     ref = gt3 if gt3 is not None else gt2
     t_len, k = ref.shape[:2]
@@ -151,7 +151,7 @@ class HandMPJPE(MeanMetric):
 
     def __init__(self, device: str = "cpu", **options):
         super().__init__(device=device, **options)
-        from ..hands import get_backend
+        from .hands import get_backend
         from ..options import numeric
 
         opts = numeric(dict(options))

@@ -11,7 +11,7 @@ Protocol (paper section 4.1, made exact here):
    ("whole-frame": NOT the paper's protocol). The source is in the payload, and results.json counts the
    videos per source (``extras.point_source``).
 2. **Tracking.** The same query points (x, y at frame 0) are tracked in the GT and the generated clip by
-   the chosen tracker (``lk`` default, ``cotracker3`` the paper's; see ``pam_bench.trackers``).
+   the chosen tracker (``lk`` default, ``cotracker3`` the paper's; see ``pam_bench.metrics.trackers``).
 3. **Steps.** Per track, per frame step k = 1..T-1, the displacement ``v_k = p_k - p_{k-1}``. A step
    is *valid* when both end points are finite and (``visibility='exclude'``, default) visible; with
    ``visibility='ignore'`` visibility flags are not used (the origin's behaviour; positions must
@@ -235,7 +235,7 @@ class MotionFidelity(MeanMetric):
             raise OptionError("mf", "visibility", f"must be one of {VISIBILITY_RULES}, got {self.visibility!r}")
         if self.n_points < 1:
             raise OptionError("mf", "n_points", f"must be >= 1, got {self.n_points}")
-        from ..trackers import get_tracker
+        from .trackers import get_tracker
 
         self.tracker_options = numeric(opts)
         self.tracker = get_tracker(self.tracker_name, device=device, **self.tracker_options)

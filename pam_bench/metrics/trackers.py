@@ -30,8 +30,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import ArgumentError, InputError, MissingResource
-from .types import Video
+from ..errors import ArgumentError, InputError, MissingResource
+from ..types import Video
 
 
 @runtime_checkable
@@ -142,7 +142,7 @@ class CoTracker3Tracker:
         self._sha256: str | None = None
 
     def _checkpoint_path(self) -> Path:
-        from . import weights as W
+        from .. import weights as W
 
         if self.checkpoint is not None:
             p = Path(self.checkpoint)
@@ -162,7 +162,7 @@ class CoTracker3Tracker:
         self._checkpoint_path()
 
     def identity(self) -> dict[str, Any]:
-        from . import weights as W
+        from .. import weights as W
 
         p = self._checkpoint_path()
         if self._sha256 is None:
@@ -217,6 +217,6 @@ TRACKERS: dict[str, type] = {"lk": LucasKanadeTracker, "cotracker3": CoTracker3T
 
 def get_tracker(name: str, device: str = "cpu", **options) -> PointTracker:
     """Build a tracker by name (a clear error lists the known names)."""
-    from .registry import build_backend
+    from ..registry import build_backend
 
     return build_backend("point tracker", TRACKERS, name, device=device, **options)

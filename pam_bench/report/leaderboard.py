@@ -17,7 +17,7 @@ of evaluated clips; anything else is refused with :class:`~pam_bench.errors.Inco
 For publishing: ``labels`` (``--label RUN=NAME``) names measured rows; a backend column without any
 measured value (a reported-only backend, e.g. FVD [stylegan-v-torchscript] beside measured i3d-k400-port)
 is hidden when there are measured rows, and a footnote names it (``all_columns`` / ``--all-columns`` shows
-it). FVD from fewer clips than the paper's carries a mark and is never bold (pam_bench.smalln). The LaTeX is
+it). FVD from fewer clips than the paper's carries a mark and is never bold (pam_bench.report.smalln). The LaTeX is
 booktabs, one footnote letter per backend, ``table*`` when the table needs the page width, and scaled down
 only when wider than the line.
 """
@@ -37,9 +37,9 @@ from .cells import label_cells as _label_cells
 from .cells import label_headers as _label_headers
 from .cells import tail_cells as _tail_cells
 from .cells import tail_headers as _tail_headers
-from .errors import IncompatibleResults, InputError, PamBenchError
-from .metrics import facts
-from .results import column_key, whole_frame_mark
+from ..errors import IncompatibleResults, InputError, PamBenchError
+from ..metrics import facts
+from ..results import column_key, whole_frame_mark
 from .smalln import MARK, PAPER_N, is_small
 from .smalln import note as small_n_note
 
@@ -208,7 +208,7 @@ def method_label(result: dict) -> str:
 
 
 def _measured_rows(layout: Layout, results: Sequence[dict], labels: dict[str, str] | None = None) -> list[Row]:
-    from .seeds import format_cell
+    from ..seeds import format_cell
 
     rows = []
     named = _match_labels(results, labels or {})
@@ -406,14 +406,14 @@ def to_csv(board: Board) -> str:
         for i, r in enumerate(b.rows):
             vals = [(r.text.get(c.key) or repr(r.values[c.key])) if c.key in r.values else "" for c in board.columns]
             best = ";".join(c.label for c in board.columns if (i, c.key) in b.best)
-            small = ";".join(c.label for c in board.columns if c.key in r.small_n)  # pam_bench.smalln
+            small = ";".join(c.label for c in board.columns if c.key in r.small_n)  # pam_bench.report.smalln
             w.writerow([b.title, r.kind, r.label, r.venue] + vals
                        + [r.resolution, r.n, r.source or r.path, r.note, best, small])
     return buf.getvalue()
 
 
 FORMATS = {"md": to_markdown, "csv": to_csv}
-TEX = "tex"  # rendered by pam_bench.latex (which needs only pam_bench.cells)
+TEX = "tex"  # rendered by pam_bench.report.latex (which needs only pam_bench.report.cells)
 
 
 def render(board: Board, fmt: str = "md") -> str:
@@ -422,7 +422,7 @@ def render(board: Board, fmt: str = "md") -> str:
 
         return to_latex(board)
     if fmt not in FORMATS:
-        raise PamBenchError(f"unknown format '{fmt}'; known: {', '.join([*FORMATS, TEX])} (html: pam_bench.html)")
+        raise PamBenchError(f"unknown format '{fmt}'; known: {', '.join([*FORMATS, TEX])} (html: pam_bench.report.html)")
     return FORMATS[fmt](board)
 
 
@@ -430,7 +430,7 @@ def leaderboard(paths: Iterable[str | Path], layout: str = "table1", fmt: str = 
                 reported: str | Path | None = None, include_reported: bool = True,
                 labels: dict[str, str] | None = None, all_columns: bool = False) -> str:
     """Load results (files or run folders) and render a board as md, tex or csv."""
-    from .results import load_results
+    from ..results import load_results
 
     return render(build([load_results(p) for p in paths], layout, reported, include_reported, labels, all_columns),
                   fmt)

@@ -2,12 +2,12 @@
 
 The arrows, and the label/value/tail cells of a row; metric labels and decimals are facts of the metric
 classes (pam_bench.metrics.facts).
-Measured values print with the paper's decimals plus their mark (``†``: small N, pam_bench.smalln); reported
+Measured values print with the paper's decimals plus their mark (``†``: small N, pam_bench.report.smalln); reported
 values print exactly as the paper printed them.
 """
 from __future__ import annotations
 
-from .metrics import facts
+from ..metrics import facts
 
 ARROWS = {"lower": "↓", "higher": "↑"}
 

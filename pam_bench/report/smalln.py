@@ -8,7 +8,7 @@ console, every table cell gets the mark with a footnote, and the leaderboard nev
 """
 from __future__ import annotations
 
-from .metrics import facts
+from ..metrics import facts
 
 #: Clips in the paper's evaluation (DexYCB s0 val: 1,600; the OAKINK2 curation is 1,600 too).
 PAPER_N = 1600

@@ -32,8 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .results import check_comparable, env_differences, load_results
+from ..errors import InputError
+from ..results import check_comparable, env_differences, load_results
 
 #: The tolerance of a metric whose class declares none (allowed worsening = max(abs, rel * |baseline|)).
 DEFAULT_TOLERANCE: dict[str, float] = {"abs": 0.0, "rel": 0.02}
@@ -41,8 +41,8 @@ DEFAULT_TOLERANCE: dict[str, float] = {"abs": 0.0, "rel": 0.02}
 
 def default_tolerances() -> dict[str, dict[str, float]]:
     """Each registered metric's own tolerance (``Metric.tolerance``), plus ``"default"`` for the others."""
-    from .metrics import facts
-    from .registry import REGISTRY
+    from ..metrics import facts
+    from ..registry import REGISTRY
 
     out = {}
     for name in REGISTRY.names("metric"):
@@ -211,7 +211,7 @@ def check_metric(name: str, base_m: dict, new_m: dict | None, tol: dict[str, flo
         rule = f"tolerance{' and baseline ci95' if base_m.get('ci95') else ''}: worse by {worse:+.4g}, allowed {allowed:.4g}"
         regressed = worse > allowed and outside
         improved = -worse > allowed
-    from .seeds import seed_spread
+    from ..seeds import seed_spread
 
     spread = seed_spread(base_m, new_m)
     if spread is not None:  # aggregated over seeds: a change must also exceed the seed spread

@@ -26,15 +26,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from .leaderboard import ARROWS, Board, board_rows, build
-from .results import load_results
-from .store import read_json, safe_id
+from ..results import load_results
+from ..store import read_json, safe_id
 
 PREVIEW_HEIGHT = 240
 PREVIEW_FRAMES = 25
 
 
 def _resize(frames: np.ndarray, height: int) -> np.ndarray:
-    from .video import resize_frames
+    from ..video import resize_frames
 
     h, w = frames.shape[1:3]
     if h <= height:
@@ -63,7 +63,7 @@ def write_preview(path: Path, frames: np.ndarray, fps: float, height: int = PREV
 
 def _load_dataset(run_dir: Path, root=None, options: dict | None = None):
     """The dataset of a run folder from its dataset_args.json (None, reason) when it cannot be rebuilt."""
-    from .run.components import build_dataset
+    from ..run.components import build_dataset
 
     p = run_dir / "dataset_args.json"
     if not p.is_file():
@@ -99,7 +99,7 @@ def _clip_ids(results: list[dict], clips: int | Sequence[str]) -> list[str]:
 def build_previews(results: list[dict], out: Path, labels: list[str], clips: int | Sequence[str] = 2,
                    root=None, dataset_options: dict | None = None) -> tuple[list[dict], list[str]]:
     """Write previews for the selected clips; returns (per-clip panels, notes)."""
-    from .video import read_video
+    from ..video import read_video
 
     notes: list[str] = []
     if not results:

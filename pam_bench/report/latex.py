@@ -18,7 +18,7 @@ from .cells import label_cells as _label_cells
 from .cells import label_headers as _label_headers
 from .cells import tail_cells as _tail_cells
 from .cells import tail_headers as _tail_headers
-from .metrics import facts
+from ..metrics import facts
 
 FULL_WIDTH_COLUMNS = 6
 TEX_ARROWS = {"lower": r"\downarrow", "higher": r"\uparrow"}
@@ -47,7 +47,7 @@ def _title(title: str) -> str:
 
 
 def to_latex(board) -> str:
-    """A leaderboard Board (pam_bench.leaderboard.build) as booktabs LaTeX."""
+    """A leaderboard Board (pam_bench.report.leaderboard.build) as booktabs LaTeX."""
     lay = board.layout
     letters = _letters(board.columns)
     heads = [tex_escape(h) for h in _label_headers(lay)]

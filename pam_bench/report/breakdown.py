@@ -25,15 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, PamBenchError
-from .store import atomic_write_bytes, atomic_write_json, read_json
+from ..errors import InputError, PamBenchError
+from ..store import atomic_write_bytes, atomic_write_json, read_json
 
 UNKNOWN = "(unknown)"
 MIN_SET_CLIPS = 10
 
 
 def _rebuild_dataset(run_dir: Path, root=None, options: dict | None = None):
-    from .run.components import build_dataset
+    from ..run.components import build_dataset
 
     p = run_dir / "dataset_args.json"
     if not p.is_file():
@@ -60,7 +60,7 @@ def group_clips(dataset, ids: list[str], by: str) -> dict[str, list[str]]:
 
 def _set_metrics(run_dir: Path, results: dict, names: list[str], dataset, device: str, gt_cache):
     """Metric objects rebuilt from run.json (checked against results.json), or (None, reason)."""
-    from .run.components import build_metrics
+    from ..run.components import build_metrics
 
     if not names:
         return [], ""
@@ -76,7 +76,7 @@ def _set_metrics(run_dir: Path, results: dict, names: list[str], dataset, device
 
 
 def _per_video(rows: list[dict], name: str, meta: dict) -> dict:
-    from .metrics.base import bootstrap_ci
+    from ..metrics.base import bootstrap_ci
 
     vals = np.array([r[name] for r in rows if isinstance(r.get(name), (int, float))], np.float64)
     vals = vals[np.isfinite(vals)]
@@ -89,10 +89,10 @@ def _per_video(rows: list[dict], name: str, meta: dict) -> dict:
 def breakdown(run: str | Path, by: str, root=None, dataset_options: dict | None = None, gt_cache=None,
               min_set_clips: int = MIN_SET_CLIPS, device: str = "cpu") -> dict:
     """The per-group report of a run folder (see the module docstring)."""
-    from .run.finalize import collect
-    from .run.gt_cache import GTCache
-    from .results import load_results
-    from .store import RunStore
+    from ..run.finalize import collect
+    from ..run.gt_cache import GTCache
+    from ..results import load_results
+    from ..store import RunStore
 
     if min_set_clips < 2:
         raise PamBenchError(f"--min-set-clips must be >= 2, got {min_set_clips}")

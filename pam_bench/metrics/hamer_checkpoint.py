@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import safe_pickle as SP
-from .errors import InputError
+from .. import safe_pickle as SP
+from ..errors import InputError
 
 #: the pairs a HaMeR Lightning checkpoint may name besides torch's weights_only list
 CHECKPOINT_EXTRA = {("yacs.config", "CfgNode"): SP.StateDict}

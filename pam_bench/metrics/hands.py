@@ -24,12 +24,12 @@ per backend and only root-relative comparisons are meaningful:
   and ``data/mano/MANO_RIGHT.pkl`` + ``data/mano_mean_params.npz``). 3D = MANO joints in metres,
   MANO-centred (camera translation not applied), left hands mirrored back in x. 2D = HaMeR's
   projected keypoints mapped from the crop to image pixels. The official ``hamer.ckpt`` (a Lightning
-  checkpoint holding a yacs CfgNode) loads as downloaded through :mod:`pam_bench.hamer_checkpoint`
+  checkpoint holding a yacs CfgNode) loads as downloaded through :mod:`pam_bench.metrics.hamer_checkpoint`
   (exact allow-list, no code run); its sha256 is cached by (path, size, mtime). fp32 by default, as
   HaMeR's demo (``-m mpjpe.dtype=bf16`` for bf16 autocast on CUDA). ViTDetDataset's per-hand prints are
   silenced. Hand boxes (``detector``): ``mediapipe`` (default; box of MediaPipe's 21 landmarks) or
   ``vitdet`` (HaMeR demo.py's ViTDet person detector + ViTPose whole-body hand keypoints; needs
-  detectron2, mmpose and their checkpoints, see :mod:`pam_bench.hamer_vitdet`); the identity records
+  detectron2, mmpose and their checkpoints, see :mod:`pam_bench.metrics.hamer_vitdet`); the identity records
   which ran. Not run here (no checkpoint offline).
 
 ``match_to_gt`` assigns detections to the GT hands: by handedness first (GT ``hand_sides``), then,
@@ -48,8 +48,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .errors import ArgumentError, InputError, MissingResource, OptionError
-from .types import Video
+from ..errors import ArgumentError, InputError, MissingResource, OptionError
+from ..types import Video
 
 #: DexYCB / OpenPose joint names in order (MediaPipe's HandLandmark names map 1:1, see module doc)
 JOINT_NAMES = (
@@ -133,7 +133,7 @@ class MediaPipeHands(HandPoseBackend):
     def check_ready(self) -> None:
         import importlib.util
 
-        from . import weights as W
+        from .. import weights as W
 
         if importlib.util.find_spec("mediapipe") is None:
             raise MissingResource("python package 'mediapipe'", 'pip install "mediapipe==1.2.2" '
@@ -143,7 +143,7 @@ class MediaPipeHands(HandPoseBackend):
     def identity(self) -> dict[str, Any]:
         from importlib.metadata import version
 
-        from . import weights as W
+        from .. import weights as W
 
         return {"backend": self.name, "mediapipe": version("mediapipe"), "mode": self.mode,
                 "num_hands": self.num_hands, "confidences": list(self.conf),
@@ -152,7 +152,7 @@ class MediaPipeHands(HandPoseBackend):
     def _options(self):
         from mediapipe.tasks.python import BaseOptions, vision
 
-        from . import weights as W
+        from .. import weights as W
 
         mode = vision.RunningMode.IMAGE if self.mode == "image" else vision.RunningMode.VIDEO
         return vision.HandLandmarkerOptions(
@@ -166,7 +166,7 @@ class MediaPipeHands(HandPoseBackend):
         import mediapipe as mp
         from mediapipe.tasks.python import vision
 
-        from .video import quiet_native_stderr
+        from ..video import quiet_native_stderr
 
         h, w = video.size
         out: Detections = []
@@ -248,7 +248,7 @@ class HaMeRHands(HandPoseBackend):
         self._boxes.check_ready()
 
     def identity(self) -> dict[str, Any]:
-        from .weights import cached_sha256  # sha256 cached by (path, size, mtime): hamer.ckpt is 2.7 GB
+        from ..weights import cached_sha256  # sha256 cached by (path, size, mtime): hamer.ckpt is 2.7 GB
 
         files = self._files()
         boxes = ("mediapipe landmarks" if self.detector == "mediapipe" else
@@ -276,7 +276,7 @@ class HaMeRHands(HandPoseBackend):
         if "PRETRAINED_WEIGHTS" in cfg.MODEL.BACKBONE:
             cfg.MODEL.BACKBONE.pop("PRETRAINED_WEIGHTS")
         cfg.freeze()
-        from .geometry.mano import load_model
+        from ..geometry.mano import load_model
         from .hamer_checkpoint import load_hamer_checkpoint
 
         load_model(files["mano"])  # through the allow-list first: hamer's smplx layer unpickles it plainly
@@ -334,7 +334,7 @@ BACKENDS: dict[str, type[HandPoseBackend]] = {"mediapipe": MediaPipeHands, "hame
 
 
 def get_backend(name: str, device: str = "cpu", **options) -> HandPoseBackend:
-    from .registry import build_backend
+    from ..registry import build_backend
 
     return build_backend("hand-pose backend", BACKENDS, name, device=device, **options)
 

@@ -26,8 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import InputError, MissingResource
-from .types import Video
+from ..errors import InputError, MissingResource
+from ..types import Video
 
 VITDET_WEIGHTS = "model_final_f05665.pkl"
 VITPOSE_WEIGHTS = Path("_DATA") / "vitpose_ckpts" / "vitpose+_huge" / "wholebody.pth"
@@ -46,7 +46,7 @@ class HandBox:
 
 
 class ViTDetHandBoxes:
-    """Per frame, the hands HaMeR's detector pair finds (what :class:`pam_bench.hands.HaMeRHands` crops)."""
+    """Per frame, the hands HaMeR's detector pair finds (what :class:`pam_bench.metrics.hands.HaMeRHands` crops)."""
 
     name = "vitdet"
 
@@ -67,7 +67,7 @@ class ViTDetHandBoxes:
                 raise MissingResource(f"{self.dir / rel}", HOW)
 
     def identity(self) -> dict[str, Any]:
-        from .weights import cached_sha256
+        from ..weights import cached_sha256
 
         self.check_ready()
         return {"detector": "vitdet cascade_mask_rcnn_vitdet_h_75ep + vitpose+ huge wholebody (HaMeR demo.py)",
@@ -85,7 +85,7 @@ class ViTDetHandBoxes:
         from detectron2.config import LazyConfig
         from hamer.utils.utils_detectron2 import DefaultPredictor_Lazy
 
-        from . import safe_pickle as SP
+        from .. import safe_pickle as SP
 
         cfg = LazyConfig.load(str(Path(hamer.__file__).parent / "configs" / "cascade_mask_rcnn_vitdet_h_75ep.py"))
         cfg.train.init_checkpoint = ""  # nothing loaded or downloaded by detectron2 itself

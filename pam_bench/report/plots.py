@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 BASELINE_LABEL = "100% real data only"
 
@@ -68,7 +68,7 @@ def save_png(panels: Sequence[Mapping[str, Any]], out: str | Path, dpi: int = 15
     """Write the panels as a PNG (atomic) and return its path."""
     import io
 
-    from .store import atomic_write_bytes
+    from ..store import atomic_write_bytes
 
     fig = figure(panels, **kw)
     buf = io.BytesIO()
