@@ -177,3 +177,32 @@ def test_registry_entry_loads():
     from pam_bench.registry import REGISTRY
 
     assert REGISTRY.load("dataset", "synthetic") is S.SyntheticHOI
+
+
+#: sha256 of small embedded clips (frames, conditions, joints) per synthetic VERSION. The split's manifest
+#: names VERSION, not a hash of the code, so a refactor leaves run identities and the GT cache alone; this
+#: pin is what makes a change to the drawn pixels fail here until VERSION is bumped (and a new pin added).
+_DRAWN = {"pam_bench.synthetic v1": "7cc520f8f81a5c15cc118dff2231f40040295bc0fd0dd968be8bb7d1936cd6fa"}
+
+
+def _drawn_hash() -> str:
+    import hashlib
+
+    ds = S.SyntheticHOI(n_clips=3, frames=4, height=48, width=64)
+    h = hashlib.sha256()
+    for sid in ds.split().ids:
+        s = ds.load(sid)
+        h.update(s.video.frames.tobytes())
+        for name in sorted(s.conditions):
+            h.update(name.encode())
+            h.update(s.conditions[name].frames.tobytes())
+        h.update(np.ascontiguousarray(s.joints_2d, np.float32).tobytes())
+        h.update(np.ascontiguousarray(s.joints_3d, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def test_drawn_clips_are_pinned_by_version():
+    from pam_bench.datasets.synthetic import VERSION
+
+    assert VERSION in _DRAWN, f"no content pin for {VERSION}: add {_drawn_hash()}"
+    assert _drawn_hash() == _DRAWN[VERSION], "the drawn clips changed: bump synthetic.VERSION and pin the new hash"

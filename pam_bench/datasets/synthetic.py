@@ -19,7 +19,6 @@ from __future__ import annotations
 import colorsys
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,21 +32,8 @@ from ..errors import PamBenchError
 from ..options import integer
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
 
-VERSION = "pam_bench.synthetic v1"
+VERSION = "pam_bench.synthetic v1"  # bump when the drawn clips change: tests/test_synthetic.py pins their content
 
-
-def _code_hash() -> str:
-    """sha256 (16 hex) of the code that draws the clips: any change to it changes the manifest hash, so runs
-    and cached GT features of different synthetic data never mix."""
-    import hashlib
-
-    from .. import geometry
-    from ..geometry import camera, hand, rotations
-
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    for mod in (render, R, geometry, camera, hand, rotations):
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()[:16]
 
 # --- hand model (hand frame: x across the palm towards the thumb, y along the fingers,
 #     z the palm normal, i.e. the side the palm faces; right-handed, so this is a right hand) ---
@@ -283,7 +269,7 @@ class SyntheticHOI(Dataset):
     def split(self) -> Split:
         ids = tuple(f"synthetic_{i:04d}" for i in range(self.n_clips))
         protocol = {"frames": self.frames, "height": self.height, "width": self.width, "fps": self.fps,
-                    "seed": self.seed, "n_clips": self.n_clips, "version": VERSION, "code": _code_hash()}
+                    "seed": self.seed, "n_clips": self.n_clips, "version": VERSION}
         return Split(dataset=self.name, name=self.split_name, ids=ids, protocol=protocol)
 
     def _index(self, sample_id: str) -> int:
