@@ -9,18 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from pam_bench import safe_pickle as SP
-from pam_bench.errors import InputError
+from pam_bench.errors import InputError, OptionError
 
 
-def pick_dtype(device: str, dtype: str = "auto"):
-    """fp32 on CPU; bf16 on CUDA unless ``dtype`` names one of fp32/fp16/bf16."""
+def pick_dtype(device: str, dtype: str = "auto", *, component: str):
+    """fp32 on CPU; bf16 on CUDA unless ``dtype`` names one of fp32/fp16/bf16 (``component``: the method whose
+    ``-o dtype`` it is, named by a bad value's error)."""
     import torch
 
     table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if dtype == "auto":
         return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     if dtype not in table:
-        raise InputError("dtype", f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16")
+        raise OptionError(component, "dtype", f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16")
     return table[dtype]
 
 

@@ -42,7 +42,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pam_bench.errors import InputError, MissingResource
+from pam_bench.errors import ArgumentError, InputError, MissingResource, OptionError
+from pam_bench.options import choice, integer
 from pam_bench.types import Generator, Sample, Video
 
 from ._common import hand_masks, mask_to_rgb, resize_video, target_shape
@@ -132,7 +133,12 @@ def clip_config(a: dict):
 
 # ---------------------------------------------------------------------------------------------------
 # LDM -> diffusers conversion
-def _with_ema(sd: dict) -> tuple[dict, bool]:
+def _bad_checkpoint(path, problem: str) -> Exception:
+    """An InputError naming the checkpoint file; an ArgumentError for a state_dict passed without its file."""
+    return InputError(path, problem) if path is not None else ArgumentError(f"CosHand state_dict: {problem}")
+
+
+def _with_ema(sd: dict, path=None) -> tuple[dict, bool]:
     """Replace the UNet weights by their EMA copies (LitEma keys: 'model_ema.' + name without dots)."""
     ema = {k for k in sd if k.startswith("model_ema.")}
     if not ema:
@@ -142,7 +148,7 @@ def _with_ema(sd: dict) -> tuple[dict, bool]:
         if k.startswith(UNET):
             flat = "model_ema." + "".join(k.split(".")[1:])
             if flat not in sd:
-                raise InputError("checkpoint", f"has EMA weights but none for {k}")
+                raise _bad_checkpoint(path, f"has EMA weights but none for {k}")
             out[k] = sd[flat]
     return out, True
 
@@ -170,8 +176,10 @@ def convert_clip_visual(sd: dict) -> dict:
     return out
 
 
-def convert_ldm_checkpoint(sd: dict, num_heads: int = 8, use_ema: bool = True) -> dict[str, Any]:
-    """CosHand's LDM state_dict -> {'unet', 'vae', 'clip' (or None), 'cc_projection', configs, 'ema'}.
+def convert_ldm_checkpoint(sd: dict, num_heads: int = 8, use_ema: bool = True, path=None) -> dict[str, Any]:
+    """CosHand's LDM state_dict -> {'unet', 'vae', 'clip' (or None), 'cc_projection', configs, 'ema', 'path'}.
+
+    ``path``: the checkpoint file ``sd`` was read from, named by the errors (None: a state_dict given directly).
 
     UNet and VAE key renaming is diffusers' own SD conversion (``convert_ldm_unet_checkpoint``,
     ``convert_ldm_vae_checkpoint``); the CLIP visual tower and ``cc_projection`` are mapped here.
@@ -180,15 +188,15 @@ def convert_ldm_checkpoint(sd: dict, num_heads: int = 8, use_ema: bool = True) -
 
     for key in (UNET + "input_blocks.0.0.weight", VAE + "encoder.conv_in.weight", "cc_projection.weight"):
         if key not in sd:
-            raise InputError("checkpoint", f"is not a CosHand LDM checkpoint: no '{key}'")
-    src, ema = _with_ema(sd) if use_ema else (sd, False)
+            raise _bad_checkpoint(path, f"is not a CosHand LDM checkpoint: no '{key}'")
+    src, ema = _with_ema(sd, path) if use_ema else (sd, False)
     ua, va, ca = ldm_unet_arch(src, num_heads), ldm_vae_arch(src), clip_arch(src)
     ucfg, vcfg = unet_config(ua), vae_config(va)
     unet_sd = convert_ldm_unet_checkpoint({k: v for k, v in src.items() if k.startswith(UNET)}, ucfg)
     vae_sd = convert_ldm_vae_checkpoint({k: v for k, v in src.items() if k.startswith(VAE)}, vcfg)
     return {"unet": unet_sd, "vae": vae_sd, "clip": convert_clip_visual(src) if ca else None,
             "cc_projection": {"weight": src["cc_projection.weight"], "bias": src["cc_projection.bias"]},
-            "unet_config": ucfg, "vae_config": vcfg, "clip_arch": ca, "unet_arch": ua, "ema": ema}
+            "unet_config": ucfg, "vae_config": vcfg, "clip_arch": ca, "unet_arch": ua, "ema": ema, "path": path}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,8 +217,8 @@ class CosHandModel:
             missing, unexpected = self.clip.load_state_dict(parts["clip"], strict=False)
             missing = [k for k in missing if not k.endswith("position_ids")]
             if missing or unexpected:
-                raise InputError("checkpoint", f"CLIP visual tower does not match: missing {missing[:3]}, "
-                                               f"unexpected {unexpected[:3]}")
+                raise _bad_checkpoint(parts.get("path"), f"CLIP visual tower does not match: missing {missing[:3]}, "
+                                                         f"unexpected {unexpected[:3]}")
         elif clip_dir is not None:
             self.clip = CLIPVisionModelWithProjection.from_pretrained(str(clip_dir), local_files_only=True)
         else:
@@ -262,14 +270,15 @@ def official_ddim_timesteps(steps: int, rule: str = "official") -> list[int]:
     ``official``: LDM 'uniform' list + 1 with its last entry dropped (``t_start=-1``);
     ``diffusers``: the full list (diffusers 'leading' + steps_offset 1)."""
     if rule not in TIMESTEP_RULES:
-        raise InputError("timesteps", f"unknown timestep rule {rule!r}; use {' or '.join(TIMESTEP_RULES)}")
+        raise OptionError("coshand", "timesteps", f"unknown timestep rule {rule!r}; use {' or '.join(TIMESTEP_RULES)}")
     if not 1 <= int(steps) <= NUM_TRAIN_TIMESTEPS:
-        raise InputError("steps", f"must be between 1 and {NUM_TRAIN_TIMESTEPS}, got {steps}")
+        raise OptionError("coshand", "steps", f"must be between 1 and {NUM_TRAIN_TIMESTEPS}, got {steps}")
     full = list(range(0, NUM_TRAIN_TIMESTEPS, NUM_TRAIN_TIMESTEPS // int(steps)))
     full = [t + 1 for t in full]
     run = full[:-1] if rule == "official" else full
     if not run:
-        raise InputError("steps", "1 step executes nothing with the official sampler (it drops the last timestep)")
+        raise OptionError("coshand", "steps",
+                          "1 step executes nothing with the official sampler (it drops the last timestep)")
     return run[::-1]
 
 
@@ -366,14 +375,11 @@ class CosHand(Generator):
                  num_heads: int = 8, ema: bool = True, dtype: str = "fp32", clip=None, resize: str = "crop",
                  timesteps: str = "official", **options: Any):
         if options:
-            raise InputError("options", f"coshand does not know {', '.join(sorted(options))}")
-        if mode not in self.MODES:
-            raise InputError("mode", f"unknown mode {mode!r}; use {' or '.join(self.MODES)}")
-        if context not in ("image", "null"):
-            raise InputError("context", f"unknown context {context!r}; use image or null")
-        if resize not in RESIZES:
-            raise InputError("resize", f"unknown resize {resize!r}; use {' or '.join(RESIZES)}")
-        official_ddim_timesteps(int(steps), timesteps)  # validates steps and the rule
+            raise OptionError("coshand", ", ".join(sorted(options)), "unknown -o option(s) of method coshand")
+        choice("coshand", "mode", mode, self.MODES)
+        choice("coshand", "context", context, ("image", "null"))
+        choice("coshand", "resize", resize, RESIZES)
+        official_ddim_timesteps(integer("coshand", "steps", steps), timesteps)  # validates steps and the rule
         self.resize, self.timestep_rule = resize, timesteps
         self.device = device
         self.steps, self.guidance, self.eta = int(steps), float(guidance), float(eta)
@@ -406,9 +412,10 @@ class CosHand(Generator):
             self.check_ready()
             f = self._ckpt_file()
             sd, self._loaded_how = load_torch_state_dict(f)
-            parts = convert_ldm_checkpoint(sd, self.num_heads, self.use_ema)
+            parts = convert_ldm_checkpoint(sd, self.num_heads, self.use_ema, path=f)
             self._ema = parts["ema"]
-            self._model = CosHandModel(parts, self.device, pick_dtype(self.device, self.dtype_name), self.clip_dir)
+            dtype = pick_dtype(self.device, self.dtype_name, component=self.name)
+            self._model = CosHandModel(parts, self.device, dtype, self.clip_dir)
         return self._model
 
     def _checkpoint_sha(self, f: Path) -> str | None:

@@ -18,7 +18,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from pam_bench.errors import InputError
+from pam_bench.errors import FlagError, InputError
 from pam_bench.store import safe_id
 from pam_bench.types import Generator, Sample, Video
 
@@ -29,7 +29,7 @@ class FolderMethod(Generator):
 
     def __init__(self, device: str = "cpu", videos=None, **options):
         if videos is None:
-            raise InputError("--videos", "the folder method needs --videos DIR (the folder with your generated videos)")
+            raise FlagError("--videos", "the folder method needs --videos DIR (the folder with your generated videos)")
         self.root = Path(videos)
         if not self.root.is_dir():
             raise InputError(self.root, "no such folder")

@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pam_bench.errors import InputError, MissingResource
+from pam_bench.errors import InputError, MissingResource, OptionError
+from pam_bench.options import choice
 from pam_bench.types import Generator, Sample, Video
 
 from ._common import hand_masks, mask_to_rgb, resize_video, target_shape
@@ -70,11 +71,9 @@ class _SVDControlBase(Generator):
                  frames_policy: str = "chunked", residual_mode: str = "interdyn", conditioning_scale: float = 1.0,
                  dtype: str = "auto", **options: Any):
         if options:
-            raise InputError("options", f"{self.name} does not know {', '.join(sorted(options))}")
-        if frames_policy not in self.POLICIES:
-            raise InputError("frames_policy", f"unknown policy {frames_policy!r}; use {' or '.join(self.POLICIES)}")
-        if residual_mode not in ("interdyn", "standard"):
-            raise InputError("residual_mode", f"unknown {residual_mode!r}; use interdyn or standard")
+            raise OptionError(self.name, ", ".join(sorted(options)), f"unknown -o option(s) of method {self.name}")
+        choice(self.name, "frames_policy", frames_policy, self.POLICIES)
+        choice(self.name, "residual_mode", residual_mode, ("interdyn", "standard"))
         self.device = device
         self.checkpoint = Path(checkpoint) if checkpoint else _default(self.default_dir)
         self.svd_dir = Path(svd) if svd else _default("stable-video-diffusion-img2vid")
@@ -117,7 +116,7 @@ class _SVDControlBase(Generator):
             from ._diffusers_util import pick_dtype
 
             self.check_ready()
-            dt = pick_dtype(self.device, self.dtype_name)
+            dt = pick_dtype(self.device, self.dtype_name, component=self.name)
             net, wf = load_controlnet(self.checkpoint)
             got = tuple(net.config.conditions)
             if got != self.conditions:

@@ -115,14 +115,14 @@ class CondWarp(Generator):
     def __init__(self, device: str = "cpu", checkpoint=None, preset: str = "medium", fg_threshold: int = 8,
                  fill_dilate: int = 5, inpaint_radius: float = 5.0, min_flow: float = 1.0,
                  sources: str = "seg", **options: Any):
-        from pam_bench.errors import InputError
+        from pam_bench.errors import InputError, OptionError
+        from pam_bench.options import choice
 
         if checkpoint is not None:
             raise InputError(checkpoint, "cond-warp is weight-free and takes no checkpoint")
-        if preset not in DIS_PRESETS:
-            raise InputError("preset", f"unknown DIS preset {preset!r}; use one of {', '.join(DIS_PRESETS)}")
+        choice("cond-warp", "preset", preset, tuple(DIS_PRESETS))  # DIS presets
         if options:
-            raise InputError("options", f"cond-warp does not know {', '.join(sorted(options))}")
+            raise OptionError("cond-warp", ", ".join(sorted(options)), "unknown -o option(s) of method cond-warp")
         self.device = device  # unused: classical CPU method
         self.preset = preset
         self.fg_threshold = int(fg_threshold)
@@ -132,7 +132,8 @@ class CondWarp(Generator):
         self.sources = tuple(x for x in str(sources).replace("+", ",").split(",") if x)
         bad = [x for x in self.sources if x not in ("seg", "hand", "depth")]
         if bad or not self.sources:
-            raise InputError("sources", f"unknown condition(s) {bad}; use a comma list of seg, hand, depth")
+            raise OptionError("cond-warp", "sources",
+                              f"unknown condition(s) {bad}; use a comma list of seg, hand, depth")
 
     def check_ready(self) -> None:
         import importlib.util

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pam_bench.errors import InputError, MissingResource
+from pam_bench.options import choice
 from pam_bench.weights import cached_sha256
 
 BRANCH_PREFIXES = ("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear.")
@@ -242,8 +243,7 @@ def _pick(sub: str, places: list[Path]) -> Path | None:
 
 def resolve(checkpoint, base=None, mode: str = "i2v", need_text: bool = False, flux=None) -> Parts:
     """Resolve and check every part ``mode`` needs; one error lists every missing base part."""
-    if mode not in ("i2v", "full"):
-        raise InputError("-o mode", f"must be 'i2v' or 'full', got {mode!r}")
+    choice("pam", "mode", mode, ("i2v", "full"))
     tdir = find_transformer(Path(checkpoint))
     home = tdir.parent if tdir.name == "transformer" else tdir
     base_p = Path(base).expanduser() if base else None

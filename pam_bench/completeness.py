@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from .errors import InputError
+from .errors import FlagError, InputError
 from .types import Split
 
 SHOW = 3  # expected paths named in the message
@@ -52,7 +52,7 @@ def check_reference(sp: Split, metrics: Sequence) -> None:
     """A split without GT video (PAM's OAKINK2 sample) can be generated from, but not scored."""
     if metrics and sp.protocol.get("reference") == "none":
         names = ", ".join(m.name for m in metrics)
-        raise InputError("--metrics", f"{sp.dataset}/{sp.name} has no GT video, so {names} cannot be computed; "
+        raise FlagError("--metrics", f"{sp.dataset}/{sp.name} has no GT video, so {names} cannot be computed; "
                                       "pass --metrics none to generate only")
 
 
@@ -61,7 +61,7 @@ def select_ids_arg(sp: Split, wanted: Sequence[str]) -> list[str]:
     known = set(sp.ids)
     bad = [v for v in wanted if v not in known]
     if bad:
-        raise InputError("--ids", f"{len(bad)} id(s) not in {sp.dataset}/{sp.name}, e.g. {bad[0]!r} "
+        raise FlagError("--ids", f"{len(bad)} id(s) not in {sp.dataset}/{sp.name}, e.g. {bad[0]!r} "
                                   f"(its first ids: {', '.join(sp.ids[:3])})")
     w = set(wanted)
     return [v for v in sp.ids if v in w]

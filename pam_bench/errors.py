@@ -20,6 +20,19 @@ class InputError(PamBenchError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class FlagError(InputError):
+    """A bad command-line flag or environment variable value: names the flag, not a file.
+
+    ``FlagError("--limit", "must be a whole number >= 1, got 0")`` reads ``--limit: must be a whole number >= 1,
+    got 0``. Still an :class:`InputError` (``path`` holds the flag too), so ``except InputError`` callers and the
+    exit code are unchanged.
+    """
+
+    def __init__(self, flag: str, problem: str):
+        super().__init__(flag, problem)
+        self.flag = flag
+
+
 class MissingResource(PamBenchError):
     """A weight file, checkpoint or optional package that is not here.
 

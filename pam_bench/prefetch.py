@@ -40,12 +40,12 @@ def default_workers() -> int:
 
 
 def check_workers(workers) -> int:
-    from .errors import InputError
+    from .errors import FlagError
 
     if workers is None:
         return default_workers()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError("--workers", f"must be a whole number >= 1, got {workers!r}")
+        raise FlagError("--workers", f"must be a whole number >= 1, got {workers!r}")
     return workers
 
 

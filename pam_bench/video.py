@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import FlagError, InputError
 from .types import Video
 
 
@@ -49,7 +49,7 @@ def default_decoder() -> str:
     """``PAM_BENCH_DECODER`` when set (pyav, decord or opencv), else the fastest path, PyAV."""
     name = os.environ.get("PAM_BENCH_DECODER", "").strip().lower() or DECODERS[0]
     if name not in DECODERS:
-        raise InputError("PAM_BENCH_DECODER", f"unknown decoder {name!r}; use one of {', '.join(DECODERS)}")
+        raise FlagError("PAM_BENCH_DECODER", f"unknown decoder {name!r}; use one of {', '.join(DECODERS)}")
     return name
 
 
@@ -292,7 +292,7 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
                 st.options = {"qscale": "3"}
                 fmt = "rgb24"
             else:
-                raise InputError("--codec", f"unknown codec {codec!r}: use 'lossless' or 'h264'")
+                raise FlagError("--codec", f"unknown codec {codec!r}: use 'lossless' or 'h264'")
             st.width, st.height = w, h
             for f in fr:
                 for pkt in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format=fmt)):

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("diffusers")
 
-from pam_bench.errors import InputError, MissingResource  # noqa: E402
+from pam_bench.errors import InputError, MissingResource, OptionError  # noqa: E402
 from pam_bench.types import Sample, Video  # noqa: E402
 
 
@@ -104,7 +104,7 @@ def test_missing_and_bad_inputs(tmp_path):
 
     with pytest.raises(MissingResource, match="coshandrelease.ckpt"):
         CosHand(checkpoint=tmp_path).check_ready()
-    with pytest.raises(InputError):
+    with pytest.raises(OptionError, match="coshand option mode"):
         CosHand(mode="backwards")
     bad = tmp_path / "coshandrelease.ckpt"
     bad.write_bytes(b"not a checkpoint")
@@ -182,9 +182,9 @@ def test_official_crop_and_identity(tiny):
     assert "1 updates from t=1" in ident["sampler"]  # 2 steps: listed 1, 501; 501 dropped
     st = CosHand(checkpoint=plain.parent, steps=2, resolution=32, resize="stretch", dtype="bf16").identity()
     assert st["resize"].startswith("stretch") and st["dtype"] == "bf16" and st != ident
-    with pytest.raises(InputError, match="resize"):
+    with pytest.raises(OptionError, match="coshand option resize"):
         CosHand(resize="squash")
-    with pytest.raises(InputError, match="timesteps"):
+    with pytest.raises(OptionError, match="coshand option timesteps"):
         CosHand(timesteps="karras")
     narrow = _sample(t=2, h=40, w=60)  # start 10 + 50 px: the official slice is empty
     with pytest.raises(InputError, match="resize=stretch"):

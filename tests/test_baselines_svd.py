@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("diffusers")
 
-from pam_bench.errors import InputError, MissingResource  # noqa: E402
+from pam_bench.errors import InputError, MissingResource, OptionError  # noqa: E402
 from pam_bench.types import Sample, Video  # noqa: E402
 
 OPTS = dict(steps=1, height=16, width=24, num_frames=2)
@@ -114,7 +114,7 @@ def test_svd_multi_end_to_end_and_condition_check(tiny):
     with pytest.raises(InputError, match="depth"):
         SVDMulti(checkpoint=multi, svd=svd, frames_policy="resample", **OPTS).generate(
             Sample("x", s.video, {"seg": s.conditions["seg"]}), seed=1)
-    with pytest.raises(InputError):
+    with pytest.raises(OptionError, match="svd-hand option frames_policy"):
         SVDHand(frames_policy="loop")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pam_bench.errors import InputError
+from pam_bench.errors import InputError, OptionError
 from pam_bench.types import Sample, Video
 
 from .conftest import SAMPLES
@@ -56,9 +56,9 @@ def test_warp_identity_and_bad_options():
 
     ident = CondWarp(preset="fast", sources="seg,hand").identity()
     assert ident["weights"] is None and "DIS preset fast" in ident["flow"] and "seg+hand" in ident["motion_source"]
-    with pytest.raises(InputError):
+    with pytest.raises(OptionError, match="cond-warp option preset"):
         CondWarp(preset="slowest")
-    with pytest.raises(InputError):
+    with pytest.raises(OptionError, match="cond-warp option sources"):
         CondWarp(sources="rgb")
     with pytest.raises(InputError):
         CondWarp(checkpoint="x.ckpt")

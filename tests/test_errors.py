@@ -1,6 +1,8 @@
 """The project's error types: no bare ``ValueError`` is raised anywhere in the three packages, API argument errors
-are :class:`pam_bench.errors.ArgumentError` (still a ValueError), and checks that a user's file can reach name
-the file. The CLI side (one line, no traceback) is in ``tests/test_bad_input_cli.py``.
+are :class:`pam_bench.errors.ArgumentError` (still a ValueError), checks that a user's file can reach name
+the file, and an ``InputError`` never names an option or a flag in place of a file (options are
+:class:`~pam_bench.errors.OptionError`, command-line flags :class:`~pam_bench.errors.FlagError`). The CLI side
+(one line, no traceback) is in ``tests/test_bad_input_cli.py``.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pam_bench.errors import ArgumentError, InputError, OptionError, PamBenchError
+from pam_bench.errors import ArgumentError, FlagError, InputError, OptionError, PamBenchError
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("pam_bench", "pam", "baselines")
@@ -82,3 +84,111 @@ def test_transformer_config_with_fewer_layers_than_the_branch_names_config_json(
     with pytest.raises(InputError, match="num_tracking_blocks must be in 1..num_layers=0, got 1") as e:
         s3.load_transformer(d)
     assert e.value.path == str(d / "config.json")
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or bool(Path(text).suffix)
+
+
+def input_errors_naming_no_file(source: str) -> list[tuple[int, str]]:
+    """``InputError(<literal>, ...)`` (or ``path=<literal>``) whose literal is no path: an option, flag or word
+    ('--root', 'layout', 'checkpoint', '-o mode'); and f-strings that start with a flag (``f"-d {key}"``)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if name != "InputError":
+            continue
+        first = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "path"), None)
+        if isinstance(first, ast.Constant) and isinstance(first.value, str) and not _looks_like_path(first.value):
+            out.append((node.lineno, first.value))
+        elif isinstance(first, ast.JoinedStr) and first.values and isinstance(first.values[0], ast.Constant) \
+                and str(first.values[0].value).startswith("-"):
+            out.append((node.lineno, str(first.values[0].value)))
+    return out
+
+
+def test_the_file_name_scan_finds_options_and_flags():
+    src = ("from pam_bench.errors import InputError as IE\nimport pam_bench.errors as E\n"
+           "def f(p, k):\n"
+           "    InputError('--root', 'x')\n"            # a flag: FlagError
+           "    E.InputError('layout', 'x')\n"          # an option: OptionError
+           "    InputError(path='checkpoint', problem='x')\n"
+           "    InputError(f'-d {k}', 'x')\n"
+           "    InputError(p, 'x')\n"                   # a path variable: fine
+           "    InputError('results.json', 'x')\n"      # literal file names: fine
+           "    InputError('runs/a', 'x')\n"
+           "    InputError(f'{p}:3', 'x')\n"
+           "    FlagError('--root', 'x')\n")
+    assert input_errors_naming_no_file(src) == [(4, "--root"), (5, "layout"), (6, "checkpoint"), (7, "-d ")]
+
+
+def test_no_input_error_names_an_option_or_a_flag_instead_of_a_file():
+    files = [f for pkg in PACKAGES for f in sorted((REPO / pkg).rglob("*.py"))]
+    assert len(files) > 50
+    found = [f"{f.relative_to(REPO)}:{n} {lit!r}"
+             for f in files for n, lit in input_errors_naming_no_file(f.read_text())]
+    assert not found, ("InputError names the file; for a -o/-d/-m option raise OptionError(component, option, "
+                       f"...), for a command-line flag or environment variable FlagError(flag, ...): {found}")
+
+
+def test_flag_error_is_an_input_error_naming_the_flag(monkeypatch):
+    from pam_bench.run.selection import check_limit
+    from pam_bench.video import default_decoder
+
+    assert issubclass(FlagError, InputError) and FlagError.exit_code == InputError.exit_code
+    with pytest.raises(FlagError, match="^--limit: must be a whole number >= 1, got 0$") as e:
+        check_limit(0)
+    assert e.value.flag == "--limit" and isinstance(e.value, InputError)  # old `except InputError` still catches it
+    monkeypatch.setenv("PAM_BENCH_DECODER", "nope")
+    with pytest.raises(FlagError, match="^PAM_BENCH_DECODER: unknown decoder 'nope'"):
+        default_decoder()
+
+
+def test_dataset_options_are_option_errors_naming_the_dataset(tmp_path):
+    from pam_bench.datasets.dexycb import DexYCB
+    from pam_bench.datasets.folder import PamEvalDir
+    from pam_bench.datasets.oakink2 import OakInk2
+
+    with pytest.raises(OptionError, match="^dexycb option layout: must be one of auto, raw, pam, got 'flat'$"):
+        DexYCB(root=tmp_path, layout="flat")
+    with pytest.raises(OptionError, match="^dexycb option depth_source: must be one of"):
+        DexYCB(root=tmp_path, depth_source="lidar")
+    with pytest.raises(OptionError, match="^dexycb option colour, frames: unknown -d option"):
+        DexYCB(root=tmp_path, frames=3, colour=1)
+    with pytest.raises(FlagError, match="^--root: dexycb needs --root"):
+        DexYCB()
+    with pytest.raises(OptionError, match="^oakink2 option frames: unknown -d option"):
+        OakInk2(root=tmp_path, frames=3)
+    with pytest.raises(OptionError, match="^pam-eval-dir option frames: unknown -d option; known: seg_videos$"):
+        PamEvalDir(root=tmp_path, frames=3)
+
+
+def test_method_options_are_option_errors_naming_the_method():
+    from baselines.coshand import official_ddim_timesteps
+    from pam.checkpoint import resolve
+
+    with pytest.raises(OptionError, match="^pam option mode: must be one of i2v, full, got 'both'$"):
+        resolve("/nonexistent", mode="both")
+    with pytest.raises(OptionError, match="^coshand option steps: must be between 1 and 1000, got 0$"):
+        official_ddim_timesteps(0)
+    with pytest.raises(OptionError, match="^coshand option timesteps: unknown timestep rule 'karras'"):
+        official_ddim_timesteps(2, "karras")
+    with pytest.raises(ArgumentError, match="^hand_pose: expected \\[B, 3\\] PCA coefficients, got \\[2, 45\\]$"):
+        from pam_bench.geometry.mano import Layer
+
+        Layer(None, np.zeros((3, 45)), np.zeros(45)).full_hand_pose(np.zeros((2, 45)))
+
+
+def test_coshand_checkpoint_errors_name_the_file(tmp_path):
+    pytest.importorskip("diffusers")
+    from baselines.coshand import convert_ldm_checkpoint
+
+    ck = tmp_path / "coshandrelease.ckpt"
+    with pytest.raises(InputError, match="is not a CosHand LDM checkpoint") as e:
+        convert_ldm_checkpoint({}, path=ck)
+    assert e.value.path == str(ck)
+    with pytest.raises(ArgumentError, match="^CosHand state_dict: is not a CosHand LDM checkpoint"):
+        convert_ldm_checkpoint({})  # a state_dict without its file: an API argument

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pam_bench.errors import InputError, MissingResource  # noqa: E402
+from pam_bench.errors import InputError, MissingResource, OptionError  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -162,9 +162,9 @@ def test_backend_options_identity_and_hash_cache(tmp_path, monkeypatch):
     ck.write_bytes(b"changed!" * 3)
     assert b.identity()["checkpoint_sha256"] == real(ck) and len(calls) > n
     assert H.HaMeRHands(hamer_dir=str(d), dtype="bf16").identity()["dtype"] == "bf16"
-    with pytest.raises(InputError, match="dtype"):
+    with pytest.raises(OptionError, match="mpjpe \\(hamer\\) option dtype: must be one of fp32, bf16, got 'fp16'"):
         H.HaMeRHands(dtype="fp16")
-    with pytest.raises(InputError, match="detector"):
+    with pytest.raises(OptionError, match="option detector"):
         H.HaMeRHands(detector="yolo")
     v = H.HaMeRHands(hamer_dir=str(d), detector="vitdet")
     with pytest.raises(MissingResource, match="detectron2|mmpose|hamer"):

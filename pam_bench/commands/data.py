@@ -129,7 +129,7 @@ Examples:
 @click.option("--out", required=True, type=click.Path(), help="F.png (one frame) or F.mp4 (the clip)")
 def show(dataset, root, split, options, sample_id, frame, out):
     """Write frame | conditions | joints overlay side by side."""
-    from ..errors import InputError
+    from ..errors import FlagError, InputError
 
     ds = _build(dataset, root, split, options)
     sid = sample_id or ds.split().ids[0]
@@ -141,7 +141,7 @@ def show(dataset, root, split, options, sample_id, frame, out):
     t = sample.video.num_frames
     if suffix == ".png":
         if not 0 <= frame < t:
-            raise InputError("--frame", f"{frame} is outside 0..{t - 1}")
+            raise FlagError("--frame", f"{frame} is outside 0..{t - 1}")
         from PIL import Image
 
         out.parent.mkdir(parents=True, exist_ok=True)

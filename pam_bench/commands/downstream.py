@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import InputError, PamBenchError
+from ..errors import FlagError, PamBenchError
 from .evaluate import check_device, parse_kv
 
 #: numeric options of the embedded trainer and their type (pam_bench.downstream.trainer)
@@ -38,7 +38,7 @@ def _trainer_options(trainer: str, pairs) -> dict:
                 continue
             ok = not isinstance(v, bool) and isinstance(v, (int, float)) and (t is float or isinstance(v, int))
             if not ok or (v < 0 if k == "weight_decay" else v <= 0):
-                raise InputError(f"-t {k}", f"must be a positive {'whole number' if t is int else 'number'}, got {v!r}")
+                raise FlagError(f"-t {k}", f"must be a positive {'whole number' if t is int else 'number'}, got {v!r}")
     return opts
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import InputError, MissingResource, PamBenchError
+from ..errors import FlagError, MissingResource, PamBenchError
 from ..options import parse_pairs as parse_kv  # -o/-d/-m key=value pairs (pam_bench.options)
 
 
@@ -13,7 +13,7 @@ def check_device(device: str) -> str:
 
     m = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", str(device))
     if not m or (m.group(1) == "cpu" and m.group(2)):
-        raise InputError("--device", f"unknown device {device!r}; use cpu, cuda or cuda:N")
+        raise FlagError("--device", f"unknown device {device!r}; use cpu, cuda or cuda:N")
     if m.group(1) == "cuda":
         import torch
 
@@ -21,7 +21,7 @@ def check_device(device: str) -> str:
         if n == 0:
             raise MissingResource(f"a CUDA GPU for --device {device}", "none is visible here; use --device cpu")
         if m.group(2) is not None and int(m.group(2)) >= n:
-            raise InputError("--device", f"{device}: only {n} CUDA device(s) here (cuda:0..cuda:{n - 1})")
+            raise FlagError("--device", f"{device}: only {n} CUDA device(s) here (cuda:0..cuda:{n - 1})")
     return device
 
 
@@ -99,7 +99,7 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
     else:
         names = [m.strip() for m in metrics.split(",")] if metrics else list(DEFAULT_METRICS)
         if not all(names) or len(set(names)) != len(names):
-            raise InputError("--metrics", f"must be distinct comma-separated metric names, got {metrics!r}")
+            raise FlagError("--metrics", f"must be distinct comma-separated metric names, got {metrics!r}")
     out = out or f"runs/{method}-{dataset}"
     kw = dict(method=method, dataset=dataset, metrics=names, device=device, root=root,
               split=split, limit=limit, shard=shard, method_options=mopts,

@@ -52,7 +52,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import FlagError, InputError, OptionError
+from ..options import choice
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
 from . import _common as C
 
@@ -122,18 +123,16 @@ class DexYCB(Dataset):
     def __init__(self, root=None, split: str = "s0-pam-val", layout: str = "auto", depth_source: str = "auto",
                  depth_dir=None, mano_dir=None, captions=None, **options):
         if root is None:
-            raise InputError("--root", "dexycb needs --root DEXYCB_DIR (the toolkit folder or PAM's data folder)")
+            raise FlagError("--root", "dexycb needs --root DEXYCB_DIR (the toolkit folder or PAM's data folder)")
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(self.root, "no such folder (DexYCB root)")
         if split not in SPLITS:
-            raise InputError("--split", f"unknown DexYCB split {split!r}; known: {', '.join(SPLITS)}")
-        if layout not in LAYOUTS:
-            raise InputError("layout", f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
-        if depth_source not in DEPTH_SOURCES:
-            raise InputError("depth_source", f"unknown {depth_source!r}; use one of {', '.join(DEPTH_SOURCES)}")
+            raise FlagError("--split", f"unknown DexYCB split {split!r}; known: {', '.join(SPLITS)}")
+        choice("dexycb", "layout", layout, LAYOUTS)
+        choice("dexycb", "depth_source", depth_source, DEPTH_SOURCES)
         if options:
-            raise InputError("-o", f"unknown dexycb option(s): {', '.join(sorted(options))}")
+            raise OptionError("dexycb", ", ".join(sorted(options)), "unknown -d option(s) of dataset dexycb")
         self.split_name = split
         self.layout = self._detect_layout() if layout == "auto" else layout
         self.depth_source = depth_source

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, MissingResource
+from ..errors import ArgumentError, InputError, MissingResource
 from ..geometry import mano as M
 
 N_VERTS = 778
@@ -63,7 +63,7 @@ class DexYCBMano:
         pose = np.asarray(pose_m, np.float64).reshape(-1, 51)
         b = np.asarray(betas, np.float64).reshape(1, -1)
         if b.shape[1] != 10:
-            raise InputError("betas", f"DexYCB MANO betas must have 10 values, got {b.shape[1]}")
+            raise ArgumentError(f"betas: DexYCB MANO betas must have 10 values, got {b.shape[1]}")
         _, verts = M.forward(self.layer(side), pose[:, :3], pose[:, 3:48], betas=np.repeat(b, len(pose), 0),
                              transl=pose[:, 48:51])
         verts[~np.any(pose != 0, axis=1)] = np.nan

@@ -29,7 +29,7 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import FlagError, InputError, OptionError
 from ..types import Dataset, Sample, Split, stable_hash
 from ..weights import cached_sha256s
 
@@ -52,9 +52,9 @@ class PamEvalDir(Dataset):
 
     def __init__(self, root=None, split=None, seg_videos=None, **options):
         if root is None:
-            raise InputError("--root", "pam-eval-dir needs the evaluation folder (--videos or --root)")
+            raise FlagError("--root", "pam-eval-dir needs the evaluation folder (--videos or --root)")
         if options:
-            raise InputError(f"-d {sorted(options)[0]}", "unknown pam-eval-dir option; known: seg_videos")
+            raise OptionError("pam-eval-dir", sorted(options)[0], "unknown -d option; known: seg_videos")
         self.root = Path(root)
         self.split_name = split or "all"
         if not self.root.is_dir():

@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError, MissingResource
+from ..errors import FlagError, InputError, MissingResource, OptionError
 from ..types import PROTOCOL_FPS, PROTOCOL_FRAMES, PROTOCOL_HEIGHT, PROTOCOL_WIDTH, Dataset, Sample, Split, Video
 from .. import safe_pickle as SP
 from ..geometry import mano as M
@@ -164,18 +164,18 @@ class OakInk2(Dataset):
 
     def __init__(self, root=None, clip_list=None, mano_dir=None, split=None, require_joints=False, **options):
         if root is None:
-            raise InputError("--root", "oakink2 needs --root OAKINK2_DIR")
+            raise FlagError("--root", "oakink2 needs --root OAKINK2_DIR")
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(self.root, "no such folder (OAKINK2 root)")
         if options:
-            raise InputError("-o", f"unknown oakink2 option(s): {', '.join(sorted(options))}")
+            raise OptionError("oakink2", ", ".join(sorted(options)), "unknown -d option(s) of dataset oakink2")
         self.clip_list = Path(clip_list) if clip_list else None
         if self.clip_list is not None and not self.clip_list.is_file():
             raise InputError(self.clip_list, "missing (clip list file)")
         default_name = self.clip_list.stem if self.clip_list else "all"
         if split not in (None, "all", "list", default_name):
-            raise InputError("--split", f"OAKINK2 has no published split {split!r}: pass the clip list file "
+            raise FlagError("--split", f"OAKINK2 has no published split {split!r}: pass the clip list file "
                                         "with -d clip_list=F (PAM's list format is read)")
         self.split_name = default_name
         self.mano: ManoHands | None = ManoHands(Path(mano_dir)) if mano_dir else None

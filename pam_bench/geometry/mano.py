@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import safe_pickle as SP
-from ..errors import InputError, MissingResource
+from ..errors import ArgumentError, InputError, MissingResource
 
 #: MANO's 16 joints + 5 appended fingertips -> the project's 21-joint order (SNAP / OpenPose hand order).
 MANO_TO_HOUSE = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
@@ -151,8 +151,8 @@ class Layer:
         p = np.asarray(hand_pose, np.float64)
         if self.components is not None:
             if p.ndim != 2 or p.shape[1] != len(self.components):
-                raise InputError("hand_pose", f"expected [B, {len(self.components)}] PCA coefficients, got "
-                                              f"{list(p.shape)}")
+                raise ArgumentError(f"hand_pose: expected [B, {len(self.components)}] PCA coefficients, got "
+                                    f"{list(p.shape)}")
             p = p @ self.components
         return p + self.mean
 

@@ -48,7 +48,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..errors import ArgumentError, InputError, MissingResource, OptionError
+from ..errors import ArgumentError, MissingResource, OptionError
+from ..options import choice
 from ..types import Video
 
 #: DexYCB / OpenPose joint names in order (MediaPipe's HandLandmark names map 1:1, see module doc)
@@ -205,10 +206,8 @@ class HaMeRHands(HandPoseBackend):
     def __init__(self, device: str = "cpu", hamer_dir: str | None = None, min_detection_confidence: float = 0.5,
                  dtype: str = "fp32", detector: str = "mediapipe", vitdet_dir: str | None = None):
         super().__init__(device)
-        if dtype not in self.DTYPES:
-            raise InputError("dtype", f"hamer dtype must be one of {', '.join(self.DTYPES)}, got {dtype!r}")
-        if detector not in self.DETECTORS:
-            raise InputError("detector", f"hamer detector must be one of {', '.join(self.DETECTORS)}, got {detector!r}")
+        choice("mpjpe (hamer)", "dtype", dtype, self.DTYPES)
+        choice("mpjpe (hamer)", "detector", detector, self.DETECTORS)
         where = hamer_dir or os.environ.get("PAM_BENCH_HAMER_DIR")
         self.hamer_dir = Path(where) if where else None
         self.dtype, self.detector = dtype, detector

@@ -37,7 +37,7 @@ from .cells import label_cells as _label_cells
 from .cells import label_headers as _label_headers
 from .cells import tail_cells as _tail_cells
 from .cells import tail_headers as _tail_headers
-from ..errors import IncompatibleResults, InputError, PamBenchError
+from ..errors import FlagError, IncompatibleResults, InputError, PamBenchError
 from ..metrics import facts
 from ..results import column_key, whole_frame_mark
 from .smalln import MARK, PAPER_N, is_small
@@ -249,7 +249,7 @@ def parse_labels(pairs: Iterable[str]) -> dict[str, str]:
     for p in pairs:
         run, sep, name = p.partition("=")
         if not sep or not run.strip() or not name.strip():
-            raise InputError("--label", f"{p!r} must look like RUN=NAME (RUN: a run folder given as RESULTS)")
+            raise FlagError("--label", f"{p!r} must look like RUN=NAME (RUN: a run folder given as RESULTS)")
         out[run.strip()] = name.strip()
     return out
 
@@ -265,7 +265,7 @@ def _match_labels(results: Sequence[dict], labels: dict[str, str]) -> dict[str, 
         target = Path(run).resolve()
         hits = [r for r in results if target in keys(r)]
         if not hits:
-            raise InputError("--label", f"{run!r} is none of the RESULTS given (use the run folder or results.json)")
+            raise FlagError("--label", f"{run!r} is none of the RESULTS given (use the run folder or results.json)")
         for r in hits:
             out[r.get("_path", "")] = name
     return out

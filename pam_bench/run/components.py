@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..errors import InputError, PamBenchError
+from ..errors import OptionError, PamBenchError
 from ..registry import REGISTRY
 from ..types import Dataset, Generator
 
@@ -53,8 +53,8 @@ def build_metrics(names: Sequence, device: str = "cpu", options: dict | None = N
         known = metric_option_names(cls)
         if known is not None and set(opts) - set(known):
             bad = sorted(set(opts) - set(known))[0]
-            raise InputError(f"-m {n}.{bad}", f"metric '{n}' has no option {bad!r}; "
-                                              + (f"known: {', '.join(known)}" if known else "it takes no options"))
+            raise OptionError(n, bad, f"-m {n}.{bad} is not an option of metric '{n}'; "
+                                      + (f"known: {', '.join(known)}" if known else "it takes no options"))
         out.append(_construct("metric", n, cls, device=device, **opts))
     return out
 

@@ -1,7 +1,7 @@
 """Which clips a run takes: ``--limit`` (a prefix of the split) and ``--shard i/N`` (every N-th clip)."""
 from __future__ import annotations
 
-from ..errors import InputError, PamBenchError
+from ..errors import FlagError, PamBenchError
 from ..types import Split
 
 
@@ -21,7 +21,7 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
 def check_limit(limit) -> None:
     """``--limit`` is None or a whole number >= 1."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InputError("--limit", f"must be a whole number >= 1, got {limit!r}")
+        raise FlagError("--limit", f"must be a whole number >= 1, got {limit!r}")
 
 
 def select_ids(split: Split, limit: int | None = None, shard: tuple[int, int] = (0, 1)) -> list[str]:
