@@ -47,6 +47,16 @@ def test_chunking_does_not_change_values(perturbations):
                                whole, rtol=0, atol=1e-12)
 
 
+def test_psnr_sums_the_squared_error_exactly(dexycb_clip):
+    """Bit-equal to integer arithmetic, also where the squared error is large (an inverted frame: ~2e10 at
+    480x720, where OpenCV's L2SQR norm is off in the last bits)."""
+    f = dexycb_clip[:3]
+    for g in (255 - f, np.roll(f, 9, axis=2)):
+        sse = np.array([np.sum((x.astype(np.int64) - y.astype(np.int64)) ** 2) for x, y in zip(f, g)])
+        exact = np.minimum(10.0 * np.log10(255.0 ** 2 / (sse.astype(np.float64) / f[0].size)), PSNR_CAP_DB)
+        assert np.array_equal(psnr_frames(f, g), exact)
+
+
 def _ssim_today(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The SSIM arithmetic pam-bench has reported since SSIM v1, written plainly: each centred moment image
     filtered on its own by OpenCV's float32 separable filter (11 taps, sigma 1.5, reflected border), the SSIM
