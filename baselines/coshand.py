@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pam_bench.errors import ArgumentError, InputError, MissingResource, OptionError
-from pam_bench.options import choice, integer
+from pam_bench.options import boolean, choice, integer, real
 from pam_bench.types import Generator, Sample, Video
 
 from ._common import hand_masks, mask_to_rgb, resize_video, target_shape
@@ -382,9 +382,12 @@ class CosHand(Generator):
         official_ddim_timesteps(integer("coshand", "steps", steps), timesteps)  # validates steps and the rule
         self.resize, self.timestep_rule = resize, timesteps
         self.device = device
-        self.steps, self.guidance, self.eta = int(steps), float(guidance), float(eta)
-        self.mode, self.resolution, self.context = mode, int(resolution), context
-        self.num_heads, self.use_ema = int(num_heads), str(ema).lower() not in ("0", "false", "no")
+        self.steps, self.guidance = integer("coshand", "steps", steps), real("coshand", "guidance", guidance)
+        self.eta = real("coshand", "eta", eta)
+        self.mode, self.context = mode, context
+        self.resolution = integer("coshand", "resolution", resolution, lo=8)
+        self.num_heads = integer("coshand", "num_heads", num_heads, lo=1)
+        self.use_ema = boolean("coshand", "ema", ema)
         self.dtype_name = dtype
         self.clip_dir = Path(clip) if clip else None
         self.checkpoint = Path(checkpoint) if checkpoint else _default_dir()

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pam_bench.errors import InputError, MissingResource, OptionError
-from pam_bench.options import choice
+from pam_bench.options import choice, integer, real
 from pam_bench.types import Generator, Sample, Video
 
 from ._common import hand_masks, mask_to_rgb, resize_video, target_shape
@@ -77,11 +77,15 @@ class _SVDControlBase(Generator):
         self.device = device
         self.checkpoint = Path(checkpoint) if checkpoint else _default(self.default_dir)
         self.svd_dir = Path(svd) if svd else _default("stable-video-diffusion-img2vid")
-        self.steps, self.guidance, self.min_guidance = int(steps), float(guidance), float(min_guidance)
-        self.size, self.native_frames = (int(height), int(width)), int(num_frames)
-        self.fps, self.motion_bucket_id, self.noise_aug = int(fps), int(motion_bucket_id), float(noise_aug_strength)
+        n, i, r = self.name, integer, real
+        self.steps, self.guidance, self.min_guidance = i(n, "steps", steps, 1), r(n, "guidance", guidance), r(
+            n, "min_guidance", min_guidance)
+        self.size = (i(n, "height", height, 8), i(n, "width", width, 8))
+        self.native_frames = i(n, "num_frames", num_frames, 1)
+        self.fps, self.motion_bucket_id = i(n, "fps", fps, 1), i(n, "motion_bucket_id", motion_bucket_id, 0)
+        self.noise_aug = r(n, "noise_aug_strength", noise_aug_strength)
         self.frames_policy, self.residual_mode = frames_policy, residual_mode
-        self.conditioning_scale, self.dtype_name = float(conditioning_scale), dtype
+        self.conditioning_scale, self.dtype_name = r(n, "conditioning_scale", conditioning_scale), dtype
         self._parts = None
         self._sha: str | None = None
 

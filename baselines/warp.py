@@ -116,7 +116,7 @@ class CondWarp(Generator):
                  fill_dilate: int = 5, inpaint_radius: float = 5.0, min_flow: float = 1.0,
                  sources: str = "seg", **options: Any):
         from pam_bench.errors import InputError, OptionError
-        from pam_bench.options import choice
+        from pam_bench.options import choice, integer, real
 
         if checkpoint is not None:
             raise InputError(checkpoint, "cond-warp is weight-free and takes no checkpoint")
@@ -125,10 +125,10 @@ class CondWarp(Generator):
             raise OptionError("cond-warp", ", ".join(sorted(options)), "unknown -o option(s) of method cond-warp")
         self.device = device  # unused: classical CPU method
         self.preset = preset
-        self.fg_threshold = int(fg_threshold)
-        self.fill_dilate = int(fill_dilate)
-        self.inpaint_radius = float(inpaint_radius)
-        self.min_flow = float(min_flow)
+        self.fg_threshold = integer("cond-warp", "fg_threshold", fg_threshold)
+        self.fill_dilate = integer("cond-warp", "fill_dilate", fill_dilate, 0)
+        self.inpaint_radius = real("cond-warp", "inpaint_radius", inpaint_radius)
+        self.min_flow = real("cond-warp", "min_flow", min_flow)
         self.sources = tuple(x for x in str(sources).replace("+", ",").split(",") if x)
         bad = [x for x in self.sources if x not in ("seg", "hand", "depth")]
         if bad or not self.sources:

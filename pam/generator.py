@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pam_bench.errors import InputError, MissingResource, OptionError
-from pam_bench.options import boolean, choice
+from pam_bench.options import boolean, choice, integer, real
 from pam_bench.types import CONDITIONS, Generator, Sample, Video
 
 from . import checkpoint as ckpt
@@ -101,7 +101,7 @@ class PAMGenerator(Generator):
                                                  "protocol: it needs mode=full")
         p = PROTOCOLS[self.protocol]
         self.conditions = tuple(n for n in CONDITIONS if n in names)  # canonical order
-        self.steps, self.guidance = int(steps), float(guidance)
+        self.steps, self.guidance = integer("pam", "steps", steps, 1), real("pam", "guidance", guidance)
         self.dtype_name = str(dtype)
         self.offload = boolean("pam", "offload", offload)
         self.vae_tiling = p["vae_tiling"] if vae_tiling is None else boolean("pam", "vae_tiling", vae_tiling)

@@ -3,8 +3,9 @@ turns their text into values and checks them, a bad one being a one-line :class:
 naming the component and the option.
 
 The CLI parses ``key=value`` with :func:`parse_value` (true/false, whole numbers, decimals, else text); a
-component then reads each option with :func:`integer`, :func:`choice` or :func:`boolean` (which also accept
-the text forms a Python caller may pass), or passes a free-form group through :func:`numeric`.
+component then reads each option with :func:`integer`, :func:`real`, :func:`choice` or :func:`boolean`
+(which also accept the text forms a Python caller may pass), or passes a free-form group through
+:func:`numeric`.
 """
 from __future__ import annotations
 
@@ -62,6 +63,17 @@ def integer(component: str, key: str, raw, lo: int | None = None) -> int:
         raise OptionError(component, key, f"must be an integer, got {raw!r}") from None
     if lo is not None and v < lo:
         raise OptionError(component, key, f"must be >= {lo}, got {v}")
+    return v
+
+
+def real(component: str, key: str, raw) -> float:
+    """Option ``key`` of ``component`` as a finite float."""
+    try:
+        v = float(raw)
+    except (TypeError, ValueError):
+        raise OptionError(component, key, f"must be a number, got {raw!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise OptionError(component, key, f"must be finite, got {raw!r}")
     return v
 
 

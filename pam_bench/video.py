@@ -261,7 +261,7 @@ def probe(path) -> dict:
 
 
 def write_video(path, video: Video, codec: str = "lossless") -> Path:
-    """Write atomically (temporary file, then rename). ``codec``: "lossless" (default) or "h264"."""
+    """Write atomically (temporary file, then rename). ``codec``: "lossless" (default), "h264" or "mpeg4"."""
     import av
 
     from .fsutil import ensure_dir, file_mode
@@ -292,7 +292,7 @@ def write_video(path, video: Video, codec: str = "lossless") -> Path:
                 st.options = {"qscale": "3"}
                 fmt = "rgb24"
             else:
-                raise FlagError("--codec", f"unknown codec {codec!r}: use 'lossless' or 'h264'")
+                raise FlagError("--codec", f"unknown codec {codec!r}: use 'lossless', 'h264' or 'mpeg4'")
             st.width, st.height = w, h
             for f in fr:
                 for pkt in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format=fmt)):

@@ -192,3 +192,21 @@ def test_coshand_checkpoint_errors_name_the_file(tmp_path):
     assert e.value.path == str(ck)
     with pytest.raises(ArgumentError, match="^CosHand state_dict: is not a CosHand LDM checkpoint"):
         convert_ldm_checkpoint({})  # a state_dict without its file: an API argument
+
+
+@pytest.mark.parametrize("method,opt,expect", [
+    ("coshand", "guidance=abc", "coshand option guidance: must be a number, got 'abc'"),
+    ("coshand", "ema=maybe", "coshand option ema: must be a boolean (true/false), got 'maybe'"),
+    ("pam", "steps=x", "pam option steps: must be an integer, got 'x'"),
+    ("svd-hand", "fps=fast", "svd-hand option fps: must be an integer, got 'fast'"),
+    ("cond-warp", "min_flow=nan", "cond-warp option min_flow: must be finite, got nan"),
+])
+def test_numeric_method_options_are_one_line_naming_the_option(tmp_path, capsys, method, opt, expect):
+    from pam_bench.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--method", method, "--dataset", "synthetic", "-o", opt, "--limit", "1",
+              "--metrics", "psnr", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [f"pam-bench: error: {expect}"]
