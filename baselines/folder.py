@@ -71,6 +71,9 @@ class FolderMethod(Generator):
         """The file a clip's video was read from (for error messages)."""
         return str(self._sources.get(video_id, self.root / video_id))
 
+    def seed_ignored(self) -> str:
+        return "its videos were made elsewhere"
+
     def generate(self, sample: Sample, seed: int) -> Video:
         from pam_bench.video import read_video
 

@@ -21,6 +21,9 @@ class _WeightFree(Generator):
     def identity(self) -> dict:
         return {"name": self.name, "kind": "reference", "version": "1"}
 
+    def seed_ignored(self) -> str:
+        return "a weight-free reference is deterministic"
+
 
 class Oracle(_WeightFree):
     name = "oracle"

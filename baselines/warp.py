@@ -152,6 +152,9 @@ class CondWarp(Generator):
                 "fill": "background plate: first frame with its foreground "
                 f"(dilated {self.fill_dilate}px) inpainted by cv2.inpaint Telea r={self.inpaint_radius}"}
 
+    def seed_ignored(self) -> str:
+        return "classical optical flow is deterministic"
+
     def generate(self, sample: Sample, seed: int) -> Video:
         t, h, w = target_shape(sample)
         comp = condition_composite(sample, (h, w), t, self.sources)

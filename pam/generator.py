@@ -254,6 +254,12 @@ class PAMGenerator(Generator):
                                      prompt=self.prompt_text)
         return self._pipe
 
+    def seed_ignored(self) -> str | None:
+        if self.seed_policy == "official":
+            return (f"seed_policy=official gives every clip seed {self.fixed_seed}, as the official evaluation "
+                    "does; pass -o seed_policy=per-clip for one seed per run")
+        return None
+
     def _seed(self, seed: int) -> int:
         return self.fixed_seed if self.seed_policy == "official" else int(seed)
 

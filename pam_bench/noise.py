@@ -71,6 +71,9 @@ class ConditionNoise(Generator):
         self.name = inner.name
         self.needs = inner.needs
 
+    def seed_ignored(self) -> str | None:
+        return self.inner.seed_ignored()
+
     def __getattr__(self, key):  # anything else (source_of, pipeline, ...) is the wrapped method's
         if key == "inner":
             raise AttributeError(key)

@@ -48,14 +48,32 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def evaluate_seeds(seeds: Sequence[int], evaluate, out: str | Path, **kwargs) -> dict:
-    """Run ``evaluate(seed=s, out=OUT/seed-s, **kwargs)`` for every seed, then aggregate into OUT."""
+    """Run ``evaluate(seed=s, out=OUT/seed-s, **kwargs)`` for every seed, then aggregate into OUT.
+
+    A method that says the seed does not change its videos (``Generator.seed_ignored``) is run all the same,
+    after a warning: its spread over the seeds is zero by construction, not by measurement."""
     out = Path(out)
+    _warn_if_seed_ignored(kwargs, len(seeds))
     runs = []
     for s in seeds:
         run = out / SUBDIR.format(s)
         evaluate(seed=int(s), out=run, **kwargs)
         runs.append(run)
     return aggregate(runs, out)
+
+
+def _warn_if_seed_ignored(kwargs: dict, n: int) -> None:
+    from .console import echo
+    from .run.components import build_method
+    from .types import Generator
+
+    method = kwargs.get("method")
+    gen = method if isinstance(method, Generator) else build_method(
+        method, kwargs.get("device", "cpu"), **(kwargs.get("method_options") or {}))
+    reason = gen.seed_ignored()
+    if reason:
+        echo(f"pam-bench: warning: method {gen.name} ignores --seed ({reason}): the {n} runs will be identical "
+             "and their spread is 0", err=True)
 
 
 def _load_run(d: Path) -> tuple[Path, dict, dict]:

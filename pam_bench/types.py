@@ -173,6 +173,11 @@ class Generator(ABC):
     def identity(self) -> dict[str, Any]:
         ...
 
+    def seed_ignored(self) -> str | None:
+        """Why ``--seed`` does not change this method's videos, or None when it does (the default).
+        ``evaluate --seeds`` warns when a method gives a reason: its runs per seed would be identical."""
+        return None
+
     @abstractmethod
     def generate(self, sample: Sample, seed: int) -> Video:
         ...

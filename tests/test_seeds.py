@@ -135,6 +135,7 @@ def test_cli_evaluate_seeds_and_aggregate(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "× 3 seeds" in r.stdout and " ± " in r.stdout  # static ignores the seed: std 0, shown as such
+    assert "warning: method static ignores --seed (a weight-free reference is deterministic)" in r.stderr
     r = subprocess.run(env_args + ["aggregate", str(out / "seed-42"), str(out / "seed-44"), "--out",
                                    str(tmp_path / "agg")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -142,3 +143,17 @@ def test_cli_evaluate_seeds_and_aggregate(tmp_path):
     r = subprocess.run(env_args + ["aggregate", str(out / "seed-42"), "--out", str(tmp_path / "x")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("pam-bench: error:") and len(r.stderr.splitlines()) == 1
+
+
+def test_methods_say_when_the_seed_is_ignored(tmp_path):
+    """PAM under the official protocol gives every clip one fixed seed: --seeds would repeat one run."""
+    from pam.generator import PAMGenerator
+    from pam_bench.noise import with_condition_noise
+
+    official = PAMGenerator(checkpoint=tmp_path, mode="full", protocol="official")
+    assert "seed_policy=official" in official.seed_ignored() and "seed 42" in official.seed_ignored()
+    per_clip = PAMGenerator(checkpoint=tmp_path, mode="full", protocol="official", seed_policy="per-clip")
+    assert per_clip.seed_ignored() is None
+    assert PAMGenerator(checkpoint=tmp_path, mode="full", protocol="pam-bench").seed_ignored() is None
+    assert with_condition_noise(official, 0.1, 0).seed_ignored() == official.seed_ignored()
+    assert SeedNoise().seed_ignored() is None  # the default: the seed matters
