@@ -10,7 +10,7 @@ import click
 
 @click.command("bench", epilog="""\b
 Examples:
-  pam-bench bench --pairs 4 --clip ../shared/data/pam_samples/dexycb/val_video.mp4
+  pam-bench bench --pairs 4 --clip ~/.cache/pam-bench/testdata/pam_samples/dexycb/val_video.mp4
   pam-bench bench --what decode --pairs 4
   pam-bench bench --what gt-cache --pairs 6
   pam-bench bench --method pam --checkpoint /ckpt/pam --device cuda
