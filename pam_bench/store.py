@@ -281,8 +281,9 @@ def same_files_new_content(old: dict | None, new: dict) -> bool:
     key = new.get("content_guarded")
     if not key or not isinstance(old, dict) or old.get("content_guarded") != key:
         return False
+    keys = [key] if isinstance(key, str) else list(key)  # one fingerprint, or several (GT and seg videos)
 
     def strip(d: dict) -> dict:
-        return {**d, "manifest_hash": None, "protocol": {**(d.get("protocol") or {}), key: None}}
+        return {**d, "manifest_hash": None, "protocol": {**(d.get("protocol") or {}), **dict.fromkeys(keys)}}
 
     return strip(old) == strip(new)

@@ -4,6 +4,7 @@ or the dataset's own segmentation replaces it."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -69,7 +70,27 @@ def test_folder_with_seg_videos_uses_them(evaldir, tmp_path, capsys):
     src = res["metrics"]["mf"]["extras"]["point_source"]
     assert src["counts"] == {"seg-videos": 1} and not src["whole_frame_any"]
     assert "whole-frame" not in console
-    assert res["dataset"]["protocol"]["seg_videos"] == str(seg.resolve())
+    protocol = res["dataset"]["protocol"]
+    assert "seg_videos" not in protocol and "seg_sha256" in protocol  # content, not location
+
+    # The same seg videos elsewhere: the same dataset, so the run resumes (nothing to recompute).
+    moved = tmp_path / "moved_seg"
+    shutil.copytree(seg, moved)
+    _run_cli(["evaluate", "--method", "folder", "--videos", str(root), "--metrics", "mf",
+              "-d", f"seg_videos={moved}", "--out", str(out), "--no-progress"], capsys)
+    again = json.loads((out / "results.json").read_text())
+    assert again["dataset"]["manifest_hash"] == res["dataset"]["manifest_hash"]
+    assert again["metrics"]["mf"]["value"] == res["metrics"]["mf"]["value"]
+
+    # New content in the same files: another manifest, still a resume of this run folder (the clip's
+    # payload guards its seg file), and the value is recomputed from the new foreground.
+    first = sorted(moved.glob("*.mp4"))[0]
+    v = read_video(first)
+    write_video(first, Video(np.ascontiguousarray(255 - v.frames), v.fps))
+    _run_cli(["evaluate", "--method", "folder", "--videos", str(root), "--metrics", "mf",
+              "-d", f"seg_videos={moved}", "--out", str(out), "--no-progress"], capsys)
+    changed = json.loads((out / "results.json").read_text())
+    assert changed["dataset"]["manifest_hash"] != res["dataset"]["manifest_hash"]
 
 
 def test_missing_seg_video_is_one_error_naming_the_file(evaldir, tmp_path, capsys):

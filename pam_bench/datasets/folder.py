@@ -11,7 +11,8 @@ The folder holds no segmentation, so Motion Fidelity would sample its points fro
 says so: ``whole-frame`` in results.json, on the console and in tables). ``-d seg_videos=DIR`` gives a
 folder of segmentation videos, ``DIR/seg_XXXX.mp4`` (or ``DIR/XXXX.mp4``), one per clip, e.g. PAM's seg
 condition videos in the same order; non-black pixels of frame 0 are the foreground (source ``seg-videos``).
-A missing one is an error naming the file. To take the foreground (and GT joints) from the dataset
+A missing one is an error naming the file. The seg videos join the manifest by their sha256, not their
+path, so a moved or copied folder is the same dataset. To take the foreground (and GT joints) from the dataset
 itself instead, score the generated folder against the dataset: ``--method folder --videos EVALDIR
 --dataset dexycb --root DEXYCB``.
 
@@ -93,15 +94,17 @@ class PamEvalDir(Dataset):
         self._gt = gt
         # content, not location: identical GT in two folders is one manifest
         protocol = {"gt_sha256": stable_hash(dict(zip(ids, digests)))}
-        if self.seg_videos is not None:
-            protocol["seg_videos"] = str(self.seg_videos.resolve())
+        if self.seg_videos is not None:  # by content too, so a moved or copied folder is the same dataset
+            segs = {i: p for i in ids if (p := self._seg_or_none(i)) is not None}
+            protocol["seg_sha256"] = stable_hash(dict(zip(segs, cached_sha256s(list(segs.values())))))
         return Split(self.name, self.split_name, ids, protocol)
 
     def identity(self, split: Split | None = None) -> dict:
         """The dataset identity; ``content_guarded`` says that a changed ``gt_sha256`` alone (same files,
         new content) resumes a run folder: each payload records its GT file's sha256, so exactly the changed
         clips are recomputed (pam_bench.store.same_files_new_content)."""
-        return {**super().identity(split), "content_guarded": "gt_sha256"}
+        guarded = ["gt_sha256", "seg_sha256"] if self.seg_videos is not None else "gt_sha256"
+        return {**super().identity(split), "content_guarded": guarded}
 
     def _gt_file(self, sample_id: str) -> Path:
         gt = getattr(self, "_gt", None) or self._indices("gt", _GT)
@@ -118,10 +121,16 @@ class PamEvalDir(Dataset):
         seg = [self.seg_path(sample_id)] if self.seg_videos is not None else []  # MF's foreground
         return [self._gt_file(sample_id), *seg]
 
-    def seg_path(self, sample_id: str) -> Path:
+    def _seg_or_none(self, sample_id: str) -> Path | None:
         for name in (f"seg_{sample_id}.mp4", f"{sample_id}.mp4"):
             if (self.seg_videos / name).is_file():
                 return self.seg_videos / name
+        return None
+
+    def seg_path(self, sample_id: str) -> Path:
+        found = self._seg_or_none(sample_id)
+        if found is not None:
+            return found
         raise InputError(self.seg_videos / f"seg_{sample_id}.mp4", f"no segmentation video for clip {sample_id}")
 
     def load(self, sample_id: str) -> Sample:
