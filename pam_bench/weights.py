@@ -108,7 +108,7 @@ def hash_cache_path() -> Path:
 def cached_sha256s(paths) -> list[str]:
     """:func:`sha256_file` of each file, cached by (resolved path, size, mtime_ns) in :func:`hash_cache_path`,
     so multi-GB checkpoints and folders of GT videos are hashed once. A damaged cache is rebuilt; a
-    read-only one only costs hashing again."""
+    read-only one only costs hashing again. Each write drops the entries of files that no longer exist."""
     try:
         cache = json.loads(hash_cache_path().read_text())
     except (OSError, json.JSONDecodeError):
@@ -126,8 +126,8 @@ def cached_sha256s(paths) -> list[str]:
             digest = cache[key] = sha256_file(p)
             changed = True
         out.append(digest)
-    if changed:
-        _write_cache(cache)
+    if changed:  # entries of files that are gone (temporary folders, moved runs) go too: the cache stays bounded
+        _write_cache({k: v for k, v in cache.items() if Path(k.rsplit("|", 2)[0]).exists()})
     return out
 
 

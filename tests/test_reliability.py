@@ -251,3 +251,22 @@ def test_a_10000_frame_generated_file_is_refused_before_decoding(tmp_path):
     assert len(errs) == 1 and "generated_0000.mp4" in errs[0] and "10000 frames, expected 8" in errs[0], r.stderr
     assert maxrss_kb * 1024 < 1 << 30, f"peak RSS {maxrss_kb / 1024:.0f} MB"
     assert time.time() - t0 < 300
+
+
+def test_hash_cache_forgets_files_that_are_gone(tmp_path, monkeypatch):
+    """The (path, size, mtime) sha256 cache drops the entries of deleted files when it is next written."""
+    import hashlib
+    import json
+
+    from pam_bench import weights as W
+
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"first")
+    assert W.cached_sha256(a) == hashlib.sha256(b"first").hexdigest()
+    assert any(k.startswith(str(a.resolve()) + "|") for k in json.loads(W.hash_cache_path().read_text()))
+    a.unlink()
+    b.write_bytes(b"second")
+    assert W.cached_sha256(b) == hashlib.sha256(b"second").hexdigest()
+    keys = json.loads(W.hash_cache_path().read_text())
+    assert [k.rsplit("|", 2)[0] for k in keys] == [str(b.resolve())]
