@@ -165,3 +165,97 @@ def test_pages_fit_1280px_and_previews_play(wide_site, tmp_path):
     for p in (wide_site / "previews").rglob("gen0.webp"):  # the oracle's video plays: every frame of the clip
         with Image.open(p) as im:
             assert getattr(im, "n_frames", 1) == DS["frames"] > 1
+
+
+# --- clips.html grouped by clip metadata (--group-by)
+
+GROUP_DS = {"n_clips": 6, "frames": 4, "height": 48, "width": 64}
+GROUP_METHODS = ("static", "sim-render")
+_SECTION = re.compile(r'<section class="group" id="(group-\d+)" data-group="([^"]*)" data-n="(\d+)">(.*?)</section>', re.S)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    base = tmp_path_factory.mktemp("html-groups")
+    for m in GROUP_METHODS:
+        evaluate(method=m, dataset="synthetic", metrics=["ssim", "psnr"], out=base / m, dataset_options=GROUP_DS,
+                 progress=False)
+    out = base / "site"
+    main(["leaderboard", *(str(base / m) for m in GROUP_METHODS), "--format", "html", "--out", str(out),
+          "--clips", "1", "--group-by", "object"])
+    return base, out
+
+
+def _pv(run) -> dict[str, dict]:
+    return {r["video_id"]: r for r in map(json.loads, (run / "per_video.jsonl").read_text().splitlines())}
+
+
+def test_clips_page_grouped_by_object(grouped):
+    from pam_bench.datasets.synthetic import SyntheticHOI
+
+    base, out = grouped
+    spec = SyntheticHOI(**GROUP_DS).spec
+    kind = {f"synthetic_{i:04d}": spec(i).object_kind for i in range(GROUP_DS["n_clips"])}
+    assert len(set(kind.values())) >= 2  # the test groups something
+    text = (out / "clips.html").read_text()
+    sections = _SECTION.findall(text)
+    assert sorted(s[1] for s in sections) == sorted(set(kind.values()))  # one section per object kind present
+    toc = re.findall(r'<li><a href="#(group-\d+)">([^<]*)</a> \((\d+) clips?\)</li>', text)
+    assert toc == [(anchor, key, n) for anchor, key, n, _ in sections]  # the contents list every section
+    assert text.index('<ul class="toc">') < text.index("<section")
+    pv = {m: _pv(base / m) for m in GROUP_METHODS}
+    seen = []
+    for _, key, n, body in sections:
+        means_html, _, clips_html = body.partition("<h3>Clips</h3>")
+        rows = re.findall(r'<tr><td class="l" data-v="([^"]+)">.*?</td><td class="l" data-v="([^"]+)">', clips_html)
+        ids = sorted({vid for vid, _ in rows})
+        assert ids == sorted(v for v, k in kind.items() if k == key) and int(n) == len(ids)
+        seen += rows
+        for m in GROUP_METHODS:
+            row = re.search(rf'<tr data-label="{re.escape(m)}">(.*?)</tr>', means_html).group(1)
+            got = {k: float(v) for k, v in re.findall(r'data-metric="(\w+)" data-v="([^"]+)"', row)}
+            want = {k: float(np.mean([pv[m][v][k] for v in ids])) for k in ("psnr", "ssim")}
+            assert got == pytest.approx(want, rel=1e-12, abs=0), (key, m)
+    # every clip of every run appears exactly once on the page
+    assert sorted(seen) == sorted((v, m) for v in kind for m in GROUP_METHODS)
+
+
+def test_group_by_falls_back_to_the_flat_page_without_a_dataset(grouped, tmp_path, capsys):
+    base, _ = grouped
+    run = tmp_path / "static"
+    shutil.copytree(base / "static", run)
+    (run / "dataset_args.json").unlink()  # the dataset cannot be rebuilt
+    capsys.readouterr()
+    main(["leaderboard", str(run), "--format", "html", "--out", str(tmp_path / "g"), "--group-by", "object"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--group-by object" in err[0] and "dataset_args.json" in err[0], err
+    main(["leaderboard", str(run), "--format", "html", "--out", str(tmp_path / "flat")])
+    grouped_text = (tmp_path / "g" / "clips.html").read_text()
+    note = re.search(r'<ul class="notes"><li>--group-by object: clips.html is not grouped: [^<]*</li></ul>',
+                     grouped_text).group(0)
+    assert grouped_text.replace(note, "") == (tmp_path / "flat" / "clips.html").read_text()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--format", "html", "--group-by", "camera"], ["--group-by camera", "no such clip metadata", "object"]),
+    (["--format", "md", "--group-by", "object"], ["--group-by", "--format html"]),
+])
+def test_group_by_errors_are_one_line(grouped, tmp_path, capsys, args, words):
+    base, _ = grouped
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["leaderboard", str(base / "static"), "--out", str(tmp_path / "o"), *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pam-bench: error: ") and all(w in err[0] for w in words), err
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_grouped_page_fits_1280px(grouped, tmp_path):
+    exe = _chromium()
+    _, out = grouped
+    got = _run_page(exe, out, tmp_path, "clips.html", _FIT_SCRIPT)
+    assert got["scroll"] <= got["inner"] == 1280 and not got["wide"], got
+    n_groups = len(_SECTION.findall((out / "clips.html").read_text()))
+    # every clip of every run, plus one means row per run and group
+    assert got["rows"] == GROUP_DS["n_clips"] * len(GROUP_METHODS) + n_groups * len(GROUP_METHODS)

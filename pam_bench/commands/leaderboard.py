@@ -15,6 +15,7 @@ Examples:
   pam-bench leaderboard runs/pam runs/mine --label runs/mine=Ours --format md
   pam-bench leaderboard runs/pam runs/mine --format tex --out table1.tex
   pam-bench leaderboard runs/pam runs/mine --format html --out site --clips 4
+  pam-bench leaderboard runs/pam runs/mine --format html --out site --group-by object
 """
 
 
@@ -37,10 +38,16 @@ Examples:
               help="html: number of clips to preview, or comma-separated clip ids")
 @click.option("--root", type=click.Path(), default=None, help="html: dataset root for GT/condition previews")
 @click.option("-d", "--dataset-option", "dataset_options", multiple=True, help="html: dataset option key=value")
-def leaderboard(results, layout, fmt, labels, all_columns, out, reported, no_reported, clips, root, dataset_options):
+@click.option("--group-by", default=None, metavar="KEY",
+              help="html: group clips.html by this clip-metadata key (as breakdown --by: object, camera, ...)")
+def leaderboard(results, layout, fmt, labels, all_columns, out, reported, no_reported, clips, root, dataset_options,
+                group_by):
     """A paper-layout table of RESULTS (results.json files or run folders) beside the paper's reported rows."""
+    from ..errors import FlagError
     from ..results_types import load_checked
 
+    if group_by is not None and fmt != "html":
+        raise FlagError("--group-by", f"groups the clips page of the HTML site: use it with --format html, not {fmt}")
     for r in results:
         load_checked(r)
     if fmt == "html":
@@ -52,7 +59,7 @@ def leaderboard(results, layout, fmt, labels, all_columns, out, reported, no_rep
         if sel == 0 or sel == []:
             raise click.BadParameter("must be a number >= 1 or clip ids", param_hint="--clips")
         index = write_html(results, out, layout, reported, not no_reported, sel, root, parse_kv(dataset_options),
-                           labels=parse_labels(labels), all_columns=all_columns)
+                           labels=parse_labels(labels), all_columns=all_columns, group_by=group_by)
         click.echo(f"wrote {index}")
         return
     from ..report.leaderboard import leaderboard as make

@@ -2,7 +2,8 @@
 
 ``pam-bench breakdown RUN --by KEY`` groups the run's clips by a key of the dataset's per-clip metadata
 (:meth:`pam_bench.types.Dataset.clip_meta`: DexYCB subject / grasp / object / camera, OAKINK2 sequence /
-scene / object / camera, synthetic object / size). The dataset is rebuilt from the run's
+scene / object / camera, synthetic object / size; the grouping rule is :mod:`pam_bench.report.clipgroups`,
+shared with the HTML site's ``--group-by``). The dataset is rebuilt from the run's
 ``dataset_args.json`` (``--root`` / ``-d`` override it). A clip without the key falls in the group
 ``(unknown)``, so the groups' clip counts always add up to the run's.
 
@@ -27,8 +28,8 @@ import numpy as np
 
 from ..errors import InputError, PamBenchError
 from ..store import atomic_write_bytes, atomic_write_json, read_json
+from .clipgroups import group_clips, largest_first
 
-UNKNOWN = "(unknown)"
 MIN_SET_CLIPS = 10
 
 
@@ -41,21 +42,6 @@ def _rebuild_dataset(run_dir: Path, root=None, options: dict | None = None):
     a = read_json(p)
     return build_dataset(a["name"], root or a.get("root"), a.get("split"), **{**(a.get("options") or {}),
                                                                               **(options or {})})
-
-
-def group_clips(dataset, ids: list[str], by: str) -> dict[str, list[str]]:
-    """Group ids by ``clip_meta(id)[by]`` (in first-seen order); a clip without it goes to '(unknown)'."""
-    groups: dict[str, list[str]] = {}
-    known: set[str] = set()
-    for vid in ids:
-        meta = dataset.clip_meta(vid)
-        known.update(meta)
-        v = meta.get(by)
-        groups.setdefault(UNKNOWN if v is None else str(v), []).append(vid)
-    if by not in known:
-        raise PamBenchError(f"--by {by}: dataset '{dataset.name}' has no such clip metadata; it has: "
-                            f"{', '.join(sorted(known)) or 'none'}")
-    return groups
 
 
 def _set_metrics(run_dir: Path, results: dict, names: list[str], dataset, device: str, gt_cache):
@@ -111,7 +97,7 @@ def breakdown(run: str | Path, by: str, root=None, dataset_options: dict | None 
     mets, why = _set_metrics(run_dir, results, set_names, ds, device, gt_cache)
     cache = GTCache(results["dataset"]["manifest_hash"], gt_cache)
     out_groups = []
-    for key, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+    for key, ids in largest_first(groups):
         entry: dict[str, Any] = {"group": key, "n": len(ids), "metrics": {}}
         for n in per_video_names:
             entry["metrics"][n] = _per_video([by_id[i] for i in ids], n, results["metrics"][n])

@@ -9,7 +9,11 @@ scrolling (checked in headless Chromium by the tests):
   by side in a responsive grid at a readable size;
 - ``DIR/clips.html``: the per-clip drill-down: every clip's per-video metrics for every measured run
   (per_video.jsonl), sortable, each previewed clip linked to ``DIR/clip/<id>.html``, which shows the GT and
-  every method's video with that clip's metrics.
+  every method's video with that clip's metrics. With ``group_by`` (``--group-by KEY``) the page is one
+  section per group of clips sharing a key of the dataset's clip metadata (the grouping rule of
+  ``pam-bench breakdown``, :mod:`pam_bench.report.clipgroups`): a table of contents, then per group its
+  name, its clip count, each run's mean of each per-clip metric over the group's clips, and its clip rows.
+  When the dataset cannot be rebuilt the page stays flat and says why.
 
 Previews are animated WebP files under ``DIR/previews/`` (plain ``<img>``: every browser plays them
 without codec support). GT and conditions come from reloading the dataset recorded in the run folder's
@@ -21,11 +25,13 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
+from .clipgroups import UNKNOWN, group_clips, largest_first
 from .leaderboard import ARROWS, Board, board_rows, build
+from ..console import echo
 from ..results import load_results
 from ..store import read_json, safe_id
 
@@ -97,15 +103,18 @@ def _clip_ids(results: list[dict], clips: int | Sequence[str]) -> list[str]:
 
 
 def build_previews(results: list[dict], out: Path, labels: list[str], clips: int | Sequence[str] = 2,
-                   root=None, dataset_options: dict | None = None) -> tuple[list[dict], list[str]]:
-    """Write previews for the selected clips; returns (per-clip panels, notes)."""
+                   root=None, dataset_options: dict | None = None,
+                   loaded: tuple[Any, str] | None = None) -> tuple[list[dict], list[str]]:
+    """Write previews for the selected clips; returns (per-clip panels, notes).
+
+    ``loaded``: the (dataset, reason) of :func:`_load_dataset` when the caller already has it."""
     from ..video import read_video
 
     notes: list[str] = []
     if not results:
         return [], notes
     run0 = Path(results[0]["_path"]).parent
-    ds, why = _load_dataset(run0, root, dataset_options)
+    ds, why = loaded if loaded is not None else _load_dataset(run0, root, dataset_options)
     if ds is None:
         notes.append(f"GT and conditions not shown: {why}")
     order = {v: i for i, v in enumerate(ds.split().ids)} if ds is not None else {}
@@ -253,14 +262,14 @@ def _clip_metrics(results: list[dict]) -> list[tuple[str, str]]:
 
 
 def _clips_table(results: list[dict], labels: list[str], linked: set[str], prefix: str = "",
-                 only: str | None = None) -> str:
+                 only: Collection[str] | None = None) -> str:
     metrics = _clip_metrics(results)
     head = [_th("clip", "clip", left=True), _th("method", "method", left=True)]
     head += [_th(f"{m} {ARROWS[d]}", m, True, d) for m, d in metrics]
     body = []
     for pv, label in zip(_per_video(results), labels):
         for vid, row in pv.items():
-            if only is not None and vid != only:
+            if only is not None and vid not in only:
                 continue
             name = _e(vid)
             if vid in linked:
@@ -274,6 +283,63 @@ def _clips_table(results: list[dict], labels: list[str], linked: set[str], prefi
             body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="wrap"><table class="lb"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _groups(results: list[dict], loaded: tuple[Any, str], by: str) -> tuple[list[tuple[str, list[str]]] | None, str]:
+    """The runs' clips grouped by ``clip_meta[by]`` (largest group first), or (None, why not) after saying so.
+
+    Clips the rebuilt dataset does not hold (a run on another split) fall in '(unknown)' with the clips
+    that lack the key, so every clip is in one group; a key that no clip has raises (naming --group-by)."""
+    ds, why = loaded
+    ids = list(dict.fromkeys(vid for pv in _per_video(results) for vid in pv))
+    held = set(ds.split().ids) if ds is not None else set()
+    if ds is None or not held.intersection(ids):
+        why = why if ds is None else f"no clip of the runs is in dataset '{ds.name}'"
+        note = f"--group-by {by}: clips.html is not grouped: {' '.join(str(why).split())}"
+        echo(f"pam-bench: warning: {note}", err=True)
+        return None, note
+    groups = group_clips(ds, [v for v in ids if v in held], by, "--group-by")
+    rest = [v for v in ids if v not in held]
+    if rest:
+        groups.setdefault(UNKNOWN, []).extend(rest)
+    return largest_first(groups), ""
+
+
+def _means_table(results: list[dict], labels: list[str], ids: list[str]) -> str:
+    """Each run's mean of each per-clip metric over ``ids`` (the clips that have a finite value)."""
+    metrics = _clip_metrics(results)
+    head = [_th("method", "method", left=True)] + [_th(f"mean {m} {ARROWS[d]}", m, True, d) for m, d in metrics]
+    body = []
+    for pv, label in zip(_per_video(results), labels):
+        cells = [f'<td class="l" data-v="{_e(label)}">{_e(label)}</td>']
+        for m, _ in metrics:
+            vals = [float(pv[v][m]) for v in ids if isinstance(pv.get(v, {}).get(m), (int, float))]
+            vals = [x for x in vals if np.isfinite(x)]
+            if not vals:
+                cells.append(f'<td data-metric="{_e(m)}" data-v="" title="no clip of the group has a value">–</td>')
+                continue
+            mean = float(np.mean(np.array(vals, np.float64)))
+            cells.append(f'<td data-metric="{_e(m)}" data-v="{mean!r}" data-n="{len(vals)}" '
+                         f'title="mean over {len(vals)} of the {len(ids)} clips of the group">{mean:.4g}</td>')
+        body.append(f'<tr data-label="{_e(label)}">' + "".join(cells) + "</tr>")
+    return (f'<div class="wrap"><table class="lb means"><thead><tr>{"".join(head)}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _grouped_clips_body(results: list[dict], labels: list[str], linked: set[str], by: str,
+                        groups: list[tuple[str, list[str]]]) -> str:
+    """clips.html grouped: a table of contents, then one section per group (means, then its clip rows)."""
+    toc = "".join(f'<li><a href="#group-{i}">{_e(key)}</a> ({len(ids)} clips)</li>'
+                  for i, (key, ids) in enumerate(groups))
+    sections = "".join(
+        f'<section class="group" id="group-{i}" data-group="{_e(key)}" data-n="{len(ids)}">'
+        f'<h2>{_e(by)}: {_e(key)} ({len(ids)} clip{"" if len(ids) == 1 else "s"})</h2>'
+        f"{_means_table(results, labels, ids)}<h3>Clips</h3>{_clips_table(results, labels, linked, only=set(ids))}"
+        "</section>" for i, (key, ids) in enumerate(groups))
+    return (f"<p>Per-video metrics of every measured run (per_video.jsonl), grouped by the clips' "
+            f"<code>{_e(by)}</code> (dataset clip metadata): each group's per-run mean of every per-clip metric "
+            "over its clips, then its clips. Click a header to sort; a linked clip has a page with its videos.</p>"
+            f'<h2>Groups by {_e(by)}</h2><ul class="toc">{toc}</ul>{sections}')
 
 
 def _page(title: str, body: str, prefix: str = "") -> str:
@@ -293,16 +359,20 @@ def _write(path: Path, text: str) -> None:
 def write_html(paths: Sequence[str | Path], out: str | Path, layout: str = "table1", reported=None,
                include_reported: bool = True, clips: int | Sequence[str] = 2, root=None,
                dataset_options: dict | None = None, labels: dict[str, str] | None = None,
-               all_columns: bool = False) -> Path:
-    """Write DIR/index.html, DIR/clips.html and DIR/clip/<id>.html (+ previews); returns index.html."""
+               all_columns: bool = False, group_by: str | None = None) -> Path:
+    """Write DIR/index.html, DIR/clips.html and DIR/clip/<id>.html (+ previews); returns index.html.
+
+    ``group_by``: a clip-metadata key; clips.html then has one section per group (see the module docstring)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     results = [load_results(p) for p in paths]
     board = build(results, layout, reported, include_reported, labels, all_columns)
     measured = [r for r in board_rows(board) if r["kind"] == "measured"]
     by_path = {m["path"]: m["label"] for m in measured}
     names = [by_path.get(r["_path"], r["method"]["name"]) for r in results]
-    clips_out, notes = build_previews(results, out, names, clips, root, dataset_options)
+    loaded = _load_dataset(Path(results[0]["_path"]).parent, root, dataset_options) if results else None
+    groups, group_note = _groups(results, loaded, group_by) if group_by is not None and loaded else (None, "")
+    out.mkdir(parents=True, exist_ok=True)
+    clips_out, notes = build_previews(results, out, names, clips, root, dataset_options, loaded)
     foot = "".join(f"<li>{_e(f)}</li>" for f in board.footnotes + notes)
     linked = {c["id"] for c in clips_out}
     body = ("<p>Click a column header to sort (best first on the first click). "
@@ -311,11 +381,16 @@ def write_html(paths: Sequence[str | Path], out: str | Path, layout: str = "tabl
             f"<h2>Videos</h2>{_previews_html(clips_out) or '<p>no clips selected</p>'}")
     index = out / "index.html"
     _write(index, _page(board.layout.title, body))
-    clips_body = ("<p>Per-video metrics of every measured run (per_video.jsonl). Click a header to sort; "
-                  "a linked clip has a page with its videos.</p>" + _clips_table(results, names, linked))
+    if groups is not None:
+        clips_body = _grouped_clips_body(results, names, linked, group_by, groups)
+    else:
+        clips_body = ("<p>Per-video metrics of every measured run (per_video.jsonl). Click a header to sort; "
+                      "a linked clip has a page with its videos.</p>" + _clips_table(results, names, linked))
+        if group_note:
+            clips_body += f'<ul class="notes"><li>{_e(group_note)}</li></ul>'
     _write(out / "clips.html", _page("Per-clip metrics", clips_body))
     for c in clips_out:
-        body = (_clips_table(results, names, set(), "../", only=c["id"])
+        body = (_clips_table(results, names, set(), "../", only={c["id"]})
                 + _figures(c["panels"], "../"))
         _write(out / "clip" / f"{safe_id(c['id'])}.html", _page(f"Clip {c['id']}", body, "../"))
     return index
