@@ -6,6 +6,7 @@ import contextlib
 import sys
 import types
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -169,3 +170,118 @@ def test_backend_options_identity_and_hash_cache(tmp_path, monkeypatch):
     v = H.HaMeRHands(hamer_dir=str(d), detector="vitdet")
     with pytest.raises(MissingResource, match="detectron2|mmpose|hamer"):
         v.check_ready()
+
+
+# ---------------------------------------------------------------------------------------------
+# the MPJPE payload key follows the HaMeR configuration (weights, dtype), not the folder's path
+
+_HAMER_FILES = ("hamer_ckpts/checkpoints/hamer.ckpt", "hamer_ckpts/model_config.yaml", "data/mano/MANO_RIGHT.pkl",
+                "data/mano_mean_params.npz")
+
+
+def _hamer_data(d, checkpoint: bytes = b"weights A"):
+    """A HaMeR _DATA folder of placeholder files (only their bytes matter to the key)."""
+    for rel in _HAMER_FILES:
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(checkpoint if rel.endswith(".ckpt") else rel.encode())
+    return str(d)
+
+
+def test_mpjpe_key_follows_hamer_weights_and_dtype_hashing_once(tmp_path, monkeypatch):
+    import shutil
+
+    import pam_bench.weights as W
+    from pam_bench.metrics.hand import HandMPJPE
+
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
+    a = _hamer_data(tmp_path / "A")
+    b = _hamer_data(tmp_path / "B", b"weights B")  # differs from A in the checkpoint's bytes only
+    a_copy = str(shutil.copytree(a, tmp_path / "A-copy"))
+    calls = []
+    real = W.sha256_file
+    monkeypatch.setattr(W, "sha256_file", lambda p: calls.append(str(p)) or real(p))
+
+    def key(d, **kw):
+        return HandMPJPE(backend="hamer", hamer_dir=d, **kw).key
+
+    m = HandMPJPE(backend="hamer", hamer_dir=a)
+    k_a = m.key
+    n = len(calls)
+    assert n == len(_HAMER_FILES)  # each file of A hashed once
+    assert all(m.key == k_a for _ in range(50)) and len(calls) == n  # read per clip: no hashing again
+    assert key(a) == k_a and len(calls) == n  # a second metric object: the (path, size, mtime) cache
+    assert key(a, dtype="fp32") == k_a  # the default spelled out is the same configuration
+    assert key(a, aggregate="videos") == k_a  # the aggregation does not change a per-video payload
+    assert key(a_copy) == k_a  # the same files elsewhere: same key (hamer_dir counts by content)
+    assert k_a.startswith("mpjpe@2-hamer-pck10-e")
+    assert key(b) != k_a
+    assert key(a, dtype="bf16") != k_a
+    assert key(a, pck_px=5) != k_a
+    assert HandMPJPE(backend="hamer", hamer_dir=a).config()["estimator"]["checkpoint_sha256"] == real(
+        tmp_path / "A" / _HAMER_FILES[0])
+    # the weights swapped in place (same path): a new key
+    (tmp_path / "A" / _HAMER_FILES[0]).write_bytes(b"weights C, longer")
+    assert key(a) not in (k_a, key(b))
+    # absent weights: the one-line MissingResource naming what is missing, no traceback of a hash
+    monkeypatch.delenv("PAM_BENCH_HAMER_DIR", raising=False)
+    for kw in ({}, {"hamer_dir": str(tmp_path / "nowhere")}):
+        with pytest.raises(MissingResource) as e:
+            HandMPJPE(backend="hamer", **kw).key
+        assert "hamer.ckpt" in str(e.value) and "\n" not in str(e.value)
+
+
+def _fake_hamer(monkeypatch, seen: list):
+    """HaMeRHands with its real identity (file hashes) but a stand-in model: one right hand per frame whose
+    joints depend on the checkpoint's sha256, so two weight files give two different numbers."""
+    from pam_bench.metrics.hands import HandDetection, HaMeRHands
+
+    def estimate(self, video, hand_sides=(), intrinsics=None):
+        sha = self.identity()["checkpoint_sha256"]
+        seen.append(sha)
+        rng = np.random.default_rng(int(sha[:8], 16))
+        j3 = rng.normal(scale=0.05, size=(21, 3))
+        h, w = video.size
+        j2 = rng.uniform(0, min(h, w), size=(21, 2))
+        return [[HandDetection(j2, j3, "right", 0.9)] for _ in range(video.num_frames)]
+
+    monkeypatch.setattr(HaMeRHands, "check_ready", lambda self: None)  # no hamer package here
+    monkeypatch.setattr(HaMeRHands, "estimate", estimate)
+
+
+def _mpjpe_run(out, hamer_dir, limit=2):
+    from pam_bench.metrics.hand import HandMPJPE
+    from pam_bench.run.loop import evaluate
+
+    m = HandMPJPE(backend="hamer", hamer_dir=hamer_dir)
+    res = evaluate("oracle", "synthetic", metrics=[m], out=out, limit=limit, progress=False)
+    return res["metrics"]["mpjpe"]["value"], m.key
+
+
+def test_resumed_run_and_downstream_study_never_take_another_hamer_configurations_payloads(tmp_path, monkeypatch):
+    from pam_bench.downstream.study import Study, StudyConfig
+
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
+    seen: list = []
+    _fake_hamer(monkeypatch, seen)
+    a = _hamer_data(tmp_path / "A")
+    b = _hamer_data(tmp_path / "B", b"weights B")
+    run = tmp_path / "run"
+    v_a, k_a = _mpjpe_run(run, a)
+    assert len(seen) == 2 and v_a is not None
+    assert _mpjpe_run(run, a) == (v_a, k_a) and len(seen) == 2  # same configuration: payloads reused
+    v_b, k_b = _mpjpe_run(run, b)  # other weights, same run folder: recomputed, not A's payloads
+    assert k_b != k_a and len(seen) == 4 and seen[2:] != seen[:2]
+    assert v_b == _mpjpe_run(tmp_path / "fresh-b", b)[0] and v_b != v_a  # the number B gives from scratch
+    assert sorted(p.name for p in (run / "payloads").iterdir()) == sorted([k_a, k_b])
+
+    # the downstream study copies the generated run's mpjpe payloads of the same configuration only
+    logs: list = []
+    only_a = tmp_path / "only-a"
+    _mpjpe_run(only_a, a)
+    n = len(seen)
+    for d, reused in ((b, 0), (a, 2)):
+        study = Study(StudyConfig(out=str(tmp_path / f"study-{reused}"), generated_run=str(only_a)), log=logs.append)
+        study._reuse_run_payloads({"backend": "hamer", "hamer_dir": d})
+        copied = list((study.out / "generated" / "payloads").rglob("*.json"))
+        assert len(copied) == reused and len(seen) == n
+    assert logs == [f"reused 2 mpjpe payloads ({k_a}) from {only_a / 'payloads' / k_a}"]

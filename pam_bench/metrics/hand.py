@@ -162,16 +162,23 @@ class HandMPJPE(MeanMetric):
         self.backend = f"{self.estimator_name}/{AGGREGATIONS[self.aggregate]}"
         self.pck_px = float(opts.pop("pck_px", 10.0))
         self.estimator = get_backend(self.estimator_name, device=device, **opts)
+        self._key, self._key_of = "", None  # the payload key and the estimator it was computed for
 
     @property
     def key(self) -> str:
-        """Payload key: per-video payloads do not depend on the aggregation, so it is not in the key."""
+        """Payload key: changes with everything that changes a per-video payload, i.e. ``pck_px`` and the
+        estimator's identity (package version, weights sha256, dtype, detector, mode, confidences; a
+        ``hamer_dir`` only through the sha256 of its files, so a copied folder keeps its payloads). The
+        aggregation is not in it: the per-video payloads do not depend on it. Computed once per estimator
+        object (HaMeR's multi-GB checkpoint is hashed once anyway: ``weights.cached_sha256``); an absent
+        weight file or package is the estimator's one-line MissingResource."""
         from ..types import stable_hash
 
-        other = {k: str(v) for k, v in self.options.items()
-                 if k not in ("backend", "hamer_dir", "pck_px", "aggregate")}
-        suffix = f"-o{stable_hash(other)[:8]}" if other else ""
-        return f"{self.name}@{self.version}-{self.estimator_name}-pck{self.pck_px:g}{suffix}"
+        if self._key_of is not self.estimator:
+            ident = stable_hash(self.estimator.identity())[:12]
+            self._key = f"{self.name}@{self.version}-{self.estimator_name}-pck{self.pck_px:g}-e{ident}"
+            self._key_of = self.estimator
+        return self._key
 
     def config(self) -> dict:
         cfg = super().config()

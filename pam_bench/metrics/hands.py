@@ -25,7 +25,9 @@ per backend and only root-relative comparisons are meaningful:
   MANO-centred (camera translation not applied), left hands mirrored back in x. 2D = HaMeR's
   projected keypoints mapped from the crop to image pixels. The official ``hamer.ckpt`` (a Lightning
   checkpoint holding a yacs CfgNode) loads as downloaded through :mod:`pam_bench.metrics.hamer_checkpoint`
-  (exact allow-list, no code run); its sha256 is cached by (path, size, mtime). fp32 by default, as
+  (exact allow-list, no code run); its sha256 (and those of ``model_config.yaml``, ``MANO_RIGHT.pkl`` and
+  ``mano_mean_params.npz``, all in the identity and so in the MPJPE payload key) is cached by (path, size,
+  mtime). fp32 by default, as
   HaMeR's demo (``-m mpjpe.dtype=bf16`` for bf16 autocast on CUDA). ViTDetDataset's per-hand prints are
   silenced. Hand boxes (``detector``): ``mediapipe`` (default; box of MediaPipe's 21 landmarks) or
   ``vitdet`` (HaMeR demo.py's ViTDet person detector + ViTPose whole-body hand keypoints; needs
@@ -131,22 +133,32 @@ class MediaPipeHands(HandPoseBackend):
         self.conf = (float(min_detection_confidence), float(min_presence_confidence),
                      float(min_tracking_confidence))
 
-    def check_ready(self) -> None:
+    @staticmethod
+    def _package_version() -> str:
+        """mediapipe's installed version; MissingResource (one line) when it is not installed."""
         import importlib.util
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            if importlib.util.find_spec("mediapipe") is not None:
+                return version("mediapipe")
+        except PackageNotFoundError:
+            pass
+        raise MissingResource("python package 'mediapipe'", 'pip install "mediapipe==1.2.2" '
+                              '(or pip install "pam-bench[hands]")')
+
+    def check_ready(self) -> None:
         from .. import weights as W
 
-        if importlib.util.find_spec("mediapipe") is None:
-            raise MissingResource("python package 'mediapipe'", 'pip install "mediapipe==1.2.2" '
-                                  '(or pip install "pam-bench[hands]")')
+        self._package_version()
         W.path("hand-landmarker")
 
     def identity(self) -> dict[str, Any]:
-        from importlib.metadata import version
-
+        """Reads no weight file: the landmarker is pinned by sha256 (a different file is refused by
+        ``weights.path`` before anything runs), so its pinned sha256 names it."""
         from .. import weights as W
 
-        return {"backend": self.name, "mediapipe": version("mediapipe"), "mode": self.mode,
+        return {"backend": self.name, "mediapipe": self._package_version(), "mode": self.mode,
                 "num_hands": self.num_hands, "confidences": list(self.conf),
                 "model_sha256": W.PINNED["hand-landmarker"].sha256, "frame_3d": self.frame_3d}
 
@@ -249,11 +261,13 @@ class HaMeRHands(HandPoseBackend):
     def identity(self) -> dict[str, Any]:
         from ..weights import cached_sha256  # sha256 cached by (path, size, mtime): hamer.ckpt is 2.7 GB
 
-        files = self._files()
+        files = self._files()  # MissingResource (one line) naming the absent file
         boxes = ("mediapipe landmarks" if self.detector == "mediapipe" else
                  "vitdet + vitpose (HaMeR demo.py)")
         return {"backend": self.name, "checkpoint_sha256": cached_sha256(files["checkpoint"]),
-                "mano_sha256": cached_sha256(files["mano"]), "boxes": boxes, "detector": self._boxes.identity(),
+                "config_sha256": cached_sha256(files["config"]), "mano_sha256": cached_sha256(files["mano"]),
+                "mean_params_sha256": cached_sha256(files["mean_params"]), "boxes": boxes,
+                "detector": self._boxes.identity(),
                 "dtype": self.dtype, "rescale_factor": self.RESCALE_FACTOR, "frame_3d": self.frame_3d}
 
     def _build(self):
