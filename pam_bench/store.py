@@ -3,7 +3,8 @@
 Layout:
   OUT/run.json                      identity: method, dataset manifest hash, base seed, versions
   OUT/videos/<video_id>.mp4         generated videos (not for methods whose videos already lie on disk)
-  OUT/payloads/<metric key>/<video_id>.json|.npz   per-video metric payloads (key = name@version-backend)
+  OUT/payloads/<metric key>/<video_id>.json|.npz   per-video metric payloads (the metric's ``key``:
+                                    name@version-backend, plus its configuration where that changes a payload)
   OUT/per_video.jsonl               one line per video: {"video_id": ..., "<metric>": value, ...}
   OUT/results.json                  the aggregated results (pam_bench.results schema)
 
@@ -101,7 +102,7 @@ class RunStore:
         """Create the run folder, or resume it when the identity matches.
 
         ``identity`` must hold the keys that make outputs comparable: method, dataset, seed (and the
-        protocol). Metrics are not part of it: payloads are keyed by metric name, version and backend.
+        protocol). Metrics are not part of it: payloads are kept under each metric's ``key``.
         ``lock``: take ``OUT/.lock`` first (torchrun ranks other than 0 join the folder rank 0 holds).
         """
         if self.out.exists() and not self.out.is_dir():

@@ -214,6 +214,26 @@ def test_mediapipe_missing_weights_is_a_clear_error(monkeypatch, tmp_path):
         MediaPipeHands().check_ready()
 
 
+def test_mediapipe_mpjpe_key_follows_its_configuration_without_reading_weights(monkeypatch, tmp_path):
+    """The key holds the estimator identity (mode, confidences, num_hands, pinned landmarker sha256, mediapipe
+    version); computing it reads no weight file, and without mediapipe it is the one-line MissingResource."""
+    import importlib.util
+
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path))  # no weights here
+    monkeypatch.delenv("PAM_BENCH_WEIGHT_HAND_LANDMARKER", raising=False)
+    if importlib.util.find_spec("mediapipe") is not None:
+        k = HandMPJPE().key
+        assert k == HandMPJPE(mode="image", min_detection_confidence="0.5").key  # defaults spelled out
+        assert k.startswith("mpjpe@2-mediapipe-pck10-e")
+        others = {HandMPJPE(mode="video").key, HandMPJPE(num_hands=1).key,
+                  HandMPJPE(min_detection_confidence=0.6).key, HandMPJPE(pck_px=5).key}
+        assert len(others) == 4 and k not in others
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(MissingResource, match="python package 'mediapipe'") as e:
+        HandMPJPE().key
+    assert "\n" not in str(e.value)
+
+
 # ---------------------------------------------------------------------------------------------
 # MediaPipe on the real DexYCB clip (~30-90 ms per frame on CPU)
 
