@@ -174,14 +174,16 @@ def test_a_changed_gt_file_is_recomputed_not_reused(tmp_path, small_frames):
 def test_fewer_metrics_keep_the_others_and_unknown_metric_options_are_refused(tmp_path, small_frames):
     d = _pairs(tmp_path / "eval", 2, small_frames)
     args = ["evaluate", "--method", "folder", "--videos", d, "--out", tmp_path / "o", "--no-progress"]
-    assert _cli(*args, "--metrics", "ssim,psnr").returncode == 0
+    assert _cli(*args, "--metrics", "ssim,psnr,mf").returncode == 0
     first = json.loads((tmp_path / "o" / "results.json").read_text())
     r = _cli(*args, "--metrics", "ssim")
     assert r.returncode == 0, r.stderr
     again = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert set(again["metrics"]) == {"ssim", "psnr"}
-    assert again["metrics"]["psnr"] == first["metrics"]["psnr"]
-    assert all("psnr" in json.loads(x) for x in (tmp_path / "o" / "per_video.jsonl").read_text().splitlines())
+    # mf's payload key carries its options (not just name@version-backend): kept through the recorded key
+    assert set(again["metrics"]) == {"ssim", "psnr", "mf"} and "dropped" not in r.stderr
+    assert again["metrics"]["psnr"] == first["metrics"]["psnr"] and again["metrics"]["mf"] == first["metrics"]["mf"]
+    rows = [json.loads(x) for x in (tmp_path / "o" / "per_video.jsonl").read_text().splitlines()]
+    assert all("psnr" in x and "mf" in x for x in rows)
     r = _cli(*args, "--metrics", "ssim", "-m", "ssim.window=abc")
     assert r.returncode == 2 and _errors(r.stderr) and "ssim.window" in _errors(r.stderr)[0], r.stderr
 

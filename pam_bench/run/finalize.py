@@ -57,7 +57,7 @@ def kept_metrics(store: RunStore, mets, ids: list[str]) -> tuple[dict, dict[str,
     for name, e in (old.get("metrics") or {}).items() if isinstance(old, dict) else ():
         if name in now or not isinstance(e, dict):
             continue
-        key = f"{name}@{e.get('version')}-{e.get('backend')}"
+        key = e.get("payload_key") or f"{name}@{e.get('version')}-{e.get('backend')}"  # older results
         if all(store.has_payload(key, v) for v in ids):
             entries[name] = e
         else:
@@ -93,7 +93,7 @@ def finalize(run: Run) -> dict:
         "shard": identity.get("shard"),
         "n_expected": len(ids),
         "n_evaluated": n_eval,
-        "metrics": {**{m.name: m.compute().to_json() for m in mets}, **kept},
+        "metrics": {**{m.name: {**m.compute().to_json(), "payload_key": m.key} for m in mets}, **kept},
         "env": env_info(run.device),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
