@@ -115,6 +115,17 @@ def _missing_payloads(runs, mets) -> list[str]:
     return missing
 
 
+def _other_key_hint(key_dir: Path) -> str:
+    """When the shard holds this metric's payloads under another key, say so: the merging machine built the
+    metric in another configuration (a package version, weights) than the shard computed it with."""
+    name = key_dir.name.split("@")[0]
+    others = sorted(p.name for p in key_dir.parent.glob(f"{name}@*") if p.is_dir() and p.name != key_dir.name)
+    if not others:
+        return ""
+    return (f"; the shard holds {name} payloads under another key ({others[0]}): this machine builds {name} "
+            f"in another configuration (weights, package versions) than the shard computed it with")
+
+
 def merge(run_dirs: Sequence[str | Path], out: str | Path, device: str = "cpu", gt_cache=None,
           force: bool = False, allow_partial: bool = False) -> dict:
     """Merge SLURM-array shard folders (``--shard i/N``) into one run folder and compute its results.
@@ -139,7 +150,8 @@ def merge(run_dirs: Sequence[str | Path], out: str | Path, device: str = "cpu", 
     missing = _missing_payloads(runs, mets)
     if missing and not allow_partial:
         raise InputError(missing[0], f"payload missing ({len(missing)} in all across the shards): rerun that "
-                                     "shard's evaluate command to resume, or pass --allow-partial")
+                                     f"shard's evaluate command to resume, or pass --allow-partial"
+                                     f"{_other_key_hint(Path(missing[0]).parent)}")
     out = Path(out)
     if out.resolve() in {Path(d).resolve() for d in run_dirs}:
         raise PamBenchError("--out must be a new folder, not one of the shard folders")

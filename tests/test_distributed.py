@@ -151,6 +151,15 @@ def test_shards_merged_equal_a_single_run(single, tmp_path):
         merge([dirs[0], odd, dirs[2]], tmp_path / "m4", gt_cache=gt)
     with pytest.raises(InputError, match="run.json"):
         merge([tmp_path], tmp_path / "m5", gt_cache=gt)
+    # a shard whose payloads of a metric sit under another key (another configuration of that metric)
+    import shutil
+
+    other = tmp_path / "other_key"
+    shutil.copytree(dirs[0], other)
+    key_dir = sorted(p for p in (other / "payloads").iterdir() if p.is_dir())[0]
+    key_dir.rename(key_dir.with_name(key_dir.name.split("@")[0] + "@0-another-configuration"))
+    with pytest.raises(InputError, match="under another key .*@0-another-configuration"):
+        merge([other, dirs[1], dirs[2]], tmp_path / "m6", gt_cache=gt)
 
 
 @pytest.mark.slow
