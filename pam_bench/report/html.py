@@ -73,7 +73,8 @@ def _load_dataset(run_dir: Path, root=None, options: dict | None = None):
 
     p = run_dir / "dataset_args.json"
     if not p.is_file():
-        return None, f"{p} is absent (the run was made with a Dataset object; pass --root and -d options)"
+        return None, (f"{p} is absent (the run was made with a Dataset object, which the page cannot rebuild: "
+                      "it shows the generated videos only)")
     a = read_json(p)
     opts = {**(a.get("options") or {}), **(options or {})}
     try:
