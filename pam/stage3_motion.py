@@ -244,6 +244,26 @@ def _atomic(dest: Path, write) -> None:
             tmp.unlink()
 
 
+def _check_weights_fit(model, sd: dict, directory: Path, has_branch: bool) -> None:
+    """The stored tensors against the model config.json builds: the same names (the branch may be absent
+    when it is to be initialised) and the same shapes, or one InputError naming the first weight file."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = set(shapes) - set(sd)
+    if not has_branch:
+        missing -= {k for k in shapes if k.startswith(_BRANCH)}
+    unexpected = set(sd) - set(shapes)
+    f = weight_files(directory)[0]
+    if missing or unexpected:
+        raise InputError(f, f"weights do not match config.json: {len(missing)} missing "
+                            f"(e.g. {sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
+    other = sorted(k for k in sd if tuple(sd[k].shape) != shapes[k])
+    if other:
+        k = other[0]
+        raise InputError(f, f"weights do not match config.json: {len(other)} tensor(s) of another shape (e.g. {k} "
+                            f"is {list(sd[k].shape)}, the config builds {list(shapes[k])}; sample_height/"
+                            "sample_width/num_layers and the other sizes must be the checkpoint's)")
+
+
 def load_transformer(directory: Path, dtype: torch.dtype | None = None, init_from_base: bool = False,
                      num_tracking_blocks: int = 12) -> tuple[PAMCogVideoXTransformer3DModel, dict]:
     """Load a PAM transformer folder in any official layout (``pam.checkpoint``); returns (model, info).
@@ -275,15 +295,7 @@ def load_transformer(directory: Path, dtype: torch.dtype | None = None, init_fro
             model = transformer_from_config(cfg)
     except ValueError as e:  # ArgumentError (num_tracking_blocks) or diffusers' own config checks
         raise InputError(directory / "config.json", f"does not build a PAM transformer ({e})") from None
-    expected = set(model.state_dict())
-    missing = expected - set(sd)
-    if not branch.present:
-        missing -= {k for k in expected if k.startswith(_BRANCH)}
-    unexpected = set(sd) - expected
-    if missing or unexpected:
-        f = weight_files(directory)[0]
-        raise InputError(f, f"weights do not match config.json: {len(missing)} missing "
-                            f"(e.g. {sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
+    _check_weights_fit(model, sd, directory, branch.present)
     if not branch.present:
         model = model.to_empty(device="cpu")
         model.load_state_dict(sd, strict=False)

@@ -86,6 +86,24 @@ def test_transformer_config_with_fewer_layers_than_the_branch_names_config_json(
     assert e.value.path == str(d / "config.json")
 
 
+def test_transformer_config_of_another_sample_size_names_the_weight_file(tmp_path):
+    """A config.json whose sizes build other tensor shapes than the stored ones (here the learned positional
+    embedding of another sample_height) is one InputError naming the weight file, not a load_state_dict
+    RuntimeError."""
+    pytest.importorskip("diffusers")
+    import pam.stage3_motion as s3
+    from tests import tiny_pam as tiny
+
+    d = tmp_path / "tr"
+    tiny.write_tiny_transformer(d, "save-hook")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["sample_height"] *= 2
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"1 tensor\(s\) of another shape \(e.g. patch_embed.pos_embedding") as e:
+        s3.load_transformer(d)
+    assert e.value.path.endswith(".safetensors") and e.value.path.startswith(str(d))
+
+
 def _looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text or bool(Path(text).suffix)
 
