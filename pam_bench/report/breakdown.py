@@ -33,17 +33,6 @@ from .clipgroups import group_clips, largest_first
 MIN_SET_CLIPS = 10
 
 
-def _rebuild_dataset(run_dir: Path, root=None, options: dict | None = None):
-    from ..run.components import build_dataset
-
-    p = run_dir / "dataset_args.json"
-    if not p.is_file():
-        raise InputError(p, "absent: the run does not record its dataset, so its clips cannot be grouped")
-    a = read_json(p)
-    return build_dataset(a["name"], root or a.get("root"), a.get("split"), **{**(a.get("options") or {}),
-                                                                              **(options or {})})
-
-
 def _set_metrics(run_dir: Path, results: dict, names: list[str], dataset, device: str, gt_cache):
     """Metric objects rebuilt from run.json (checked against results.json), or (None, reason)."""
     from ..run.components import build_metrics
@@ -90,7 +79,9 @@ def breakdown(run: str | Path, by: str, root=None, dataset_options: dict | None 
         raise InputError(pv, "absent: the run has no per-video results to group")
     rows = [json.loads(x) for x in pv.read_text().splitlines() if x.strip()]
     by_id = {r["video_id"]: r for r in rows}
-    ds = _rebuild_dataset(run_dir, root, dataset_options)
+    from ..run.components import rebuild_dataset
+
+    ds = rebuild_dataset(run_dir, root, dataset_options)
     groups = group_clips(ds, list(by_id), by)
     per_video_names = [n for n in results["metrics"] if any(n in r for r in rows)]
     set_names = [n for n in results["metrics"] if n not in per_video_names]

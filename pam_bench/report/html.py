@@ -33,7 +33,7 @@ from .clipgroups import UNKNOWN, group_clips, largest_first
 from .leaderboard import ARROWS, Board, board_rows, build
 from ..console import echo
 from ..results import load_results
-from ..store import read_json, safe_id
+from ..store import safe_id
 
 PREVIEW_HEIGHT = 240
 PREVIEW_FRAMES = 25
@@ -69,18 +69,16 @@ def write_preview(path: Path, frames: np.ndarray, fps: float, height: int = PREV
 
 def _load_dataset(run_dir: Path, root=None, options: dict | None = None):
     """The dataset of a run folder from its dataset_args.json (None, reason) when it cannot be rebuilt."""
-    from ..run.components import build_dataset
+    from ..run.components import rebuild_dataset
 
     p = run_dir / "dataset_args.json"
     if not p.is_file():
         return None, (f"{p} is absent (the run was made with a Dataset object, which the page cannot rebuild: "
                       "it shows the generated videos only)")
-    a = read_json(p)
-    opts = {**(a.get("options") or {}), **(options or {})}
     try:
-        return build_dataset(a["name"], root or a.get("root"), a.get("split"), **opts), ""
+        return rebuild_dataset(run_dir, root, options), ""
     except Exception as e:  # a missing dataset root must not stop the page: say why GT is absent
-        return None, f"cannot reload dataset '{a.get('name')}': {e}"
+        return None, f"cannot reload the run's dataset: {e}"
 
 
 def _generated_path(run_dir: Path, result: dict, vid: str, index: int | None) -> Path | None:

@@ -27,6 +27,22 @@ def build_dataset(name: str, root=None, split=None, **options) -> Dataset:
     return _construct("dataset", name, cls, **kw, **options)
 
 
+def rebuild_dataset(run_dir, root=None, options: dict | None = None) -> Dataset:
+    """The dataset of a run folder, from the ``dataset_args.json`` the evaluate loop wrote (``root`` and
+    ``options`` override it); an absent file is an InputError naming it."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..store import read_json
+
+    p = Path(run_dir) / "dataset_args.json"
+    if not p.is_file():
+        raise InputError(p, "absent: the run was made with a Dataset object and does not record its dataset")
+    a = read_json(p)
+    return build_dataset(a["name"], root or a.get("root"), a.get("split"),
+                         **{**(a.get("options") or {}), **(options or {})})
+
+
 def build_method(name: str, device: str = "cpu", **options) -> Generator:
     """The registered method ``name`` (``-o key=value`` options) on ``device``."""
     cls = REGISTRY.load("method", name)
