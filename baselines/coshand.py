@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pam_bench.errors import ArgumentError, InputError, MissingResource, OptionError
+from pam_bench.errors import ArgumentError, InputError, MissingResource, OptionError, require_packages
 from pam_bench.options import boolean, choice, integer, real
 from pam_bench.types import Generator, Sample, Video
 
@@ -399,11 +399,7 @@ class CosHand(Generator):
         return p / CKPT_NAME if p.is_dir() or p.suffix != ".ckpt" else p
 
     def check_ready(self) -> None:
-        import importlib.util
-
-        for pkg in ("diffusers", "transformers"):
-            if importlib.util.find_spec(pkg) is None:
-                raise MissingResource(f"python package '{pkg}'", "pip install 'pam-bench[models]'")
+        require_packages("diffusers", "transformers", how="pip install 'pam-bench[models]'")
         f = self._ckpt_file()
         if not f.is_file():
             raise MissingResource(f"CosHand checkpoint {CKPT_NAME} (looked at {f})", HOW_TO_GET)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pam_bench.errors import InputError, MissingResource, OptionError
+from pam_bench.errors import InputError, MissingResource, OptionError, require_packages
 from pam_bench.options import choice, integer, real
 from pam_bench.types import Generator, Sample, Video
 
@@ -93,11 +93,7 @@ class _SVDControlBase(Generator):
 
     # --- resources -----------------------------------------------------------------------------
     def check_ready(self) -> None:
-        import importlib.util
-
-        for pkg in ("diffusers", "transformers", "safetensors"):
-            if importlib.util.find_spec(pkg) is None:
-                raise MissingResource(f"python package '{pkg}'", "pip install 'pam-bench[models]'")
+        require_packages("diffusers", "transformers", "safetensors", how="pip install 'pam-bench[models]'")
         for sub in ("unet", "vae", "image_encoder", "scheduler", "feature_extractor"):
             if not (self.svd_dir / sub).is_dir():
                 raise MissingResource(f"SVD base model part '{sub}/' (looked in {self.svd_dir})", SVD_HOW)

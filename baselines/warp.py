@@ -136,12 +136,9 @@ class CondWarp(Generator):
                               f"unknown condition(s) {bad}; use a comma list of seg, hand, depth")
 
     def check_ready(self) -> None:
-        import importlib.util
+        from pam_bench.errors import require_packages
 
-        from pam_bench.errors import MissingResource
-
-        if importlib.util.find_spec("cv2") is None:
-            raise MissingResource("python package 'cv2'", "pip install opencv-contrib-python")
+        require_packages("cv2", how="pip install opencv-contrib-python")
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.VERSION, "weights": None, "native_resolution": "protocol",

@@ -23,11 +23,10 @@ Cheap to import: torch and diffusers are imported only when the pipeline is buil
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
-from pam_bench.errors import InputError, MissingResource, OptionError
+from pam_bench.errors import InputError, MissingResource, OptionError, require_packages
 from pam_bench.options import boolean, choice, integer, real
 from pam_bench.types import CONDITIONS, Generator, Sample, Video
 
@@ -141,9 +140,7 @@ class PAMGenerator(Generator):
 
     def check_ready(self) -> None:
         """Packages and every file, before any work (weight names are read from headers; no model loading)."""
-        for pkg in ("diffusers", "transformers", "accelerate"):
-            if importlib.util.find_spec(pkg) is None:
-                raise MissingResource(f"python package '{pkg}'", "pip install 'pam-bench[models]'")
+        require_packages("diffusers", "transformers", "accelerate", how="pip install 'pam-bench[models]'")
         if self.checkpoint is None:
             raise MissingResource("PAM checkpoint (--checkpoint)", _CHECKPOINT_HOW)
         self._parts = ckpt.resolve(self.checkpoint, self.base, self.mode, self.needs_text, self.flux)

@@ -47,6 +47,16 @@ class MissingResource(PamBenchError):
         super().__init__(f"missing {what}: {how}")
 
 
+def require_packages(*packages: str, how: str, label: str = "") -> None:
+    """MissingResource naming the first of ``packages`` that is not installed (``label`` says what for, in
+    brackets), with ``how`` to install it; nothing is imported."""
+    import importlib.util
+
+    for pkg in packages:
+        if importlib.util.find_spec(pkg) is None:
+            raise MissingResource(f"python package '{pkg}'" + (f" ({label})" if label else ""), how)
+
+
 class ChecksumError(PamBenchError):
     def __init__(self, path, expected: str, actual: str):
         super().__init__(f"{path}: sha256 {actual[:16]}... does not match the pinned {expected[:16]}...")

@@ -228,3 +228,12 @@ def test_numeric_method_options_are_one_line_naming_the_option(tmp_path, capsys,
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err
     assert err.strip().splitlines() == [f"pam-bench: error: {expect}"]
+
+
+def test_require_packages_names_the_first_missing_one():
+    from pam_bench.errors import MissingResource, require_packages
+
+    require_packages("json", "numpy", how="never shown")  # installed: nothing happens
+    with pytest.raises(MissingResource) as e:
+        require_packages("numpy", "no_such_pkg_x", "no_such_pkg_y", how="pip install x", label="for a test")
+    assert str(e.value) == "missing python package 'no_such_pkg_x' (for a test): pip install x"

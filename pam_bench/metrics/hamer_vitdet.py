@@ -17,7 +17,6 @@ mmpose and the hamer package; not run in pam-bench's own tests (none of them is 
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError, MissingResource
+from ..errors import InputError, MissingResource, require_packages
 from ..types import Video
 
 VITDET_WEIGHTS = "model_final_f05665.pkl"
@@ -57,9 +56,7 @@ class ViTDetHandBoxes:
         self._pose = None
 
     def check_ready(self) -> None:
-        for pkg in ("detectron2", "mmpose", "hamer"):
-            if importlib.util.find_spec(pkg) is None:
-                raise MissingResource(f"python package '{pkg}' (for detector=vitdet)", HOW)
+        require_packages("detectron2", "mmpose", "hamer", how=HOW, label="for detector=vitdet")
         if self.dir is None:
             raise MissingResource("the ViTDet/ViTPose folder (detector=vitdet)", HOW)
         for rel in (VITDET_WEIGHTS, "vitpose_model.py", str(VITPOSE_WEIGHTS)):

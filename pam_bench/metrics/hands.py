@@ -50,7 +50,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..errors import ArgumentError, MissingResource, OptionError
+from ..errors import ArgumentError, MissingResource, OptionError, require_packages
 from ..options import choice
 from ..types import Video
 
@@ -249,12 +249,9 @@ class HaMeRHands(HandPoseBackend):
         return files
 
     def check_ready(self) -> None:
-        import importlib.util
-
-        if importlib.util.find_spec("hamer") is None:
-            raise MissingResource("python package 'hamer' (HaMeR)",
-                                  f"{self.PIP}; it also needs the checkpoint hamer_ckpts/checkpoints/hamer.ckpt "
-                                  "and MANO_RIGHT.pkl in a HaMeR _DATA folder (-o hamer_dir=DIR)")
+        require_packages("hamer", label="HaMeR", how=f"{self.PIP}; it also needs the checkpoint "
+                         "hamer_ckpts/checkpoints/hamer.ckpt and MANO_RIGHT.pkl in a HaMeR _DATA folder "
+                         "(-o hamer_dir=DIR)")
         self._files()
         self._boxes.check_ready()
 

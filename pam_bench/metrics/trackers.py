@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import ArgumentError, InputError, MissingResource
+from ..errors import ArgumentError, InputError, MissingResource, require_packages
 from ..types import Video
 
 
@@ -79,10 +79,7 @@ class LucasKanadeTracker:
         self.eps = float(eps)
 
     def check_ready(self) -> None:
-        import importlib.util
-
-        if importlib.util.find_spec("cv2") is None:
-            raise MissingResource("python package 'cv2'", "pip install opencv-contrib-python")
+        require_packages("cv2", how="pip install opencv-contrib-python")
 
     def identity(self) -> dict[str, Any]:
         import cv2
@@ -153,12 +150,8 @@ class CoTracker3Tracker:
         return W.path("cotracker3")
 
     def check_ready(self) -> None:
-        import importlib.util
-
-        if importlib.util.find_spec("cotracker") is None:
-            raise MissingResource("python package 'cotracker' (CoTracker3)",
-                                  f"{self.PIP}; it also needs the checkpoint scaled_offline.pth "
-                                  "(weights name 'cotracker3')")
+        require_packages("cotracker", label="CoTracker3", how=f"{self.PIP}; it also needs the checkpoint "
+                         "scaled_offline.pth (weights name 'cotracker3')")
         self._checkpoint_path()
 
     def identity(self) -> dict[str, Any]:
