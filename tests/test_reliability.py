@@ -184,6 +184,16 @@ def test_fewer_metrics_keep_the_others_and_unknown_metric_options_are_refused(tm
     assert again["metrics"]["psnr"] == first["metrics"]["psnr"] and again["metrics"]["mf"] == first["metrics"]["mf"]
     rows = [json.loads(x) for x in (tmp_path / "o" / "per_video.jsonl").read_text().splitlines()]
     assert all("psnr" in x and "mf" in x for x in rows)
+    # a results.json whose recorded key is no folder name (hand-edited, hostile) is not followed
+    for bad in ("../../payloads/mf", ["mf"]):
+        res = json.loads((tmp_path / "o" / "results.json").read_text())
+        res["metrics"]["mf"]["payload_key"] = bad
+        (tmp_path / "o" / "results.json").write_text(json.dumps(res))
+        r = _cli(*args, "--metrics", "ssim")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert "mf is dropped from results.json" in r.stderr
+        assert "mf" not in json.loads((tmp_path / "o" / "results.json").read_text())["metrics"]
+        assert _cli(*args, "--metrics", "ssim,psnr,mf").returncode == 0  # computed again for the next case
     r = _cli(*args, "--metrics", "ssim", "-m", "ssim.window=abc")
     assert r.returncode == 2 and _errors(r.stderr) and "ssim.window" in _errors(r.stderr)[0], r.stderr
 

@@ -57,7 +57,9 @@ def kept_metrics(store: RunStore, mets, ids: list[str]) -> tuple[dict, dict[str,
     for name, e in (old.get("metrics") or {}).items() if isinstance(old, dict) else ():
         if name in now or not isinstance(e, dict):
             continue
-        key = e.get("payload_key") or f"{name}@{e.get('version')}-{e.get('backend')}"  # older results
+        key = e.get("payload_key")
+        if not (isinstance(key, str) and key and "/" not in key and "\\" not in key and key not in (".", "..")):
+            key = f"{name}@{e.get('version')}-{e.get('backend')}"  # older results (or a key that is no folder name)
         if all(store.has_payload(key, v) for v in ids):
             entries[name] = e
         else:
