@@ -70,11 +70,15 @@ def _decode(folder: Path, decoder: str | None = None, threads: int = 1) -> dict:
     return {"frames": n}
 
 
+#: What a timed pass evaluates: the official evaluation folder layout, read by the folder method.
+PASS_METHOD, PASS_DATASET = "folder", "pam-eval-dir"
+
+
 def _pipeline(folder: Path, metrics: str, gt_cache: str | None = None, workers: int | None = None) -> dict:
     from .run.loop import evaluate
 
     with tempfile.TemporaryDirectory() as out:
-        r = evaluate("folder", "pam-eval-dir", metrics.split(","), out, root=folder,
+        r = evaluate(PASS_METHOD, PASS_DATASET, metrics.split(","), out, root=folder,
                      method_options={"videos": folder}, progress=False, gt_cache=gt_cache, workers=workers)
     return {k: v["value"] for k, v in r["metrics"].items()}
 
@@ -201,7 +205,7 @@ def worker(argv: list[str]) -> None:
         from .registry import REGISTRY
 
         names = argv[2].split(",") if mode == "pass" else ["fvd"]
-        for kind, name in [("dataset", "pam-eval-dir"), ("method", "folder")] + [("metric", m) for m in names]:
+        for kind, name in [("dataset", PASS_DATASET), ("method", PASS_METHOD)] + [("metric", m) for m in names]:
             REGISTRY.load(kind, name)
     if mode.startswith("fvd"):
         from .metrics.i3d import build_i3d
