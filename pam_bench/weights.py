@@ -118,13 +118,16 @@ def cached_sha256s(paths) -> list[str]:
     out, changed = [], False
     for path in paths:
         p = Path(path).resolve()
-        st = p.stat()
-        key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-        digest = cache.get(key)
-        if not isinstance(digest, str):
-            cache = {k: v for k, v in cache.items() if not k.startswith(f"{p}|")}  # the file's stale entries
-            digest = cache[key] = sha256_file(p)
-            changed = True
+        try:
+            st = p.stat()
+            key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+            digest = cache.get(key)
+            if not isinstance(digest, str):
+                cache = {k: v for k, v in cache.items() if not k.startswith(f"{p}|")}  # the file's stale entries
+                digest = cache[key] = sha256_file(p)
+                changed = True
+        except OSError as e:
+            raise InputError(path, f"cannot read it to hash it ({e.strerror or type(e).__name__})") from None
         out.append(digest)
     if changed:  # entries of files that are gone (temporary folders, moved runs) go too: the cache stays bounded
         _write_cache({k: v for k, v in cache.items() if Path(k.rsplit("|", 2)[0]).exists()})

@@ -282,3 +282,20 @@ def test_hash_cache_forgets_files_that_are_gone(tmp_path, monkeypatch):
     assert W.cached_sha256(b) == hashlib.sha256(b"second").hexdigest()
     keys = json.loads(W.hash_cache_path().read_text())
     assert [k.rsplit("|", 2)[0] for k in keys] == [str(b.resolve())]
+
+
+def test_hash_cache_names_a_file_it_cannot_read(tmp_path, monkeypatch):
+    """A file that vanished or cannot be read while it is being fingerprinted is an InputError naming it."""
+    from pam_bench import weights as W
+    from pam_bench.errors import InputError
+
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
+    gone = tmp_path / "gt" / "gt_0000.mp4"
+    with pytest.raises(InputError, match="cannot read it to hash it") as e:
+        W.cached_sha256s([gone])
+    assert e.value.path == str(gone)
+    folder = tmp_path / "a_folder.mp4"
+    folder.mkdir()
+    with pytest.raises(InputError, match="cannot read it to hash it") as e:
+        W.cached_sha256(folder)
+    assert e.value.path == str(folder)
