@@ -70,7 +70,7 @@ PROVENANCE_PACKAGES: dict[str, tuple[str, ...]] = {
 }
 #: The provenance fields ``pam-bench check`` compares (a difference is a warning, never a failure).
 PROVENANCE_FIELDS = ("gpu", "cuda", "cudnn", *PROVENANCE_PACKAGES, "pam_bench", "git_commit", "python",
-                     "video_decode")
+                     "video_decode", "pixel_kernels")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -139,6 +139,9 @@ def env_info(device: str) -> dict[str, Any]:
     from .video import decode_info
 
     info["video_decode"] = decode_info()  # decoder path and its one YUV->RGB conversion (nothing imported)
+    from .metrics.native import info as kernel_info
+
+    info["pixel_kernels"] = kernel_info()  # SSIM/PSNR's C or numpy kernels (equal values), and why
     return info
 
 

@@ -47,14 +47,15 @@ def test_chunking_does_not_change_values(perturbations):
                                whole, rtol=0, atol=1e-12)
 
 
-def test_psnr_sums_the_squared_error_exactly(dexycb_clip):
+@pytest.mark.parametrize("native", [True, False], ids=["c-kernels", "numpy-kernels"])
+def test_psnr_sums_the_squared_error_exactly(dexycb_clip, native):
     """Bit-equal to integer arithmetic, also where the squared error is large (an inverted frame: ~2e10 at
-    480x720, where OpenCV's L2SQR norm is off in the last bits)."""
+    480x720, where OpenCV's L2SQR norm is off in the last bits), with either kernels."""
     f = dexycb_clip[:3]
-    for g in (255 - f, np.roll(f, 9, axis=2)):
+    for g in (255 - f, np.roll(f, 9, axis=2), f[:, ::-1]):  # the last one is a non-contiguous view
         sse = np.array([np.sum((x.astype(np.int64) - y.astype(np.int64)) ** 2) for x, y in zip(f, g)])
         exact = np.minimum(10.0 * np.log10(255.0 ** 2 / (sse.astype(np.float64) / f[0].size)), PSNR_CAP_DB)
-        assert np.array_equal(psnr_frames(f, g), exact)
+        assert np.array_equal(psnr_frames(f, g, native=native), exact)
 
 
 def _ssim_today(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -81,11 +82,17 @@ def _ssim_today(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-def test_ssim_equals_the_reported_arithmetic_to_1e12(perturbations):
-    """The fast path (five moments filtered in one call, map in row blocks) changes no reported value."""
+@pytest.mark.parametrize("native", [True, False], ids=["c-kernels", "numpy-kernels"])
+def test_ssim_equals_the_reported_arithmetic_to_1e12(perturbations, native):
+    """The fast paths (five moments filtered in one call; the map by the C kernels, or by numpy in row blocks)
+    change no reported value."""
     ref, perts = perturbations
     for name, p in perts.items():
-        np.testing.assert_allclose(ssim_frames(ref, p), _ssim_today(ref, p), rtol=0, atol=1e-12, err_msg=name)
+        ours = ssim_frames(ref, p, native=native)
+        np.testing.assert_allclose(ours, _ssim_today(ref, p), rtol=0, atol=1e-12, err_msg=name)
+    flipped = ref[:, :, ::-1]  # a non-contiguous view is measured as its pixels, not its memory
+    np.testing.assert_allclose(ssim_frames(ref, flipped, native=native), _ssim_today(ref, flipped.copy()),
+                               rtol=0, atol=1e-12)
 
 
 def _sample(frames):

@@ -28,50 +28,79 @@ def _gaussian_1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
     return k / k.sum()
 
 
-def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: int = 16) -> np.ndarray:
+def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: int = 16,
+                native: bool = True) -> np.ndarray:
     """Per-frame SSIM of two uint8 [T,H,W,3] arrays (skimage's gaussian SSIM, channel mean).
 
     The five moment images of a frame (x, y, x², y², xy on values centred at data_range/2, which leaves
-    variances and covariance unchanged and keeps float32 well-conditioned) are filtered with OpenCV's
-    separable filter in float32, all three channels at once. The five are stacked one above the other and
-    filtered in one call: a 5-pixel border is cropped from each, and the interior of each depends only on its
-    own rows, so the values are bit-identical to filtering them one by one (the tests check it), while
-    border handling cannot differ. The SSIM map itself is formed in float64, ``rows`` rows at a time so
-    its temporaries stay in cache (the same per-pixel arithmetic; only the order of the final sum differs,
-    by ~1e-16). Agrees with skimage to ~1e-6 (the tests hold it to 1e-4 on real frames).
+    variances and covariance unchanged and keeps float32 well-conditioned; exact for uint8 inputs) are
+    filtered with OpenCV's separable filter in float32, all three channels at once. The five are stacked one
+    above the other and filtered in one call: a 5-pixel border is cropped from each, and the interior of each
+    depends only on its own rows, so the values are bit-identical to filtering them one by one (the tests
+    check it), while border handling cannot differ. The SSIM map itself is formed in float64.
+
+    The moments and the map are formed by the C kernels (:mod:`.native`) when they are available and
+    ``native``, else by numpy (``rows`` rows at a time, so its temporaries stay in cache): the same per-pixel
+    arithmetic either way; only the order of the final sum differs, by ~1e-16. Agrees with skimage to ~1e-6
+    (the tests hold it to 1e-4 on real frames).
     """
     import cv2
 
+    from . import native as nat
+
+    lib = nat.kernels() if native else None
     k = _gaussian_1d().astype(np.float32)
     pad = (k.size - 1) // 2
     centre = np.float32(data_range / 2)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     out = np.empty(a.shape[0], dtype=np.float64)
-    h = a.shape[1]
+    t, h, w, ch = a.shape
+    interior = (h - 2 * pad) * (w - 2 * pad) * ch
 
-    # Buffers reused frame after frame (fresh 4 MB arrays per frame cost page faults, not arithmetic).
-    moments = np.empty((5, *a.shape[1:]), dtype=np.float32)
-    tall = moments.reshape(5 * h, *a.shape[2:])  # the five images one above the other: one filter call
-    filtered = np.empty_like(tall)
+    moments, filtered, row_sums = _scratch(h, w, ch)
+    tall = moments.reshape(5 * h, w, ch)  # the five images one above the other: one filter call
     blocks = filtered.reshape(moments.shape)
-    for i in range(a.shape[0]):
-        np.subtract(a[i], centre, out=moments[0], dtype=np.float32)
-        np.subtract(b[i], centre, out=moments[1], dtype=np.float32)
-        np.multiply(moments[0:2], moments[0:2], out=moments[2:4])  # x², y²
-        np.multiply(moments[0], moments[1], out=moments[4])  # xy
+    for i in range(t):
+        x, y = np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i])
+        if lib is not None:
+            lib.pb_ssim_moments(x.ctypes.data, y.ctypes.data, x.size, centre, moments.ctypes.data)
+        else:
+            np.subtract(x, centre, out=moments[0], dtype=np.float32)
+            np.subtract(y, centre, out=moments[1], dtype=np.float32)
+            np.multiply(moments[0:2], moments[0:2], out=moments[2:4])  # x², y²
+            np.multiply(moments[0], moments[1], out=moments[4])  # xy
         cv2.sepFilter2D(tall, cv2.CV_32F, k, k, dst=filtered, borderType=cv2.BORDER_REFLECT)
-        out[i] = _ssim_mean([f[pad:-pad, pad:-pad] for f in blocks], centre, data_range, rows)
+        if lib is not None:
+            total = lib.pb_ssim_sum(filtered.ctypes.data, h, w * ch, pad, ch, float(centre), c1, c2,
+                                    row_sums.ctypes.data)
+        else:
+            total = _ssim_sum([f[pad:-pad, pad:-pad] for f in blocks], centre, c1, c2, rows)
+        out[i] = total / interior
     return out
 
 
-def _ssim_mean(moments: list, centre: np.float32, data_range: float, rows: int) -> float:
-    """Mean SSIM of one frame from its five filtered moment images (float32), formed in float64.
+_SCRATCH = threading.local()
+
+
+def _scratch(h: int, w: int, ch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's SSIM buffers for h x w x ch frames (the five moment images, their filtered copies, one
+    row of the map), reused frame after frame and clip after clip: fresh 20 MB arrays per clip cost page
+    faults, and freed ones linger in the allocator's per-thread arenas, so peak memory would drift with N."""
+    key = (h, w, ch)
+    if getattr(_SCRATCH, "key", None) != key:
+        _SCRATCH.key = key
+        _SCRATCH.bufs = (np.empty((5, h, w, ch), dtype=np.float32), np.empty((5 * h, w, ch), dtype=np.float32),
+                         np.empty(w * ch, dtype=np.float64))
+    return _SCRATCH.bufs
+
+
+def _ssim_sum(moments: list, centre: np.float32, c1: float, c2: float, rows: int) -> float:
+    """Sum of the SSIM map of one frame from its five filtered moment images (float32), formed in float64.
 
     Per pixel, exactly the arithmetic of ``((2 ux uy + c1)(2 vxy + c2)) / ((ux² + uy² + c1)(vx + vy + c2))``
     with ``vx = E[x²] - ux²`` etc. (the same IEEE operations in the same order), done in place in
-    cache-sized buffers ``rows`` rows at a time; the frame mean sums the blocks.
+    cache-sized buffers ``rows`` rows at a time; the frame's sum adds the blocks' sums.
     """
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
     mx, my, mxx, myy, mxy = moments
     h, w, ch = mx.shape
     buf = np.empty((6, min(rows, h), w, ch), dtype=np.float64)
@@ -100,19 +129,27 @@ def _ssim_mean(moments: list, centre: np.float32, data_range: float, rows: int) 
         t4 *= var  # (2 ux uy + c1)(2 vxy + c2)
         t4 /= den
         total += float(t4.sum())
-    return total / (h * w * ch)
+    return total
 
 
-def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.ndarray:
-    """Per-frame PSNR, capped. The squared error is summed exactly: |a - b| as float64, dotted with itself
-    (every partial sum is an integer below 2**53, so no order of summation rounds). OpenCV's own L2SQR
-    norm is not exact on large frames (it came out 4e-6 high on a 480x720 frame)."""
-    import cv2
+def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, native: bool = True) -> np.ndarray:
+    """Per-frame PSNR, capped. The squared error is summed exactly: in 64-bit integers by the C kernel
+    (:mod:`.native`), else as |a - b| in float64 dotted with itself (every partial sum is an integer below
+    2**53, so no order of summation rounds). OpenCV's own L2SQR norm is not exact on large frames (it came out
+    4e-6 high on a 480x720 frame)."""
+    from . import native as nat
 
+    lib = nat.kernels() if native else None
     sse = np.empty(a.shape[0], dtype=np.float64)
     for i, (x, y) in enumerate(zip(a, b)):
-        d = cv2.absdiff(np.ascontiguousarray(x), np.ascontiguousarray(y)).ravel().astype(np.float64)
-        sse[i] = d @ d
+        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        if lib is not None:
+            sse[i] = lib.pb_sse_u8(x.ctypes.data, y.ctypes.data, x.size)
+        else:
+            import cv2
+
+            d = cv2.absdiff(x, y).ravel().astype(np.float64)
+            sse[i] = d @ d
     mse = sse / a[0].size
     with np.errstate(divide="ignore"):
         return np.minimum(10.0 * np.log10(data_range ** 2 / mse), PSNR_CAP_DB)

@@ -1,0 +1,95 @@
+"""The native pixel kernels (``pixel_kernels.c``): compiled once per process, or numpy's when they cannot be.
+
+The C source ships in the package. The first SSIM or PSNR call of a process compiles it with the system's C
+compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) into a private temporary folder, loads it with ctypes and
+deletes the file: no compiled code is kept or read back from disk, so there is no cache to poison, and
+``-march=native`` can never meet another machine's CPU. It costs ~0.3 s of one core per process.
+
+The kernels perform the numpy reference's IEEE operations in the same order (``-ffp-contract=off``), so the
+per-pixel values are bit-identical and a frame's SSIM differs only in the order of its final sum (~1e-16;
+the tests hold both paths to 1e-12 on real frames). Without a compiler, or with ``PAM_BENCH_NATIVE=0``,
+the numpy kernels run; :func:`info` (recorded in results.json) says which ran and why.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("pixel_kernels.c")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC")
+ENV_SWITCH = "PAM_BENCH_NATIVE"  # "0": always the numpy kernels
+
+_LOCK = threading.Lock()
+_STATE: dict = {}
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc)
+    return next((p for p in map(shutil.which, ("cc", "gcc", "clang")) if p), None)
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    p, n, f64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_double
+    lib.pb_ssim_moments.argtypes = [p, p, n, ctypes.c_float, p]
+    lib.pb_ssim_moments.restype = None
+    lib.pb_ssim_sum.argtypes = [p, n, n, n, n, f64, f64, f64, p]
+    lib.pb_ssim_sum.restype = f64
+    lib.pb_sse_u8.argtypes = [p, p, n]
+    lib.pb_sse_u8.restype = ctypes.c_uint64
+    return lib
+
+
+def _build() -> tuple[ctypes.CDLL | None, str]:
+    if os.environ.get(ENV_SWITCH, "1").strip() == "0":
+        return None, f"{ENV_SWITCH}=0"
+    if not SOURCE.is_file():
+        return None, f"{SOURCE.name} is not installed beside {Path(__file__).name}"
+    cc = _compiler()
+    if cc is None:
+        return None, "no C compiler found ($CC, cc, gcc, clang)"
+    with tempfile.TemporaryDirectory(prefix="pam-bench-native-") as tmp:
+        lib_path = Path(tmp) / "pixel_kernels.so"
+        try:
+            r = subprocess.run([cc, *FLAGS, "-o", str(lib_path), str(SOURCE)], capture_output=True, text=True,
+                               timeout=120)
+        except (OSError, subprocess.SubprocessError) as e:
+            return None, f"{cc} could not run: {e}"
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or ["no message"])[-1]
+            return None, f"{cc} failed to compile {SOURCE.name}: {last}"
+        try:
+            lib = _declare(ctypes.CDLL(str(lib_path)))
+        except (OSError, AttributeError) as e:
+            return None, f"the compiled {SOURCE.name} could not be loaded: {e}"
+    return lib, f"{Path(cc).name} {' '.join(FLAGS[:3])}"
+
+
+def kernels() -> ctypes.CDLL | None:
+    """The loaded C kernels, or None when the numpy kernels run (the reason is in :func:`info`)."""
+    with _LOCK:
+        if "lib" not in _STATE:
+            _STATE["lib"], _STATE["how"] = _build()
+            if _STATE["lib"] is None and os.environ.get(ENV_SWITCH, "1").strip() != "0":
+                print(f"pam-bench: SSIM/PSNR run numpy's kernels (same values, slower): {_STATE['how']}",
+                      file=sys.stderr)
+        return _STATE["lib"]
+
+
+def info() -> dict:
+    """Which pixel kernels this process runs, for results.json (builds them if not yet built)."""
+    lib = kernels()
+    return {"pixel_kernels": "c" if lib is not None else "numpy", "how": _STATE["how"]}
+
+
+def reset() -> None:
+    """Forget the loaded kernels, so the next call decides again (tests switch ``PAM_BENCH_NATIVE``)."""
+    with _LOCK:
+        _STATE.clear()

@@ -1,0 +1,67 @@
+"""The native pixel kernels: compiled per process when a C compiler exists, numpy's otherwise, and the reason
+recorded. (Their values against the reference arithmetic are tested in test_pixel_metrics.py.)"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from pam_bench.metrics import native
+from pam_bench.metrics.pixel import psnr_frames, ssim_frames
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    native.reset()
+    yield monkeypatch
+    native.reset()
+
+
+def _frames(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
+
+
+def test_the_kernels_compile_where_a_compiler_exists(fresh):
+    fresh.delenv(native.ENV_SWITCH, raising=False)
+    fresh.delenv("CC", raising=False)
+    if not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler on this machine: only the numpy kernels can run")
+    got = native.info()
+    assert got["pixel_kernels"] == "c", got
+    assert native.kernels() is native.kernels()  # built once per process
+
+
+@pytest.mark.parametrize("env, reason", [
+    ({native.ENV_SWITCH: "0"}, "PAM_BENCH_NATIVE=0"),
+    ({"CC": "/nonexistent/cc"}, "no C compiler found"),
+    ({"CC": "false"}, "failed to compile pixel_kernels.c"),
+])
+def test_without_the_c_kernels_numpy_runs_and_says_why(fresh, capsys, env, reason):
+    if env.get("CC") == "false" and shutil.which("false") is None:
+        pytest.skip("no 'false' program to stand in for a broken compiler")
+    fresh.delenv(native.ENV_SWITCH, raising=False)
+    for k, v in env.items():
+        fresh.setenv(k, v)
+    got = native.info()
+    assert got["pixel_kernels"] == "numpy" and reason in got["how"], got
+    a, b = _frames(0), _frames(1)
+    s, p = ssim_frames(a, b), psnr_frames(a, b)  # the numpy kernels, with the same values as the C ones
+    native.reset()
+    fresh.delenv("CC", raising=False)
+    fresh.delenv(native.ENV_SWITCH, raising=False)
+    np.testing.assert_allclose(ssim_frames(a, b), s, rtol=0, atol=1e-12)
+    assert np.array_equal(psnr_frames(a, b), p)
+    err = capsys.readouterr().err
+    assert (reason in err) == (native.ENV_SWITCH not in env)  # said once on stderr, unless asked for
+
+
+def test_the_source_ships_in_the_package():
+    """The wheel carries pixel_kernels.c (pyproject package-data), so an installed pam-bench can compile it."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "metrics/pixel_kernels.c" in data["pam_bench"]
+    assert native.SOURCE.is_file()
