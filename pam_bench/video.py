@@ -192,17 +192,17 @@ def _read_opencv(path: Path, max_frames):
         if not cap.isOpened():
             raise RuntimeError("OpenCV cannot open it")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 15.0
-        frames = []
-        while max_frames is None or len(frames) < max_frames:
+        frames = _Frames(path, max_frames or int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None)
+        while max_frames is None or frames.n < max_frames:
             ok, f = cap.read()
             if not ok:
                 break
-            frames.append(f[..., ::-1])  # BGR -> RGB
+            frames.add(f[..., ::-1])  # BGR -> RGB
     finally:
         cap.release()
-    if not frames:
+    if not frames.n:
         raise RuntimeError("no frames")
-    return Video(np.ascontiguousarray(np.stack(frames)), fps)
+    return frames.video(fps)
 
 
 def _rgb(frame) -> np.ndarray:
@@ -212,12 +212,39 @@ def _rgb(frame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", src_colorspace=cs, src_color_range=rng)
 
 
+class _Frames:
+    """Decoded frames written straight into one uint8 [T,H,W,3] array, so a video never exists twice (a list
+    of frames and its stacked copy) and no frame-sized buffers pile up in the allocator's arenas while
+    clips decode in parallel threads. ``capacity``: the most frames wanted, or the container's count."""
+
+    def __init__(self, path: Path, capacity: int | None):
+        self.path, self.capacity, self.n, self.buf = path, capacity, 0, None
+
+    def add(self, frame: np.ndarray) -> None:
+        if self.buf is None:
+            self.buf = np.empty((max(1, min(self.capacity or 64, 4096)), *frame.shape), dtype=np.uint8)
+        elif frame.shape != self.buf.shape[1:]:
+            raise InputError(self.path, f"frame {self.n} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
+                                        f"{self.buf.shape[2]}x{self.buf.shape[1]}")
+        if self.n == len(self.buf):  # longer than the container said: grow
+            grown = np.empty((2 * len(self.buf), *self.buf.shape[1:]), dtype=np.uint8)
+            grown[:self.n] = self.buf
+            self.buf = grown
+        self.buf[self.n] = frame
+        self.n += 1
+
+    def video(self, fps: float) -> Video:
+        if self.buf is None:
+            raise InputError(self.path, "no decodable frames (truncated or corrupt?)")
+        frames = self.buf[:self.n]
+        return Video(frames if 4 * self.n >= 3 * len(self.buf) else frames.copy(), fps)  # a view, unless mostly unused
+
+
 def _read_pyav(path: Path, max_frames, threads: int = 1):
     import av
     import av.logging
 
     av.logging.set_level(av.logging.PANIC)
-    frames = []
     try:
         with av.open(str(path)) as c:
             streams = [s for s in c.streams if s.type == "video"]
@@ -230,18 +257,17 @@ def _read_pyav(path: Path, max_frames, threads: int = 1):
                 st.thread_count = 1
             rate = st.average_rate or st.guessed_rate
             fps = float(rate) if rate else 15.0
+            frames = _Frames(path, max_frames or int(st.frames or 0) or None)
             for fr in c.decode(st):
-                frames.append(_rgb(fr))
-                if max_frames is not None and len(frames) >= max_frames:
+                frames.add(_rgb(fr))
+                if max_frames is not None and frames.n >= max_frames:
                     break
     except InputError:
         raise
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(path, f"cannot decode video ({msg}); is it truncated or corrupt?") from None
-    if not frames:
-        raise InputError(path, "no decodable frames (truncated or corrupt?)")
-    return Video(np.stack(frames).astype(np.uint8, copy=False), fps)
+    return frames.video(fps)
 
 
 def probe(path) -> dict:

@@ -136,3 +136,25 @@ def test_decode_info_records_the_conversion(monkeypatch):
 
     with pytest.raises(InputError, match="PAM_BENCH_DECODER"):
         decode_info()
+
+
+def test_frames_are_gathered_in_place_and_grow_past_a_wrong_count(tmp_path):
+    """Decoded frames go straight into one array sized by the container's count (or the frames wanted); a
+    container that under-reports its length still yields every frame, and a frame of another size is one
+    InputError naming the file."""
+    from pam_bench.errors import InputError
+    from pam_bench.video import _Frames
+
+    src = _frames(t=5)
+    for capacity in (None, 1, 2, 5, 50):
+        sink = _Frames(tmp_path / "v.mp4", capacity)
+        for f in src:
+            sink.add(f)
+        got = sink.video(15.0).frames
+        assert np.array_equal(got, src) and got.flags.c_contiguous, capacity
+    sink = _Frames(tmp_path / "v.mp4", 5)
+    sink.add(src[0])
+    with pytest.raises(InputError, match="v.mp4.*frame 1 is 64x48, the first frame 128x96"):
+        sink.add(src[1, :48, :64])
+    with pytest.raises(InputError, match="no decodable frames"):
+        _Frames(tmp_path / "v.mp4", 5).video(15.0)
