@@ -65,3 +65,46 @@ def test_the_source_ships_in_the_package():
     data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "metrics/pixel_kernels.c" in data["pam_bench"]
     assert native.SOURCE.is_file()
+
+
+def test_c_and_numpy_kernels_are_bit_equal_on_real_frames(perturbations):
+    """Same IEEE operations in the same order, and numpy's pairwise sums: not one bit differs, so a run's
+    numbers do not depend on whether its machine had a C compiler."""
+    if native.kernels() is None:
+        pytest.skip(f"the C kernels are not built here: {native.info()['how']}")
+    ref, perts = perturbations
+    for name, p in perts.items():
+        for rows in (16, 1, 7):
+            assert np.array_equal(ssim_frames(ref, p, rows=rows), ssim_frames(ref, p, rows=rows, native=False)), name
+        assert np.array_equal(psnr_frames(ref, p), psnr_frames(ref, p, native=False)), name
+
+
+@pytest.mark.parametrize("native_path", [True, False], ids=["c-kernels", "numpy-kernels"])
+def test_bad_arrays_are_refused_before_any_kernel_reads_them(native_path):
+    from pam_bench.errors import ArgumentError
+
+    a = _frames(0)
+    with pytest.raises(ArgumentError, match="one shape"):
+        ssim_frames(a, a[:, :-1], native=native_path)  # the C kernel would read past the smaller one
+    with pytest.raises(ArgumentError, match="one shape"):
+        psnr_frames(a, a[:1], native=native_path)
+    with pytest.raises(ArgumentError, match="one shape"):
+        psnr_frames(a[0], a[0], native=native_path)
+    with pytest.raises(ArgumentError, match="10x40 are smaller than the 11x11 window"):
+        ssim_frames(a[:, :, :10], a[:, :, :10], native=native_path)
+    for rows in (0, -3, 1.5, True):
+        with pytest.raises(ArgumentError, match="rows must be"):
+            ssim_frames(a, a, rows=rows, native=native_path)
+    b = _frames(1)
+    f32 = ssim_frames(a.astype(np.float32), b.astype(np.float32), native=native_path)  # not uint8: numpy's
+    np.testing.assert_allclose(f32, ssim_frames(a, b), rtol=0, atol=1e-12)
+
+
+def test_the_ssim_metric_names_the_clip_whose_frames_are_too_small():
+    from pam_bench.errors import InputError
+    from pam_bench.metrics.pixel import SSIM
+    from pam_bench.types import Sample, Video
+
+    tiny = Video(_frames(0)[:, :8, :8], 15.0)
+    with pytest.raises(InputError, match="clip-7.*at least 11x11.*8x8"):
+        SSIM().measure(Sample(id="clip-7", video=tiny), tiny)

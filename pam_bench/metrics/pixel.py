@@ -15,10 +15,12 @@ import threading
 
 import numpy as np
 
+from ..errors import ArgumentError, InputError
 from ..types import Sample, Video
 from .base import MeanMetric, Payload, check_pair
 
 PSNR_CAP_DB = 100.0
+SSIM_WINDOW = 11  # the gaussian window's side (sigma 1.5, truncate 3.5)
 
 
 def _gaussian_1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
@@ -26,6 +28,17 @@ def _gaussian_1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
     x = np.arange(-r, r + 1, dtype=np.float64)
     k = np.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
+
+
+def _same_shape(a, b, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Two [T,H,W,C] frame stacks of one shape, at least ``min_size`` pixels high and wide."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 4:
+        raise ArgumentError(f"expected two [T,H,W,C] arrays of one shape, got {a.shape} and {b.shape}")
+    if min(a.shape[1:3]) < min_size:
+        raise ArgumentError(f"frames of {a.shape[2]}x{a.shape[1]} are smaller than the {min_size}x{min_size} "
+                            f"window")
+    return a, b
 
 
 def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: int = 16,
@@ -40,15 +53,18 @@ def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: i
     check it), while border handling cannot differ. The SSIM map itself is formed in float64.
 
     The moments and the map are formed by the C kernels (:mod:`.native`) when they are available and
-    ``native``, else by numpy (``rows`` rows at a time, so its temporaries stay in cache): the same per-pixel
-    arithmetic either way; only the order of the final sum differs, by ~1e-16. Agrees with skimage to ~1e-6
-    (the tests hold it to 1e-4 on real frames).
-    """
+    ``native``, else by numpy; either forms the map ``rows`` rows at a time (so its temporaries stay in cache)
+    with the same IEEE operations and numpy's pairwise sums, so both give bit-equal values. Summing in other
+    blocks moves a frame's value by ~1e-16. Agrees with skimage to ~1e-6 (the tests hold it to 1e-4 on real
+    frames)."""
     import cv2
 
     from . import native as nat
 
-    lib = nat.kernels() if native else None
+    a, b = _same_shape(a, b, min_size=SSIM_WINDOW)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ArgumentError(f"ssim_frames: rows must be a whole number >= 1, got {rows!r}")
+    lib = nat.kernels() if native and a.dtype == b.dtype == np.uint8 else None
     k = _gaussian_1d().astype(np.float32)
     pad = (k.size - 1) // 2
     centre = np.float32(data_range / 2)
@@ -57,7 +73,7 @@ def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: i
     t, h, w, ch = a.shape
     interior = (h - 2 * pad) * (w - 2 * pad) * ch
 
-    moments, filtered, row_sums = _scratch(h, w, ch)
+    moments, filtered, block = _scratch(h, w, ch, pad, rows)
     tall = moments.reshape(5 * h, w, ch)  # the five images one above the other: one filter call
     blocks = filtered.reshape(moments.shape)
     for i in range(t):
@@ -71,8 +87,8 @@ def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: i
             np.multiply(moments[0], moments[1], out=moments[4])  # xy
         cv2.sepFilter2D(tall, cv2.CV_32F, k, k, dst=filtered, borderType=cv2.BORDER_REFLECT)
         if lib is not None:
-            total = lib.pb_ssim_sum(filtered.ctypes.data, h, w * ch, pad, ch, float(centre), c1, c2,
-                                    row_sums.ctypes.data)
+            total = lib.pb_ssim_sum(filtered.ctypes.data, h, w * ch, pad, ch, float(centre), c1, c2, rows,
+                                    block.ctypes.data)
         else:
             total = _ssim_sum([f[pad:-pad, pad:-pad] for f in blocks], centre, c1, c2, rows)
         out[i] = total / interior
@@ -82,15 +98,15 @@ def ssim_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, rows: i
 _SCRATCH = threading.local()
 
 
-def _scratch(h: int, w: int, ch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """This thread's SSIM buffers for h x w x ch frames (the five moment images, their filtered copies, one
-    row of the map), reused frame after frame and clip after clip: fresh 20 MB arrays per clip cost page
-    faults, and freed ones linger in the allocator's per-thread arenas, so peak memory would drift with N."""
-    key = (h, w, ch)
+def _scratch(h: int, w: int, ch: int, pad: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's SSIM buffers (the five moment images, their filtered copies, one block of ``rows`` rows of
+    the map for the C kernel), reused frame after frame and clip after clip: fresh 20 MB arrays per clip cost
+    page faults, and freed ones linger in the allocator's per-thread arenas, so peak memory would drift with N."""
+    key = (h, w, ch, pad, rows)
     if getattr(_SCRATCH, "key", None) != key:
         _SCRATCH.key = key
         _SCRATCH.bufs = (np.empty((5, h, w, ch), dtype=np.float32), np.empty((5 * h, w, ch), dtype=np.float32),
-                         np.empty(w * ch, dtype=np.float64))
+                         np.empty(max(1, min(rows, h)) * (w - 2 * pad) * ch, dtype=np.float64))
     return _SCRATCH.bufs
 
 
@@ -139,7 +155,8 @@ def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, native:
     4e-6 high on a 480x720 frame)."""
     from . import native as nat
 
-    lib = nat.kernels() if native else None
+    a, b = _same_shape(a, b)
+    lib = nat.kernels() if native and a.dtype == b.dtype == np.uint8 else None
     sse = np.empty(a.shape[0], dtype=np.float64)
     for i, (x, y) in enumerate(zip(a, b)):
         x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
@@ -175,6 +192,12 @@ class SSIM(_FrameMean):
     label, decimals, tolerance = "SSIM", 3, {"abs": 0.005, "rel": 0.0}
     version = "1"
     backend = "skimage-gaussian11-s1.5"
+
+    def measure(self, sample: Sample, generated: Video) -> Payload:
+        if min(generated.frames.shape[1:3]) < SSIM_WINDOW:
+            raise InputError(sample.id, f"ssim needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels (its "
+                                        f"gaussian window); this clip's are {generated.width}x{generated.height}")
+        return super().measure(sample, generated)
 
     def frames(self, gt, gen):
         return ssim_frames(gt, gen)
@@ -222,8 +245,6 @@ def _build_lpips(device: str, net: str):
     top = ckpt["AlexNet_0"] if net == "alex" else ckpt[next(k for k in ckpt if k.lower().startswith("vgg"))]
     names = sorted((k for k in top if k.startswith("Conv_")), key=lambda s: int(s.split("_")[1]))
     if len(names) != len(convs):
-        from ..errors import InputError
-
         raise InputError(W.path(wname, verify=False), f"has {len(names)} convs, the network needs {len(convs)}")
     with torch.no_grad():
         for conv, nm in zip(convs, names):
