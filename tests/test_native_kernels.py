@@ -1,5 +1,6 @@
 """The native pixel kernels: compiled per process when a C compiler exists, numpy's otherwise, and the reason
-recorded. (Their values against the reference arithmetic are tested in test_pixel_metrics.py.)"""
+recorded. (Their values against the reference arithmetic are tested in test_pixel_metrics.py; that the wheel
+carries the C source, in test_packaging.py.)"""
 from __future__ import annotations
 
 import shutil
@@ -54,17 +55,6 @@ def test_without_the_c_kernels_numpy_runs_and_says_why(fresh, capsys, env, reaso
     assert np.array_equal(psnr_frames(a, b), p)
     err = capsys.readouterr().err
     assert (reason in err) == (native.ENV_SWITCH not in env)  # said once on stderr, unless asked for
-
-
-def test_the_source_ships_in_the_package():
-    """The wheel carries pixel_kernels.c (pyproject package-data), so an installed pam-bench can compile it."""
-    import tomllib
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "metrics/pixel_kernels.c" in data["pam_bench"]
-    assert native.SOURCE.is_file()
 
 
 def test_c_and_numpy_kernels_are_bit_equal_on_real_frames(perturbations):
