@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,33 +106,55 @@ def hash_cache_path() -> Path:
     return home() / "hash_cache.json"
 
 
-def cached_sha256s(paths) -> list[str]:
-    """:func:`sha256_file` of each file, cached by (resolved path, size, mtime_ns) in :func:`hash_cache_path`,
-    so multi-GB checkpoints and folders of GT videos are hashed once. A damaged cache is rebuilt; a
-    read-only one only costs hashing again. Each write drops the entries of files that no longer exist."""
-    try:
-        cache = json.loads(hash_cache_path().read_text())
-    except (OSError, json.JSONDecodeError):
-        cache = {}
-    if not isinstance(cache, dict):
-        cache = {}
-    out, changed = [], False
-    for path in paths:
+class HashCache:
+    """The sha256 cache of :func:`hash_cache_path`, keyed by (resolved path, size, mtime_ns), held in memory
+    for one job: many threads may ask :meth:`sha256` at once (misses are hashed outside the lock, so they hash
+    in parallel), and :meth:`save` writes the new digests back once. A damaged cache is rebuilt; a read-only
+    one only costs hashing again."""
+
+    def __init__(self):
+        self._known = _read_cache()
+        self._new: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def sha256(self, path) -> str:
         p = Path(path).resolve()
         try:
             st = p.stat()
             key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-            digest = cache.get(key)
+            with self._lock:
+                digest = self._new.get(key) or self._known.get(key)
             if not isinstance(digest, str):
-                cache = {k: v for k, v in cache.items() if not k.startswith(f"{p}|")}  # the file's stale entries
-                digest = cache[key] = sha256_file(p)
-                changed = True
+                digest = sha256_file(p)
+                with self._lock:
+                    self._new[key] = digest
         except OSError as e:
             raise InputError(path, f"cannot read it to hash it ({e.strerror or type(e).__name__})") from None
-        out.append(digest)
-    if changed:  # entries of files that are gone (temporary folders, moved runs) go too: the cache stays bounded
+        return digest
+
+    def save(self) -> None:
+        """Add the new digests to the cache file (merged with what other processes wrote meanwhile). A file's
+        older entries go, and so do the entries of files that are gone: the cache stays bounded."""
+        with self._lock:
+            new, self._new = self._new, {}
+            self._known.update(new)
+        if not new:
+            return
+        cache = _read_cache()
+        fresh = {k.rsplit("|", 2)[0] for k in new}
+        cache = {k: v for k, v in cache.items() if k.rsplit("|", 2)[0] not in fresh}
+        cache.update(new)
         _write_cache({k: v for k, v in cache.items() if Path(k.rsplit("|", 2)[0]).exists()})
-    return out
+
+
+def cached_sha256s(paths) -> list[str]:
+    """:func:`sha256_file` of each file through the :class:`HashCache`, so multi-GB checkpoints and folders of
+    GT videos are hashed once; an unreadable file is an InputError naming it."""
+    cache = HashCache()
+    try:
+        return [cache.sha256(p) for p in paths]
+    finally:
+        cache.save()  # what was hashed before an error is kept
 
 
 def cached_sha256(path: Path) -> str:
@@ -139,11 +162,19 @@ def cached_sha256(path: Path) -> str:
     return cached_sha256s([path])[0]
 
 
+def _read_cache() -> dict:
+    try:
+        cache = json.loads(hash_cache_path().read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return {k: v for k, v in cache.items() if isinstance(v, str)} if isinstance(cache, dict) else {}
+
+
 def _write_cache(cache: dict) -> None:
     cache_file = hash_cache_path()
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.part")
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.{threading.get_ident()}.part")
         tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
         os.replace(tmp, cache_file)
     except OSError:

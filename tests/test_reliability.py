@@ -171,6 +171,32 @@ def test_a_changed_gt_file_is_recomputed_not_reused(tmp_path, small_frames):
     assert pv == pv_fresh
 
 
+def test_a_resumed_run_hashes_only_the_files_that_changed(tmp_path, small_frames, monkeypatch):
+    """Input fingerprints go through the (path, size, mtime) hash cache, shared by the worker threads and
+    written back once: resuming hashes no video again, and a replaced file is hashed, and recomputed."""
+    from pam_bench import weights as W
+    from pam_bench.run.loop import evaluate
+
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
+    d = _pairs(tmp_path / "eval", 3, small_frames)
+    hashed = []
+    real = W.sha256_file
+    monkeypatch.setattr(W, "sha256_file", lambda p, *a: (hashed.append(Path(p).name), real(p, *a))[1])
+
+    def run():
+        hashed.clear()
+        return evaluate("folder", "pam-eval-dir", ["psnr"], tmp_path / "o", root=d, method_options={"videos": d},
+                        progress=False, workers=2)
+
+    first = run()
+    assert sorted(hashed) == sorted(p.name for p in d.rglob("*.mp4"))  # each video once (GT manifest, inputs)
+    assert run()["metrics"]["psnr"] == first["metrics"]["psnr"] and hashed == []  # resumed: nothing hashed
+    write_video(d / "generated" / "generated_0002.mp4", Video(small_frames[:, ::-1].copy(), 15))
+    again = run()
+    assert hashed == ["generated_0002.mp4"] and again["recomputed_changed_inputs"] == 1
+    assert again["metrics"]["psnr"]["value"] != first["metrics"]["psnr"]["value"]
+
+
 def test_fewer_metrics_keep_the_others_and_unknown_metric_options_are_refused(tmp_path, small_frames):
     d = _pairs(tmp_path / "eval", 2, small_frames)
     args = ["evaluate", "--method", "folder", "--videos", d, "--out", tmp_path / "o", "--no-progress"]

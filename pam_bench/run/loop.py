@@ -134,9 +134,12 @@ def _evaluate_clips(run: Run, ds: Dataset, making: Generation, ctx, progress: bo
     run.loader = _loader(run, ds, gen, idx, making.trim)
     bar = _progress(len(mine), f"{gen.name} on {sp.dataset}", progress and not ctx.rank)
     bar.update(len(mine) - len(pending))
-    run_pipeline(pending, run.loader, lambda vid, sample: _run_one(vid, sample, making, run, fingerprints(vid)),
-                 workers=workers, concurrent_work=clips_run_concurrently(gen, mets),
-                 on_done=lambda _v: bar.update(1))  # pam_bench.prefetch: W clips at once, memory bounded by W
+    try:
+        run_pipeline(pending, run.loader, lambda vid, sample: _run_one(vid, sample, making, run, fingerprints(vid)),
+                     workers=workers, concurrent_work=clips_run_concurrently(gen, mets),
+                     on_done=lambda _v: bar.update(1))  # pam_bench.prefetch: W clips at once, memory bounded by W
+    finally:
+        fingerprints.save()  # the input files' digests, for the next resume (also after an error or Ctrl-C)
     bar.close()
     run.recomputed = len(stale)
     return ctx.finish(run)
