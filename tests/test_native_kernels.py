@@ -80,6 +80,8 @@ def test_bad_arrays_are_refused_before_any_kernel_reads_them(native_path):
         psnr_frames(a, a[:1], native=native_path)
     with pytest.raises(ArgumentError, match="one shape"):
         psnr_frames(a[0], a[0], native=native_path)
+    with pytest.raises(ArgumentError, match="one shape"):
+        ssim_frames(a[..., :0], a[..., :0], native=native_path)
     with pytest.raises(ArgumentError, match="10x40 are smaller than the 11x11 window"):
         ssim_frames(a[:, :, :10], a[:, :, :10], native=native_path)
     for rows in (0, -3, 1.5, True):

@@ -33,7 +33,7 @@ def _gaussian_1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
 def _same_shape(a, b, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Two [T,H,W,C] frame stacks of one shape, at least ``min_size`` pixels high and wide."""
     a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.ndim != 4:
+    if a.shape != b.shape or a.ndim != 4 or a.shape[3] < 1:
         raise ArgumentError(f"expected two [T,H,W,C] arrays of one shape, got {a.shape} and {b.shape}")
     if min(a.shape[1:3]) < min_size:
         raise ArgumentError(f"frames of {a.shape[2]}x{a.shape[1]} are smaller than the {min_size}x{min_size} "
