@@ -4,8 +4,8 @@ Each mode runs in a fresh subprocess (``python -m pam_bench.bench MODE ...``) so
 memory (ru_maxrss) is its own. Modes:
 - ``decode``: decode every video of an evaluation folder one after the other on one thread and discard it
   (the floor);
-- ``pass METRICS [WORKERS]``: pam-bench's evaluate pass through the harness (pam_bench.prefetch: WORKERS
-  clips at once, default the core count);
+- ``pass METRICS [WORKERS [DEVICE]]``: pam-bench's evaluate pass through the harness (pam_bench.prefetch:
+  WORKERS clips at once, default the core count; the model metrics on DEVICE, default cpu);
 - ``naive``: a straightforward loop: load all videos into memory, then per frame skimage SSIM, skimage
   PSNR and one lpips call per frame (the package's own forward);
 - ``stages DEVICE LPIPS``: where a clip's time goes on one thread: decode, host->device transfer (pinned
@@ -74,11 +74,12 @@ def _decode(folder: Path, decoder: str | None = None, threads: int = 1) -> dict:
 PASS_METHOD, PASS_DATASET = "folder", "pam-eval-dir"
 
 
-def _pipeline(folder: Path, metrics: str, gt_cache: str | None = None, workers: int | None = None) -> dict:
+def _pipeline(folder: Path, metrics: str, gt_cache: str | None = None, workers: int | None = None,
+              device: str = "cpu") -> dict:
     from .run.loop import evaluate
 
     with tempfile.TemporaryDirectory() as out:
-        r = evaluate(PASS_METHOD, PASS_DATASET, metrics.split(","), out, root=folder,
+        r = evaluate(PASS_METHOD, PASS_DATASET, metrics.split(","), out, device=device, root=folder,
                      method_options={"videos": folder}, progress=False, gt_cache=gt_cache, workers=workers)
     return {k: v["value"] for k, v in r["metrics"].items()}
 
@@ -178,7 +179,8 @@ def _run(mode: str, folder: Path, argv: list[str]) -> dict:
     if mode == "decode":
         return _decode(folder)
     if mode == "pass":
-        return _pipeline(folder, argv[0], workers=int(argv[1]) if len(argv) > 1 else None)
+        return _pipeline(folder, argv[0], workers=int(argv[1]) if len(argv) > 1 else None,
+                         device=argv[2] if len(argv) > 2 else "cpu")
     if mode == "naive":
         return _naive(folder)
     if mode == "stages":
@@ -199,8 +201,10 @@ def worker(argv: list[str]) -> None:
     from .run import loop  # noqa: F401
     from .video import read_video  # noqa: F401
 
-    if mode in ("pass", "naive") and (mode == "naive" or "lpips" in argv[2]):
+    if mode == "naive":
         build_lpips()
+    elif mode == "pass" and "lpips" in argv[2]:
+        build_lpips(argv[4] if len(argv) > 4 else "cpu")  # the device the pass runs LPIPS on
     if mode == "pass" or mode.startswith("fvd"):  # the modules a pass loads lazily: a fixed cost, as above
         from .registry import REGISTRY
 
@@ -226,7 +230,10 @@ def run_mode(mode: str, folder: Path, *extra: str) -> dict:
     r = subprocess.run([sys.executable, "-m", "pam_bench.bench", mode, str(folder), *extra],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"bench mode {mode} failed: {r.stderr.strip().splitlines()[-1:]}")
+        from .errors import PamBenchError
+
+        last = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        raise PamBenchError(f"bench mode {mode} failed: {last}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

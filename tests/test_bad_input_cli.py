@@ -117,6 +117,19 @@ def c_device_cuda_without_gpu(w, t, mp):
     return _ev(w, "--device", "cuda"), ["--device cuda"]
 
 
+def c_bench_cuda_without_gpu(w, t, mp):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    return ["bench", "--pairs", "1", "--frames", "2", "--height", "16", "--width", "16", "--device", "cuda"], \
+        ["--device cuda"]
+
+
+def c_bench_device_unknown(w, t, mp):
+    return ["bench", "--pairs", "1", "--frames", "2", "--device", "gpu"], ["--device", "gpu"]
+
+
 def c_out_is_a_file(w, t, mp):
     f = t / "afile"
     f.write_text("x")

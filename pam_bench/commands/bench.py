@@ -31,14 +31,17 @@ Examples:
               "(pam: Stage I/II/III beside the paper's Table 5; others: one 'generate' stage)")
 @click.option("--checkpoint", type=click.Path(), default=None, help="--method: model checkpoint directory")
 @click.option("-o", "--option", "options", multiple=True, help="--method: method option key=value")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, ... (--method; pixel: transfer "
-              "and LPIPS in the stage table)")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, ... (--method; pixel: LPIPS in its "
+              "pass and in the stage table, and the transfer)")
 @click.option("--seed", default=42, show_default=True, type=int, help="--method: base seed")
 @click.option("--no-progress", is_flag=True, help="no 'making pairs' lines on stderr")
 def bench(pairs, frames, height, width, what, clip, workers, skip_naive, method, checkpoint, options, device,
           seed, no_progress):
     """Benchmark the metric pass on N video pairs (subprocesses; peak RSS per mode), or with --method M one
     method's generation stages."""
+    from .evaluate import check_device
+
+    check_device(device)  # before anything is made: a missing GPU is one line, not a subprocess's traceback
     if method:
         from ..stagebench import bench_method, format_table
         from .evaluate import parse_kv
@@ -76,7 +79,8 @@ def _pixel(d1: Path, d8: Path, n: int, workers, skip_naive: bool, device: str) -
              (f"SSIM+PSNR pass, {w} workers (N)", run_mode("pass", d1, "ssim,psnr", w)),
              ("decode floor: 16N videos, one after the other, 1 thread (8N)", dec8),
              (f"SSIM+PSNR pass, {w} workers (8N)", run_mode("pass", d8, "ssim,psnr", w)),
-             (f"SSIM+PSNR+LPIPS pass, {w} workers (N)", run_mode("pass", d1, "ssim,psnr,lpips", w))]
+              (f"SSIM+PSNR+LPIPS pass, {w} workers, LPIPS on {device} (N)",
+              run_mode("pass", d1, "ssim,psnr,lpips", w, device))]
     if not skip_naive:
         modes.append(("naive per-frame loop, SSIM+PSNR+LPIPS (N)", run_mode("naive", d1)))
     rows = []
