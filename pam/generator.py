@@ -324,7 +324,8 @@ class PAMGenerator(Generator):
         return conds, None, ref.fps, ref.size
 
     def generate(self, sample: Sample, seed: int) -> Video:
-        kw = dict(sample_id=sample.id, caption=self._caption(sample))
+        kw = dict(sample_id=sample.id, caption=self._caption(sample),
+                  captions_file=self.captions.path if self.captions is not None else None)
         if self.stage1:
             from .pipeline import from_internal
 

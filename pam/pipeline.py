@@ -160,30 +160,40 @@ class PAMPipeline:
             raise InputError(f, "needs 'prompt_embeds' and 'negative_prompt_embeds' tensors [1, L, D]")
         return Prompt(sd["prompt_embeds"], sd["negative_prompt_embeds"])
 
-    def prompt(self, sample_id: str | None = None, caption: str | None = None) -> Prompt:
+    def prompt(self, sample_id: str | None = None, caption: str | None = None,
+               captions_file: Path | None = None) -> Prompt:
         """This clip's prompt: its caption (encoded), else its precomputed embeddings, else the shared prompt
-        (refused by protocol 'official' unless ``shared_prompt``)."""
+        (refused by protocol 'official' unless ``shared_prompt``). ``captions_file``: the caption file that was
+        searched for this clip (named when it holds no caption for it)."""
         p = self.parts
+        source = None
         if caption:
             out = self._from_text(caption)
         elif sample_id and p.clip_embeds is not None and (p.clip_embeds / f"{sample_id}.safetensors").is_file():
-            out = self._from_file(p.clip_embeds / f"{sample_id}.safetensors")
+            source = p.clip_embeds / f"{sample_id}.safetensors"
+            out = self._from_file(source)
         else:
             if self.protocol == "official" and not self.shared_prompt:
-                raise InputError(f"sample {sample_id}", "has no caption: the official protocol prompts every clip "
-                                 "with its own caption; pass -o prompts=CAPTIONS.jsonl (gen_prompt.py format, e.g. "
-                                 "dexycb_prompt.jsonl), or -o shared_prompt=true to run with one shared prompt")
+                why = ("the official protocol prompts every clip with its own caption; add it, or pass "
+                       "-o shared_prompt=true to run with one shared prompt")
+                if captions_file is not None:
+                    raise InputError(captions_file, f"has no caption for clip {sample_id}: {why}")
+                raise OptionError("pam", "prompts", f"clip {sample_id} has no caption: {why}; pass -o prompts="
+                                  "CAPTIONS.jsonl (gen_prompt.py format, e.g. dexycb_prompt.jsonl)")
             if self.prompt_text:
                 out = self._from_text(self.prompt_text)
             elif p.shared_embeds is not None:
-                out = self._from_file(p.shared_embeds)
+                source = p.shared_embeds
+                out = self._from_file(source)
             else:
-                raise InputError(f"sample {sample_id}", "has no prompt: pass -o prompts=CAPTIONS.jsonl, "
-                                 "-o prompt=TEXT, or put prompt_embeds.safetensors next to transformer/")
+                raise OptionError("pam", "prompt", f"clip {sample_id} has no prompt: pass -o prompts="
+                                  "CAPTIONS.jsonl, -o prompt=TEXT, or put prompt_embeds.safetensors next to "
+                                  "transformer/")
         want = self.motion.transformer.config.text_embed_dim
         if out.prompt_embeds.ndim != 3 or out.prompt_embeds.shape[-1] != want:
-            raise InputError(f"sample {sample_id}", f"prompt embeddings {tuple(out.prompt_embeds.shape)}; "
-                             f"the transformer expects [1, L, {want}]")
+            where = source if source is not None else f"the T5 encoder in {p.text_encoder}"
+            raise InputError(where, f"prompt embeddings {tuple(out.prompt_embeds.shape)}; the transformer "
+                                    f"expects [1, L, {want}]")
         return out
 
     def flux_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,10 +242,11 @@ class PAMPipeline:
 
     def animate(self, first_frame: np.ndarray, conditions: Mapping[str, np.ndarray], selected: Sequence[str],
                 seed: int, steps: int = 50, guidance: float = 6.0, use_dynamic_cfg: bool = True,
-                sample_id: str | None = None, caption: str | None = None) -> np.ndarray:
+                sample_id: str | None = None, caption: str | None = None,
+                captions_file: Path | None = None) -> np.ndarray:
         """Stage III: uint8 [T, H, W, 3] at the internal size (``conditions['tracking']``: the tracking slot's
         source video under protocol 'official')."""
-        p = self.prompt(sample_id, caption)
+        p = self.prompt(sample_id, caption, captions_file)
         m = self.motion
         tracking = conditions["tracking"][0] if "tracking" in conditions else None
         with self._on_device(m.transformer, m.vae):
@@ -245,8 +256,8 @@ class PAMPipeline:
 
     def run(self, conditions: Mapping[str, np.ndarray], selected: Sequence[str], seed: int,
             first_frame: np.ndarray | None = None, steps: int = 50, guidance: float = 6.0,
-            use_dynamic_cfg: bool = True, sample_id: str | None = None, caption: str | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+            use_dynamic_cfg: bool = True, sample_id: str | None = None, caption: str | None = None,
+            captions_file: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Any-size inputs -> (video uint8 [T, H, W, 3] at the inputs' size, first frame used).
 
         ``first_frame`` None: Stage II makes it (mode 'full'); else it is used as is (mode 'i2v').
@@ -260,7 +271,8 @@ class PAMPipeline:
         else:
             ff = to_internal(first_frame[None], 1, size, nearest=False)[0]
         with self.stage("stage3"):
-            video = self.animate(ff, inner, selected, seed, steps, guidance, use_dynamic_cfg, sample_id, caption)
+            video = self.animate(ff, inner, selected, seed, steps, guidance, use_dynamic_cfg, sample_id, caption,
+                                 captions_file)
         return from_internal(video, T, (H, W)), from_internal(ff[None], 1, (H, W))[0]
 
     def from_pose(self, seq, seed: int, steps: int = 50, guidance: float = 6.0,

@@ -21,7 +21,7 @@ from pam import checkpoint as ckpt  # noqa: E402
 from pam import stage3_motion as s3  # noqa: E402
 from tests import tiny_pam as tiny  # noqa: E402
 from pam.generator import PAMGenerator  # noqa: E402
-from pam_bench.errors import InputError  # noqa: E402
+from pam_bench.errors import InputError, OptionError  # noqa: E402
 
 IDS = ("synthetic_0000", "synthetic_0001")
 
@@ -200,7 +200,7 @@ def test_prompts_are_encoded_with_the_base_t5_and_cached(base, tmp_path):
     assert other.misses == 1  # another encoder hash is another cache entry
 
 
-def test_official_protocol_refuses_one_shared_prompt_unless_asked(tmp_path):
+def test_official_protocol_refuses_one_shared_prompt_unless_asked(tmp_path, base):
     from pam_bench.datasets.synthetic import SyntheticHOI
 
     ck = tiny.write_tiny_checkpoint(tmp_path / "PAM", mode="i2v")  # folder-wide prompt_embeds.safetensors only
@@ -208,8 +208,12 @@ def test_official_protocol_refuses_one_shared_prompt_unless_asked(tmp_path):
     sample = ds.load(ds.split().ids[0])
     g = PAMGenerator(checkpoint=ck, steps=1)
     assert g.identity()["prompts"]["per_clip"] is True
-    with pytest.raises(InputError, match="shared_prompt=true"):
+    with pytest.raises(OptionError, match=f"pam option prompts: clip {sample.id} has no caption.*shared_prompt=true"):
         g.generate(sample, seed=0)
+    caps = tmp_path / "captions.jsonl"  # a caption file without this clip: the file is named
+    caps.write_text('{"video_path": "other/clip/video.mp4", "response": "a hand grasps a mug"}\n')
+    with pytest.raises(InputError, match=f"captions.jsonl: has no caption for clip {sample.id}: .*shared_prompt"):
+        PAMGenerator(checkpoint=ck, steps=1, prompts=caps, base=base).generate(sample, seed=0)
     ok = PAMGenerator(checkpoint=ck, steps=1, shared_prompt=True)
     ident = ok.identity()
     assert ident["prompts"]["per_clip"] is False and ident["variant"] == "one shared prompt"
