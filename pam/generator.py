@@ -318,8 +318,8 @@ class PAMGenerator(Generator):
                                     self.mano_dir)
         if self._uses_tracking:
             if self.tracking_source not in conds:
-                raise InputError(f"sample {sample.id}", f"Stage I renders no '{self.tracking_source}' video "
-                                                        "(-o tracking_source=depth)")
+                raise OptionError("pam", "tracking_source", f"Stage I renders no '{self.tracking_source}' video "
+                                                                f"for clip {sample.id}; it renders {sorted(conds)}")
             conds = {**conds, "tracking": conds[self.tracking_source]}
         return conds, None, ref.fps, ref.size
 
