@@ -192,7 +192,7 @@ def _read_opencv(path: Path, max_frames):
         if not cap.isOpened():
             raise RuntimeError("OpenCV cannot open it")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 15.0
-        frames = _Frames(path, max_frames or int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None)
+        frames = _Frames(path, max_frames, int(max(0, cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) or None)
         while max_frames is None or frames.n < max_frames:
             ok, f = cap.read()
             if not ok:
@@ -215,14 +215,19 @@ def _rgb(frame) -> np.ndarray:
 class _Frames:
     """Decoded frames written straight into one uint8 [T,H,W,3] array, so a video never exists twice (a list
     of frames and its stacked copy) and no frame-sized buffers pile up in the allocator's arenas while
-    clips decode in parallel threads. ``capacity``: the most frames wanted, or the container's count."""
+    clips decode in parallel threads.
 
-    def __init__(self, path: Path, capacity: int | None):
-        self.path, self.capacity, self.n, self.buf = path, capacity, 0, None
+    ``wanted``: the most frames the caller wants (the array is sized for them); else ``count``, the
+    container's own frame count, which a file may misstate: it sizes the array only up to 1 GiB, and the
+    array grows when more frames come."""
+
+    def __init__(self, path: Path, wanted: int | None, count: int | None = None):
+        self.path, self.wanted, self.count, self.n, self.buf = path, wanted, count, 0, None
 
     def add(self, frame: np.ndarray) -> None:
         if self.buf is None:
-            self.buf = np.empty((max(1, min(self.capacity or 64, 4096)), *frame.shape), dtype=np.uint8)
+            cap = self.wanted or min(self.count or 64, max(1, (1 << 30) // max(1, frame.nbytes)))
+            self.buf = np.empty((max(1, cap), *frame.shape), dtype=np.uint8)
         elif frame.shape != self.buf.shape[1:]:
             raise InputError(self.path, f"frame {self.n} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
                                         f"{self.buf.shape[2]}x{self.buf.shape[1]}")
@@ -257,7 +262,7 @@ def _read_pyav(path: Path, max_frames, threads: int = 1):
                 st.thread_count = 1
             rate = st.average_rate or st.guessed_rate
             fps = float(rate) if rate else 15.0
-            frames = _Frames(path, max_frames or int(st.frames or 0) or None)
+            frames = _Frames(path, max_frames, int(st.frames or 0) or None)
             for fr in c.decode(st):
                 frames.add(_rgb(fr))
                 if max_frames is not None and frames.n >= max_frames:

@@ -146,12 +146,12 @@ def test_frames_are_gathered_in_place_and_grow_past_a_wrong_count(tmp_path):
     from pam_bench.video import _Frames
 
     src = _frames(t=5)
-    for capacity in (None, 1, 2, 5, 50):
-        sink = _Frames(tmp_path / "v.mp4", capacity)
+    for wanted, count in ((None, None), (1, None), (None, 2), (5, None), (None, 50), (None, 2**40)):
+        sink = _Frames(tmp_path / "v.mp4", wanted, count)  # 2**40: a header that lies sizes no 1 TB array
         for f in src:
             sink.add(f)
         got = sink.video(15.0).frames
-        assert np.array_equal(got, src) and got.flags.c_contiguous, capacity
+        assert np.array_equal(got, src) and got.flags.c_contiguous, (wanted, count)
     sink = _Frames(tmp_path / "v.mp4", 5)
     sink.add(src[0])
     with pytest.raises(InputError, match="v.mp4.*frame 1 is 64x48, the first frame 128x96"):
