@@ -100,3 +100,31 @@ def test_the_ssim_metric_names_the_clip_whose_frames_are_too_small():
     tiny = Video(_frames(0)[:, :8, :8], 15.0)
     with pytest.raises(InputError, match="clip-7.*at least 11x11.*8x8"):
         SSIM().measure(Sample(id="clip-7", video=tiny), tiny)
+
+
+def test_a_folder_that_cannot_load_a_library_is_passed_over_and_nothing_is_left(fresh, tmp_path):
+    """A noexec /tmp cannot map the compiled library: the kernels are built under pam-bench's home instead,
+    and where no folder can load them, numpy's run and the reason is recorded. No compiled file remains."""
+    import ctypes
+
+    if not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler on this machine")
+    fresh.delenv(native.ENV_SWITCH, raising=False)
+    fresh.delenv("CC", raising=False)
+    noexec, home = tmp_path / "noexec", tmp_path / "home"
+    noexec.mkdir()
+    real = ctypes.CDLL
+
+    def cdll(path, *a, **k):
+        if str(path).startswith(str(noexec)):
+            raise OSError("failed to map segment from shared object")
+        return real(path, *a, **k)
+
+    fresh.setattr(native.ctypes, "CDLL", cdll)
+    fresh.setattr(native, "_build_dirs", lambda: [str(noexec), str(home)])
+    assert native.info()["pixel_kernels"] == "c"
+    native.reset()
+    fresh.setattr(native, "_build_dirs", lambda: [str(noexec)])
+    got = native.info()
+    assert got["pixel_kernels"] == "numpy" and "could not be loaded" in got["how"], got
+    assert not list(noexec.iterdir()) and not list(home.iterdir())

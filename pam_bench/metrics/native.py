@@ -1,8 +1,9 @@
 """The native pixel kernels (``pixel_kernels.c``): compiled once per process, or numpy's when they cannot be.
 
 The C source ships in the package. The first SSIM or PSNR call of a process compiles it with the system's C
-compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) into a private temporary folder, loads it with ctypes and
-deletes the file: no compiled code is kept or read back from disk, so there is no cache to poison, and
+compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) into a private temporary folder (the system's, or one
+under ``$PAM_BENCH_HOME`` where the system's cannot hold a loadable library, e.g. a noexec /tmp), loads it with
+ctypes and deletes the file: no compiled code is kept or read back from disk, so there is no cache to poison, and
 ``-march=native`` can never meet another machine's CPU. It costs ~0.3 s of one core per process.
 
 The kernels perform the numpy reference's IEEE operations in the same order (``-ffp-contract=off``) and sum
@@ -55,8 +56,30 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     cc = _compiler()
     if cc is None:
         return None, "no C compiler found ($CC, cc, gcc, clang)"
-    with tempfile.TemporaryDirectory(prefix="pam-bench-native-") as tmp:
-        lib_path = Path(tmp) / "pixel_kernels.so"
+    why = ""
+    for where in _build_dirs():  # the system's temporary folder, else pam-bench's home (/tmp may be noexec)
+        lib, why = _compile_and_load(cc, where)
+        if lib is not None:
+            return lib, why
+    return None, why
+
+
+def _build_dirs() -> list[str | None]:
+    from ..weights import home
+
+    return [None, str(home())]
+
+
+def _compile_and_load(cc: str, parent: str | None) -> tuple[ctypes.CDLL | None, str]:
+    """Compile into a fresh private folder under ``parent`` (None: the system's), load, delete the folder."""
+    try:
+        if parent is not None:
+            Path(parent).mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.TemporaryDirectory(prefix="pam-bench-native-", dir=parent)
+    except OSError as e:
+        return None, f"no folder to compile in ({e})"
+    with tmp as folder:
+        lib_path = Path(folder) / "pixel_kernels.so"
         try:
             r = subprocess.run([cc, *FLAGS, "-o", str(lib_path), str(SOURCE)], capture_output=True, text=True,
                                timeout=120)
@@ -68,7 +91,7 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
         try:
             lib = _declare(ctypes.CDLL(str(lib_path)))
         except (OSError, AttributeError) as e:
-            return None, f"the compiled {SOURCE.name} could not be loaded: {e}"
+            return None, f"the compiled {SOURCE.name} could not be loaded from {folder}: {e}"
     return lib, f"{Path(cc).name} {' '.join(FLAGS[:3])}"
 
 
