@@ -27,6 +27,7 @@ checkpoint folder when it holds them, else from a local snapshot of THUDM/CogVid
     flux/transformer/, flux/vae/, flux/scheduler/scheduler_config.json   FLUX.1-dev (diffusers layout)
     flux/controlnet.safetensors | flux/controlnet.bin                    PAM's double ControlNet (XLabs keys)
     flux/prompt_embeds.safetensors                                       prompt_embeds + pooled_prompt_embeds
+    flux/prompt_embeds/<clip id>.safetensors                             the same, per clip (used first)
 
 Precomputed CogVideoX prompt embeddings stay accepted: ``prompt_embeds.safetensors`` (shared) and
 ``prompt_embeds/<clip id>.safetensors`` (per clip; ids may contain ``/``) next to ``transformer/``.
@@ -302,11 +303,26 @@ def flux_files(f: Path) -> list[Path]:
     if not s.is_file():
         raise MissingResource(f"Stage II file {s} (mode full)", _FLUX.format(sub="scheduler", dest=s.parent))
     out += [s, controlnet_file(f)]
-    pe = f / "prompt_embeds.safetensors"
-    if not pe.is_file():
+    pe, per_clip = f / "prompt_embeds.safetensors", f / "prompt_embeds"
+    if not pe.is_file() and not per_clip.is_dir():
         raise MissingResource(f"Stage II file {pe} (mode full)", "precomputed FLUX prompt embeddings (keys "
-                              "prompt_embeds [1,L,4096] from T5-XXL, pooled_prompt_embeds [1,768] from CLIP-L)")
-    return out + [pe]
+                              "prompt_embeds [1,L,4096] from T5-XXL, pooled_prompt_embeds [1,768] from CLIP-L), "
+                              "shared, or per clip as flux/prompt_embeds/<clip id>.safetensors")
+    shared = [pe] if pe.is_file() else []
+    return out + shared + (sorted(per_clip.rglob("*.safetensors")) if per_clip.is_dir() else [])
+
+
+def flux_prompt_file(flux_dir: Path, clip_id: str | None) -> Path:
+    """The FLUX prompt file of a clip: ``flux/prompt_embeds/<clip id>.safetensors`` (clip ids may contain '/'),
+    else the shared ``flux/prompt_embeds.safetensors``; neither is an InputError naming where it looked."""
+    per_clip, shared = flux_dir / "prompt_embeds", flux_dir / "prompt_embeds.safetensors"
+    if clip_id and per_clip.is_dir():
+        f = per_clip / f"{clip_id}.safetensors"
+        if f.resolve().is_relative_to(per_clip.resolve()) and f.is_file():
+            return f
+    if shared.is_file():
+        return shared
+    raise InputError(per_clip, f"has no {clip_id}.safetensors for this clip, and there is no shared {shared.name}")
 
 
 def controlnet_file(flux_dir: Path) -> Path:

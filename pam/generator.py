@@ -61,7 +61,7 @@ SEED_POLICIES = ("official", "per-clip")
 TRACKING_SOURCES = ("depth", "tracking")
 _KNOWN = ("checkpoint, base, flux, mode, protocol, conditions, steps, guidance, dtype, offload, vae_tiling, "
           "use_dynamic_cfg, compile, seed_policy, fixed_seed, prompts, prompt_videos, prompt, shared_prompt, "
-          "tracking_source, stage1, stage1_file, mano_dir")
+          "tracking_source, stage1, stage1_file, mano_dir, stage2_picks")
 
 
 class PAMGenerator(Generator):
@@ -74,7 +74,7 @@ class PAMGenerator(Generator):
                  base=None, flux=None, protocol: str | None = None, seed_policy: str | None = None,
                  fixed_seed: int = 42, prompts=None, prompt_videos=None, prompt: str | None = None,
                  shared_prompt=False, tracking_source: str = "depth",
-                 stage1: str | None = None, stage1_file=None, mano_dir=None, **options: Any):
+                 stage1: str | None = None, stage1_file=None, mano_dir=None, stage2_picks=None, **options: Any):
         if options:
             raise OptionError("pam", sorted(options)[0], f"unknown option(s) for method pam: {sorted(options)}; "
                                                            f"known: {_KNOWN}")
@@ -83,6 +83,7 @@ class PAMGenerator(Generator):
         check_options(stage1, stage1_file, mode)  # Stage-I source for mode=full (pam.stage1_sources)
         self.stage1, self.stage1_file, self.mano_dir = stage1, stage1_file, mano_dir
         choice("pam", "mode", mode, ("i2v", "full"))
+        self.stage2_picks = _stage2_picks(stage2_picks, mode)
         names = conditions.split(",") if isinstance(conditions, str) else list(conditions)
         names = [n.strip() for n in names if n.strip()]
         bad = [n for n in names if n not in CONDITIONS]
@@ -111,8 +112,6 @@ class PAMGenerator(Generator):
         self.fixed_seed = int(fixed_seed)
         choice("pam", "tracking_source", tracking_source, TRACKING_SOURCES)
         self.tracking_source = tracking_source
-        if self.steps < 1:
-            raise OptionError("pam", "steps", f"must be >= 1, got {self.steps}")
         if self.protocol == "sim" and prompt is None:
             from .prompts import SIM_PROMPT
 
@@ -204,7 +203,12 @@ class PAMGenerator(Generator):
     def _stage2_identity(self) -> dict[str, Any]:
         from .stage2_official import identity
 
-        return identity(self.protocol)
+        per_clip = self._parts is not None and self._parts.flux is not None and \
+            (self._parts.flux / "prompt_embeds").is_dir()
+        out = identity(self.protocol, per_clip_prompts=per_clip)
+        if self.stage2_picks is not None:
+            out["seeds"] = {"picks": self.stage2_picks.identity()}
+        return out
 
     def _deviations(self) -> list[str]:
         if self.protocol == "pam-bench":
@@ -325,7 +329,9 @@ class PAMGenerator(Generator):
 
     def generate(self, sample: Sample, seed: int) -> Video:
         kw = dict(sample_id=sample.id, caption=self._caption(sample),
-                  captions_file=self.captions.path if self.captions is not None else None)
+                  captions_file=self.captions.path if self.captions is not None else None,
+                  stage2_seed=self._seed(seed) + self.stage2_picks.offset(sample.id)
+                  if self.stage2_picks is not None else None)
         if self.stage1:
             from .pipeline import from_internal
 
@@ -337,6 +343,17 @@ class PAMGenerator(Generator):
         video, _ = self.pipeline().run(conds, self.conditions, self._seed(seed), first, self.steps, self.guidance,
                                        self.use_dynamic_cfg, **kw)
         return Video(video, self._fps(fps))
+
+
+def _stage2_picks(path, mode: str):
+    """The hand-picked Stage II candidates of ``-o stage2_picks`` (pam.stage2_picks), for mode=full only."""
+    if not path:
+        return None
+    if mode != "full":
+        raise OptionError("pam", "stage2_picks", "only mode=full runs Stage II (mode=i2v takes the GT first frame)")
+    from .stage2_picks import Stage2Picks
+
+    return Stage2Picks(path)
 
 
 def _stage1_identity(stage1, stage1_file, mano_dir):

@@ -196,18 +196,20 @@ class PAMPipeline:
                                     f"expects [1, L, {want}]")
         return out
 
-    def flux_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def flux_prompt(self, sample_id: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clip's FLUX prompt embeddings: ``flux/prompt_embeds/<clip id>.safetensors`` when there is one,
+        else the shared ``flux/prompt_embeds.safetensors``."""
         from safetensors.torch import load_file
 
-        f = self.parts.flux / "prompt_embeds.safetensors"
+        f = ckpt.flux_prompt_file(self.parts.flux, sample_id)
         sd = load_file(str(f))
         if not {"prompt_embeds", "pooled_prompt_embeds"} <= set(sd):
             raise InputError(f, "needs 'prompt_embeds' and 'pooled_prompt_embeds'")
         return sd["prompt_embeds"], sd["pooled_prompt_embeds"]
 
     # -- stages
-    def first_frame(self, conditions: Mapping[str, np.ndarray], seed: int, normals: np.ndarray | None = None
-                    ) -> np.ndarray:
+    def first_frame(self, conditions: Mapping[str, np.ndarray], seed: int, normals: np.ndarray | None = None,
+                    sample_id: str | None = None) -> np.ndarray:
         """Stage II: the first frame from the conditions' first frames (returned at the internal size).
 
         protocol 'official': generated at ``stage2_official.stage2_size`` (480x640 for 480x720), conditions
@@ -231,7 +233,7 @@ class PAMPipeline:
             normals = to_internal(conditions["normal"][:1], 1, size, nearest=True)[0].copy()
             normals[d.max(-1) <= 16] = 0
         n = s2.normals_from_depth_condition(d) if normals is None else normals
-        pe, pooled = self.flux_prompt()
+        pe, pooled = self.flux_prompt(sample_id)
         with self._on_device(a.transformer, a.vae, a.net1, a.net2):
             img = a(d, n, h, s, pe, pooled, seed=seed, protocol="official" if official else "pam-bench")
         if official and img.shape[:2] != tuple(self.size):  # evaluation_sim.py: VaeImageProcessor, PIL Lanczos
@@ -257,17 +259,18 @@ class PAMPipeline:
     def run(self, conditions: Mapping[str, np.ndarray], selected: Sequence[str], seed: int,
             first_frame: np.ndarray | None = None, steps: int = 50, guidance: float = 6.0,
             use_dynamic_cfg: bool = True, sample_id: str | None = None, caption: str | None = None,
-            captions_file: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+            captions_file: Path | None = None, stage2_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Any-size inputs -> (video uint8 [T, H, W, 3] at the inputs' size, first frame used).
 
-        ``first_frame`` None: Stage II makes it (mode 'full'); else it is used as is (mode 'i2v').
+        ``first_frame`` None: Stage II makes it (mode 'full', with ``stage2_seed`` when given, else ``seed``);
+        else it is used as is (mode 'i2v').
         """
         T, H, W = next(iter(conditions.values())).shape[:3]
         n, size = self.num_frames, self.size
         inner = {k: to_internal(v, n, size, nearest=True) for k, v in conditions.items()}
         if first_frame is None:
             with self.stage("stage2"):
-                ff = self.first_frame(inner, seed)
+                ff = self.first_frame(inner, seed if stage2_seed is None else stage2_seed, sample_id=sample_id)
         else:
             ff = to_internal(first_frame[None], 1, size, nearest=False)[0]
         with self.stage("stage3"):

@@ -8,7 +8,8 @@
   hands the PIL image to the pipeline, whose VaeImageProcessor resizes it with Lanczos).
 - Output: ``(127.5 * (x + 1)).byte()``: truncation, not rounding.
 - Seeds: 42 + j for j < 3, one of the three picked by hand (``double_infer.py``). A hand pick cannot be
-  reproduced: pam-bench runs the clip seed once (42 under the official seed policy, PAM's j = 0 candidate).
+  reproduced: pam-bench runs the clip seed once (42 under the official seed policy, PAM's j = 0 candidate),
+  or, given the picks (``-o stage2_picks=FILE``, :mod:`pam.stage2_picks`), seed + j per clip.
 """
 from __future__ import annotations
 
@@ -36,16 +37,21 @@ def stage2_size(stage3_size: tuple[int, int], multiple: int = 16) -> tuple[int, 
     return h, w2
 
 
-def identity(protocol: str) -> dict:
+def identity(protocol: str, per_clip_prompts: bool = False) -> dict:
+    """Stage II's conventions for the run identity (the texts of runs without per-clip prompts are unchanged,
+    so their identities are too)."""
+    per_clip = "flux/prompt_embeds/<clip id>.safetensors, else flux/prompt_embeds.safetensors (shared)"
     if protocol in ("official", "sim"):
         return {"stage": "II (FLUX.1-dev + PAM double ControlNet)", "steps": STEPS, "guidance": GUIDANCE,
                 "schedule": "get_schedule(28, (W//8)*(H//8)//256) (appearance_gen xflux_pipeline.py)",
                 "size": "480x640 (Stage III size x 640/720), then stretched to Stage III's with PIL Lanczos "
                         "(diffusers' VaeImageProcessor in evaluation_sim.py)",
                 "uint8": "truncation (.byte())", "normals": NORMALS,
-                "prompt": "flux/prompt_embeds.safetensors (one shared FLUX prompt; PAM used per-frame captions)",
+                "prompt": per_clip if per_clip_prompts else
+                "flux/prompt_embeds.safetensors (one shared FLUX prompt; PAM used per-frame captions)",
                 "seeds": "the clip seed, one candidate (PAM: 42+j, j<3, one picked by hand; not reproducible)"}
     return {"stage": "II (FLUX.1-dev + PAM double ControlNet)", "steps": STEPS, "guidance": GUIDANCE,
             "schedule": "diffusers calculate_shift on the packed token count", "size": "Stage III's",
             "uint8": "rounding", "normals": NORMALS,
-            "prompt": "flux/prompt_embeds.safetensors (shared)", "seeds": "the clip seed"}
+            "prompt": per_clip if per_clip_prompts else "flux/prompt_embeds.safetensors (shared)",
+            "seeds": "the clip seed"}

@@ -200,3 +200,82 @@ def test_per_clip_embeddings_are_part_of_the_identity(tiny_dir, tmp_path):
     shutil.copy(copy / "prompt_embeds.safetensors", copy / "prompt_embeds" / "s-01" / "seq" / "836.safetensors")
     h = PAMGenerator(checkpoint=copy, mode="i2v").identity()["checkpoint_sha256"]
     assert h["prompt_embeds_per_clip"] == {"s-01/seq/836.safetensors": sha256_file(copy / "prompt_embeds.safetensors")}
+
+
+def _spy_stage2(monkeypatch):
+    from pam.pipeline import PAMPipeline
+
+    seen = []
+    real = PAMPipeline.first_frame
+
+    def spy(self, conditions, seed, normals=None, sample_id=None):
+        seen.append((seed, sample_id))
+        return real(self, conditions, seed, normals, sample_id=sample_id)
+
+    monkeypatch.setattr(PAMPipeline, "first_frame", spy)
+    return seen
+
+
+def test_hand_picked_stage2_candidates_come_from_the_picks_file(tiny_dir, sample, tmp_path, monkeypatch):
+    """-o stage2_picks: Stage II of a clip runs its seed + j (PAM: 42 + j, picked by hand), Stage III keeps the
+    clip's seed; the file is hashed into the identity; a clip it lacks, or a bad pick, names the file."""
+    from pam_bench.errors import OptionError
+
+    picks = tmp_path / "picks.json"
+    picks.write_text(json.dumps({sample.id: 2, "other/clip": 0}))
+    seen = _spy_stage2(monkeypatch)
+    g = PAMGenerator(checkpoint=tiny_dir, mode="full", steps=1, protocol="official", shared_prompt=True,
+                     stage2_picks=picks)
+    v = g.generate(sample, seed=5)
+    assert seen[-1] == (42 + 2, sample.id)  # the official seed policy: 42 for every clip, + the pick
+    plain = PAMGenerator(checkpoint=tiny_dir, mode="full", steps=1, protocol="official", shared_prompt=True)
+    plain._pipe = g.pipeline()
+    assert not np.array_equal(plain.generate(sample, seed=5).frames, v.frames) and seen[-1] == (42, sample.id)
+    ident = g.identity()["first_frame"]["seeds"]["picks"]
+    assert ident["sha256"] == sha256_file(picks) and ident["clips"] == 2
+    assert "picks" not in json.dumps(plain.identity()["first_frame"]["seeds"])
+    picks.write_text(json.dumps({"other/clip": 1}))
+    with pytest.raises(InputError, match=f"picks.json: has no pick for clip {sample.id}"):
+        PAMGenerator(checkpoint=tiny_dir, mode="full", steps=1, shared_prompt=True,
+                     stage2_picks=picks).generate(sample, seed=5)
+    for bad, why in (("[1, 2]", "non-empty JSON object"), ('{"a": 30}', "0..29"), ('{"a": true}', "0..29"),
+                     ('{"a": 1.5}', "0..29"), ("{", "is not JSON")):
+        picks.write_text(bad)
+        with pytest.raises(InputError, match=f"picks.json.*{why}"):
+            PAMGenerator(checkpoint=tiny_dir, mode="full", stage2_picks=picks)
+    with pytest.raises(InputError, match="no such Stage II picks file"):
+        PAMGenerator(checkpoint=tiny_dir, mode="full", stage2_picks=tmp_path / "none.json")
+    with pytest.raises(OptionError, match="pam option stage2_picks: only mode=full"):
+        PAMGenerator(checkpoint=tiny_dir, mode="i2v", stage2_picks=picks)
+
+
+def test_per_clip_flux_prompts_are_used_first_and_hashed(tiny_dir, sample, tmp_path, monkeypatch):
+    """flux/prompt_embeds/<clip id>.safetensors is the clip's Stage II prompt (else the shared one); its hash
+    is in the identity; a clip id cannot reach outside the folder."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "ck"
+    shutil.copytree(tiny_dir, copy)
+    shared = load_file(str(copy / "flux" / "prompt_embeds.safetensors"))
+    mine = copy / "flux" / "prompt_embeds" / f"{sample.id}.safetensors"
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: torch.randn(v.shape, generator=torch.Generator().manual_seed(7)) for k, v in shared.items()},
+              str(mine))
+    g = PAMGenerator(checkpoint=copy, mode="full", steps=1, protocol="pam-bench")
+    pipe = g.pipeline()
+    pe, _ = pipe.flux_prompt(sample.id)
+    assert torch.equal(pe, load_file(str(mine))["prompt_embeds"])
+    assert torch.equal(pipe.flux_prompt("another/clip")[0], shared["prompt_embeds"])
+    outside = copy / "flux" / "evil.safetensors"
+    shutil.copy(mine, outside)
+    assert torch.equal(pipe.flux_prompt("../evil")[0], shared["prompt_embeds"])  # not read from outside
+    ident = g.identity()
+    assert "prompt_embeds/" in ident["first_frame"]["prompt"]
+    rel = str(mine.relative_to(copy / "flux"))
+    assert ident["checkpoint_sha256"]["flux"][rel] == sha256_file(mine)
+    outside.unlink()
+    (copy / "flux" / "prompt_embeds.safetensors").unlink()  # per-clip only: a clip without a file names the folder
+    g2 = PAMGenerator(checkpoint=copy, mode="full", steps=1, protocol="pam-bench")
+    with pytest.raises(InputError, match="prompt_embeds: has no another/clip.safetensors"):
+        g2.pipeline().flux_prompt("another/clip")
