@@ -377,6 +377,14 @@ def c_pam_config_size_not_divisible_for_flux(w, t, mp):
     return argv + ["-o", "stage1=builtin"], [str(ck / "transformer" / "config.json"), "40x48", "divisible by 16"]
 
 
+def c_pam_stage2_picks_without_the_clip(w, t, mp):
+    mp.setenv("PAM_BENCH_HOME", str(t / "home"))
+    argv, ck = _tiny_pam(t, "full")
+    picks = t / "picks.json"
+    picks.write_text('{"some/other/clip": 1}')
+    return argv + ["-o", "stage1=builtin", "-o", f"stage2_picks={picks}"], [str(picks), "has no pick for clip"]
+
+
 def c_downstream_training_diverged(w, t, mp):
     from pam_bench.downstream.trainer import EmbeddedTrainer
 
