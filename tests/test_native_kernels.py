@@ -28,6 +28,8 @@ def test_the_kernels_compile_where_a_compiler_exists(fresh):
     fresh.delenv("CC", raising=False)
     if not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
         pytest.skip("no C compiler on this machine: only the numpy kernels can run")
+    assert native.info()["pixel_kernels"] is None  # nothing built before a kernel is asked for
+    native.kernels()
     got = native.info()
     assert got["pixel_kernels"] == "c", got
     assert native.kernels() is native.kernels()  # built once per process
@@ -44,6 +46,7 @@ def test_without_the_c_kernels_numpy_runs_and_says_why(fresh, capsys, env, reaso
     fresh.delenv(native.ENV_SWITCH, raising=False)
     for k, v in env.items():
         fresh.setenv(k, v)
+    native.kernels()
     got = native.info()
     assert got["pixel_kernels"] == "numpy" and reason in got["how"], got
     a, b = _frames(0), _frames(1)
@@ -122,9 +125,10 @@ def test_a_folder_that_cannot_load_a_library_is_passed_over_and_nothing_is_left(
 
     fresh.setattr(native.ctypes, "CDLL", cdll)
     fresh.setattr(native, "_build_dirs", lambda: [str(noexec), str(home)])
-    assert native.info()["pixel_kernels"] == "c"
+    assert native.kernels() is not None and native.info()["pixel_kernels"] == "c"
     native.reset()
     fresh.setattr(native, "_build_dirs", lambda: [str(noexec)])
+    native.kernels()
     got = native.info()
     assert got["pixel_kernels"] == "numpy" and "could not be loaded" in got["how"], got
     assert not list(noexec.iterdir()) and not list(home.iterdir())

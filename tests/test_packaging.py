@@ -76,8 +76,9 @@ def test_wheel_installed_outside_the_repo_runs_the_leaderboard(tmp_path):
     missing = [m for m in methods if m not in out]
     assert not missing, f"reported rows missing from the installed copy's table: {missing}\n{out}"
     # the C source of the pixel kernels ships in the wheel, so the installed copy compiles them too
-    kernels = _run([str(py), "-c", "from pam_bench.metrics import native; print(native.info()['pixel_kernels'], "
-                                   "native.SOURCE.is_file())"], work).stdout.split()
+    code = "from pam_bench.metrics import native; native.kernels(); print(native.info()['pixel_kernels'], " \
+           "native.SOURCE.is_file())"
+    kernels = _run([str(py), "-c", code], work).stdout.split()
     assert kernels[1] == "True", kernels
     if any(shutil.which(c) for c in ("cc", "gcc", "clang")) and not os.environ.get("CC"):
         assert kernels[0] == "c", kernels

@@ -107,9 +107,12 @@ def kernels() -> ctypes.CDLL | None:
 
 
 def info() -> dict:
-    """Which pixel kernels this process runs, for results.json (builds them if not yet built)."""
-    lib = kernels()
-    return {"pixel_kernels": "c" if lib is not None else "numpy", "how": _STATE["how"]}  # the same values either way
+    """Which pixel kernels this process ran, for results.json (the same values either way). Nothing is built
+    here: a process that measured no SSIM or PSNR (another metric, or every payload resumed) says so."""
+    with _LOCK:
+        if "lib" not in _STATE:
+            return {"pixel_kernels": None, "how": "no SSIM or PSNR measured in this process"}
+        return {"pixel_kernels": "c" if _STATE["lib"] is not None else "numpy", "how": _STATE["how"]}
 
 
 def reset() -> None:
