@@ -8,7 +8,8 @@ results.json:
    "metrics": {"<name>": {"value", "direction", "backend", "version", "n", "ci95", "unit", "extras",
                           "unavailable"}},
    "env": {"pam_bench", "python", "device", versions of torch numpy scipy opencv lpips decord av
-           diffusers, "gpu", "cuda", "cudnn", "git_commit", "git_dirty"}, "created": iso time}
+           diffusers, "gpu", "cuda", "cudnn", "git_commit", "git_dirty"}, "created": iso time,
+   "timing": {"clips_computed", "wall_s", "workers", "stage_s": {stage: seconds}} (pam_bench.run.timing)}
 A metric's column identity is (name, backend, version); results whose columns differ in backend or
 version are never put in one column silently (``column_key``), and comparisons refuse them.
 """

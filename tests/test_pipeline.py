@@ -163,3 +163,22 @@ def test_cli_workers_zero_is_one_line(tmp_path):
 
     r = CliRunner().invoke(cli, ["evaluate", "--method", "folder", "--videos", str(tmp_path), "--workers", "0"])
     assert r.exit_code != 0 and "--workers" in r.output and "Traceback" not in r.output
+
+
+def test_results_say_where_the_time_went(folder, tmp_path):
+    """results.json's timing: this process's clips, seconds per stage (load, read, each metric), summed over
+    the worker threads; a resumed run that computes nothing says so and evaluate prints no time line."""
+    from pam_bench.run.loop import evaluate
+    from pam_bench.run.timing import summary
+
+    def run():
+        return evaluate("folder", "pam-eval-dir", ["ssim", "psnr"], tmp_path / "o", root=folder,
+                        method_options={"videos": folder}, progress=False, workers=2)
+
+    t = run()["timing"]
+    assert t["clips_computed"] == 4 and t["workers"] == 2 and t["wall_s"] > 0
+    assert set(t["stage_s"]) == {"load", "read videos", "ssim", "psnr"} and all(v > 0 for v in t["stage_s"].values())
+    line = summary(t)
+    assert line.startswith("time: ") and "4 clip(s) on 2 worker(s)" in line and "ssim " in line
+    again = run()["timing"]
+    assert again["clips_computed"] == 0 and again["stage_s"] == {} and summary(again) is None

@@ -125,6 +125,11 @@ def evaluate(method, dataset, root, split, videos, checkpoint, metrics, out, dev
         click.echo(line)
     for w in warnings_for(res):
         click.echo(f"pam-bench: warning: {w}", err=True)
+    from ..run.timing import summary
+
+    took = summary(res.get("timing"))
+    if took:
+        click.echo(f"\n{took}")
     click.echo(f"\nwrote {out}/results.json and {out}/per_video.jsonl")
 
 

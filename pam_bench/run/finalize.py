@@ -98,6 +98,7 @@ def finalize(run: Run) -> dict:
         "metrics": {**{m.name: {**m.compute().to_json(), "payload_key": m.key} for m in mets}, **kept},
         "env": env_info(run.device),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **({"timing": run.clock.to_json()} if run.clock is not None else {}),
     }
     atomic_write_json(store.out / "results.json", results)
     return results

@@ -28,6 +28,7 @@ from .inputs import InputFingerprints, forget_changed_inputs
 from .selection import check_limit, parse_shard, select_ids
 from .state import Run
 from .torchrun import context
+from .timing import StageClock
 
 
 @dataclass
@@ -132,10 +133,16 @@ def _evaluate_clips(run: Run, ds: Dataset, making: Generation, ctx, progress: bo
               f"are recomputed ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''})", file=sys.stderr)
     pending = [v for v in mine if making.needs_video(store, v) or any(not store.has_payload(m.key, v) for m in mets)]
     run.loader = _loader(run, ds, gen, idx, making.trim)
+    run.clock = clock = StageClock(workers)
     bar = _progress(len(mine), f"{gen.name} on {sp.dataset}", progress and not ctx.rank)
     bar.update(len(mine) - len(pending))
+
+    def load(vid: str) -> Sample:
+        with clock.stage("load"):
+            return run.loader(vid)
+
     try:
-        run_pipeline(pending, run.loader, lambda vid, sample: _run_one(vid, sample, making, run, fingerprints(vid)),
+        run_pipeline(pending, load, lambda vid, sample: _run_one(vid, sample, making, run, fingerprints(vid)),
                      workers=workers, concurrent_work=clips_run_concurrently(gen, mets),
                      on_done=lambda _v: bar.update(1))  # pam_bench.prefetch: W clips at once, memory bounded by W
     finally:
@@ -199,22 +206,28 @@ def _run_one(vid: str, sample: Sample, making: Generation, run: Run, inputs_sha2
     from ..video import conform
 
     gen, store = making.gen, run.store
+    clock = run.clock or StageClock()
     need_vid = making.needs_video(store, vid)
     need_m = [m for m in run.metrics if not store.has_payload(m.key, vid)]
     if gen.writes_videos and store.has_video(vid):
-        video = store.read_video(vid)
+        with clock.stage("read stored video"):
+            video = store.read_video(vid)
     else:
-        video = gen.generate(sample, derive_seed(making.seed, vid))
+        with clock.stage("generate" if gen.writes_videos else "read videos"):
+            video = gen.generate(sample, derive_seed(making.seed, vid))
         if sample.video is not None and (making.trim or making.resize):
             video = conform(video, vid, sample.video.num_frames, sample.video.size, making.trim, making.resize)
         _check_shape(sample, video, getattr(gen, "source_of", lambda v: v)(vid))
         if need_vid:
-            store.write_video(vid, video, codec=making.codec)
+            with clock.stage("write video"):
+                store.write_video(vid, video, codec=making.codec)
     _check_shape(sample, video, store.video_path(vid) if gen.writes_videos else vid)
     for m in need_m:
-        payload = m.measure(sample, video)
+        with clock.stage(m.name):
+            payload = m.measure(sample, video)
         if inputs_sha256 is not None:
             payload = {**payload, INPUTS_KEY: inputs_sha256}
         store.write_payload(m.key, vid, payload)
         if m.has_reference:
             run.cache.reference(m, sample)
+    clock.clip_done()

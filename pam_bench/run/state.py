@@ -8,6 +8,7 @@ from typing import Callable
 from ..store import RunStore
 from ..types import Sample
 from .gt_cache import GTCache
+from .timing import StageClock
 
 
 @dataclass
@@ -29,3 +30,4 @@ class Run:
     loader: Callable[[str], Sample] | None = None
     device: str = "cpu"
     recomputed: int = field(default=0)
+    clock: StageClock | None = None  # seconds per stage of the clips this process computes (results' timing)
