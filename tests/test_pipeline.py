@@ -102,14 +102,27 @@ def test_parallel_pass_equals_today_and_sequential(folder, tmp_path, monkeypatch
     assert runs[1][next(k for k in runs[1] if k.startswith("payloads/psnr@") and "0003" in k)]["value"] == 100.0
 
 
-def test_lpips_parallel_equals_sequential(folder, tmp_path):
+def test_lpips_parallel_equals_sequential(folder, tmp_path, monkeypatch):
+    """SSIM and PSNR measure in the loader threads while LPIPS runs in the calling thread: the payloads equal
+    one worker's, and each metric's own run's."""
+    from pam_bench.metrics.pixel import SSIM
     from pam_bench.run.loop import evaluate
 
     require_weights("lpips-alexnet")
-    res = [evaluate("folder", "pam-eval-dir", ["lpips"], tmp_path / f"w{w}", root=folder,
+    threads = set()
+    real = SSIM.measure
+    monkeypatch.setattr(SSIM, "measure", lambda self, *a: (threads.add(threading.current_thread().name),
+                                                            real(self, *a))[1])
+    res = [evaluate("folder", "pam-eval-dir", ["ssim", "psnr", "lpips"], tmp_path / f"w{w}", root=folder,
                     method_options={"videos": folder}, progress=False, workers=w) for w in (1, 2)]
     assert _payloads(tmp_path / "w1") == _payloads(tmp_path / "w2")
-    assert res[0]["metrics"]["lpips"]["value"] == res[1]["metrics"]["lpips"]["value"]
+    assert res[0]["metrics"] == res[1]["metrics"]
+    assert threads and all(t.startswith("pam-load") for t in threads), threads  # off the calling thread
+    for m in ("lpips", "ssim", "psnr"):  # each alone: the same payloads
+        evaluate("folder", "pam-eval-dir", [m], tmp_path / m, root=folder, method_options={"videos": folder},
+                 progress=False, workers=1)
+        alone = _payloads(tmp_path / m)
+        assert alone and all(_payloads(tmp_path / "w2")[k] == v for k, v in alone.items()), m
 
 
 @pytest.mark.parametrize("concurrent", [True, False])

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from ..completeness import check_reference, select_ids_arg, select_present
 from ..errors import InputError, PamBenchError
-from ..prefetch import check_workers, run_pipeline
+from ..prefetch import check_workers, one_thread_per_clip, run_pipeline
 from ..store import INPUTS_KEY, RunStore, atomic_write_json
 from ..types import Dataset, Generator, Sample, Split, Video, derive_seed
 from .components import DEFAULT_METRICS, build_dataset, build_method, build_metrics
@@ -133,23 +133,51 @@ def _evaluate_clips(run: Run, ds: Dataset, making: Generation, ctx, progress: bo
               f"are recomputed ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''})", file=sys.stderr)
     pending = [v for v in mine if making.needs_video(store, v) or any(not store.has_payload(m.key, v) for m in mets)]
     run.loader = _loader(run, ds, gen, idx, making.trim)
-    run.clock = clock = StageClock(workers)
+    run.clock = StageClock(workers)
     bar = _progress(len(mine), f"{gen.name} on {sp.dataset}", progress and not ctx.rank)
     bar.update(len(mine) - len(pending))
-
-    def load(vid: str) -> Sample:
-        with clock.stage("load"):
-            return run.loader(vid)
-
+    load, work, concurrent, early = _jobs(run, making, fingerprints)
     try:
-        run_pipeline(pending, load, lambda vid, sample: _run_one(vid, sample, making, run, fingerprints(vid)),
-                     workers=workers, concurrent_work=clips_run_concurrently(gen, mets),
-                     on_done=lambda _v: bar.update(1))  # pam_bench.prefetch: W clips at once, memory bounded by W
+        with one_thread_per_clip(workers if early else 1):  # thread-safe metrics measure in the loader threads
+            run_pipeline(pending, load, work, workers=workers, concurrent_work=concurrent,
+                         on_done=lambda _v: bar.update(1))  # pam_bench.prefetch: W clips at once, memory bounded
     finally:
         fingerprints.save()  # the input files' digests, for the next resume (also after an error or Ctrl-C)
     bar.close()
     run.recomputed = len(stale)
     return ctx.finish(run)
+
+
+def _jobs(run: Run, making: Generation, fingerprints) -> tuple:
+    """(load, work, concurrent_work, early metrics) for pam_bench.prefetch.run_pipeline.
+
+    When the method reads its videos from disk and some metrics are thread-safe but not all, the loader
+    threads also read the generated video and measure the thread-safe metrics (SSIM, PSNR: CPU) while the
+    calling thread runs the others (torch: LPIPS, I3D, trackers, hands) one clip at a time: on a GPU server
+    the CPU metrics no longer queue behind the GPU ones."""
+    clock = run.clock
+    early = [m for m in run.metrics if getattr(m, "thread_safe", False)]
+    late = [m for m in run.metrics if m not in early]
+
+    def load(vid: str) -> Sample:
+        with clock.stage("load"):
+            return run.loader(vid)
+
+    if clips_run_concurrently(making.gen, run.metrics) or making.gen.writes_videos or not early:
+        return (load, lambda vid, sample: _run_one(vid, sample, making, run, fingerprints(vid)),
+                clips_run_concurrently(making.gen, run.metrics), [])
+
+    def load_and_measure(vid: str) -> tuple[Sample, Video]:
+        sample = load(vid)
+        video = _video(vid, sample, making, run)
+        _measure(vid, sample, video, early, run, fingerprints(vid))
+        return sample, video
+
+    def rest(vid: str, loaded: tuple[Sample, Video]) -> None:
+        _measure(vid, *loaded, late, run, fingerprints(vid))
+        clock.clip_done()
+
+    return load_and_measure, rest, False, early
 
 
 def clips_run_concurrently(gen: Generator, mets) -> bool:
@@ -203,12 +231,18 @@ def _check_shape(sample: Sample, video: Video, where) -> None:
 
 def _run_one(vid: str, sample: Sample, making: Generation, run: Run, inputs_sha256: str | None = None) -> None:
     """One clip: its video (stored, or generated and conformed), then each missing payload."""
+    video = _video(vid, sample, making, run)
+    _measure(vid, sample, video, run.metrics, run, inputs_sha256)
+    (run.clock or StageClock()).clip_done()
+
+
+def _video(vid: str, sample: Sample, making: Generation, run: Run) -> Video:
+    """The clip's video: read from the store, or generated (or read from the method's files), conformed,
+    checked against the reference, and stored when the run keeps videos."""
     from ..video import conform
 
     gen, store = making.gen, run.store
     clock = run.clock or StageClock()
-    need_vid = making.needs_video(store, vid)
-    need_m = [m for m in run.metrics if not store.has_payload(m.key, vid)]
     if gen.writes_videos and store.has_video(vid):
         with clock.stage("read stored video"):
             video = store.read_video(vid)
@@ -218,11 +252,17 @@ def _run_one(vid: str, sample: Sample, making: Generation, run: Run, inputs_sha2
         if sample.video is not None and (making.trim or making.resize):
             video = conform(video, vid, sample.video.num_frames, sample.video.size, making.trim, making.resize)
         _check_shape(sample, video, getattr(gen, "source_of", lambda v: v)(vid))
-        if need_vid:
+        if making.needs_video(store, vid):
             with clock.stage("write video"):
                 store.write_video(vid, video, codec=making.codec)
     _check_shape(sample, video, store.video_path(vid) if gen.writes_videos else vid)
-    for m in need_m:
+    return video
+
+
+def _measure(vid: str, sample: Sample, video: Video, metrics, run: Run, inputs_sha256: str | None) -> None:
+    """The payloads of ``metrics`` this clip lacks, each written as soon as it is measured."""
+    store, clock = run.store, run.clock or StageClock()
+    for m in [m for m in metrics if not store.has_payload(m.key, vid)]:
         with clock.stage(m.name):
             payload = m.measure(sample, video)
         if inputs_sha256 is not None:
@@ -230,4 +270,3 @@ def _run_one(vid: str, sample: Sample, making: Generation, run: Run, inputs_sha2
         store.write_payload(m.key, vid, payload)
         if m.has_reference:
             run.cache.reference(m, sample)
-    clock.clip_done()
