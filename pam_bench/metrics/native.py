@@ -80,19 +80,24 @@ def _compile_and_load(cc: str, parent: str | None) -> tuple[ctypes.CDLL | None, 
         return None, f"no folder to compile in ({e})"
     with tmp as folder:
         lib_path = Path(folder) / "pixel_kernels.so"
-        try:
-            r = subprocess.run([cc, *FLAGS, "-o", str(lib_path), str(SOURCE)], capture_output=True, text=True,
-                               timeout=120)
-        except (OSError, subprocess.SubprocessError) as e:
-            return None, f"{cc} could not run: {e}"
-        if r.returncode != 0:
-            last = (r.stderr.strip().splitlines() or ["no message"])[-1]
-            return None, f"{cc} failed to compile {SOURCE.name}: {last}"
+        flags, why = None, ""
+        for candidate in (FLAGS, tuple(f for f in FLAGS if f != "-march=native")):  # a compiler without it
+            try:
+                r = subprocess.run([cc, *candidate, "-o", str(lib_path), str(SOURCE)], capture_output=True,
+                                   text=True, timeout=120)
+            except (OSError, subprocess.SubprocessError) as e:
+                return None, f"{cc} could not run: {e}"
+            if r.returncode == 0:
+                flags = candidate
+                break
+            why = f"{cc} failed to compile {SOURCE.name}: {(r.stderr.strip().splitlines() or ['no message'])[-1]}"
+        if flags is None:
+            return None, why
         try:
             lib = _declare(ctypes.CDLL(str(lib_path)))
         except (OSError, AttributeError) as e:
             return None, f"the compiled {SOURCE.name} could not be loaded from {folder}: {e}"
-    return lib, f"{Path(cc).name} {' '.join(FLAGS[:3])}"
+    return lib, f"{Path(cc).name} {' '.join(f for f in flags if f not in ('-shared', '-fPIC'))}"
 
 
 def kernels() -> ctypes.CDLL | None:
