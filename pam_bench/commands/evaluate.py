@@ -72,7 +72,8 @@ Examples:
 @click.option("--gt-cache", type=click.Path(), default=None, help="GT-feature cache [$PAM_BENCH_HOME/gt_cache]")
 @click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="clips decoded and measured at once [the core count]; results do not depend on it")
+              help="clips decoded at once, and measured at once by the CPU metrics (SSIM, PSNR) [the core "
+                   "count]; results do not depend on it")
 @click.option("--condition-noise", type=float, default=None,
               help="SIGMA: Gaussian noise on the condition videos, uint8 units on 0..255 (pam_bench.noise)")
 @click.option("--condition-noise-seed", type=int, default=0, show_default=True, help="seed of that noise")

@@ -75,7 +75,7 @@ def _compile_and_load(cc: str, parent: str | None) -> tuple[ctypes.CDLL | None, 
     try:
         if parent is not None:
             Path(parent).mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.TemporaryDirectory(prefix="pam-bench-native-", dir=parent)
+        tmp = tempfile.TemporaryDirectory(prefix="pam-bench-native-", dir=parent, ignore_cleanup_errors=True)
     except OSError as e:
         return None, f"no folder to compile in ({e})"
     with tmp as folder:
