@@ -124,6 +124,22 @@ def read_bin(f: Path) -> dict:
     return sd
 
 
+def read_tensors(f: Path, bad: str = "cannot read weights") -> dict:
+    """The tensors of a user's file: safetensors, else a torch pickle (:func:`read_bin`); one InputError naming
+    the file when it cannot be read (``bad`` opens its message)."""
+    f = Path(f)
+    if not f.is_file():
+        raise InputError(f, "no such file")
+    if f.suffix != ".safetensors":
+        return read_bin(f)
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(f))
+    except Exception as e:  # safetensors raises its own error types
+        raise InputError(f, f"{bad} ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+
+
 @dataclass(frozen=True)
 class Branch:
     """What the weights say about PAM's condition branch."""

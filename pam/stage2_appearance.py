@@ -30,6 +30,7 @@ from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedd
 
 from pam_bench.errors import ArgumentError, InputError
 
+from . import checkpoint as ckpt
 from .stage2_official import GUIDANCE, STEPS, official_mu
 
 #: XLabs hint block: nn.Sequential indices of its 8 convolutions (SiLU in between).
@@ -163,20 +164,7 @@ def split_double(sd: Mapping[str, torch.Tensor], where="<state dict>") -> tuple[
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """safetensors, or a torch pickle read with weights_only=True (the official controlnet.bin)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(path, f"cannot read weights ({str(e).splitlines()[0][:200]})") from None
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise InputError(path, "not a flat state dict of tensors")
-    return sd
+    return ckpt.read_tensors(path)
 
 
 def load_double_controlnet(path: Path, flux_config: Mapping[str, Any], dtype: torch.dtype | None = None

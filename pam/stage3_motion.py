@@ -203,19 +203,11 @@ read_bin = ckpt.read_bin
 
 def load_safetensors_dir(directory: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a model folder (safetensors single/sharded, or .bin single/sharded), stored dtypes."""
-    from safetensors.torch import load_file
-
     sd: dict[str, torch.Tensor] = {}
     for f in weight_files(directory):
         if not f.is_file():
             raise InputError(f, "weight file listed for this model is missing")
-        if f.suffix == ".bin":
-            sd.update(ckpt.read_bin(f))
-            continue
-        try:
-            sd.update(load_file(str(f)))
-        except Exception as e:  # safetensors raises its own error types
-            raise InputError(f, f"not a readable safetensors file ({e})") from None
+        sd.update(ckpt.read_tensors(f, bad="not a readable safetensors file"))
     return sd
 
 
