@@ -153,9 +153,7 @@ class PAMPipeline:
         return Prompt(enc(text), enc(NEGATIVE_PROMPT))
 
     def _from_file(self, f: Path) -> Prompt:
-        from safetensors.torch import load_file
-
-        sd = load_file(str(f))
+        sd = ckpt.read_tensors(f, bad="not a readable prompt embedding file")
         if not {"prompt_embeds", "negative_prompt_embeds"} <= set(sd):
             raise InputError(f, "needs 'prompt_embeds' and 'negative_prompt_embeds' tensors [1, L, D]")
         return Prompt(sd["prompt_embeds"], sd["negative_prompt_embeds"])
@@ -199,10 +197,8 @@ class PAMPipeline:
     def flux_prompt(self, sample_id: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The clip's FLUX prompt embeddings: ``flux/prompt_embeds/<clip id>.safetensors`` when there is one,
         else the shared ``flux/prompt_embeds.safetensors``."""
-        from safetensors.torch import load_file
-
         f = ckpt.flux_prompt_file(self.parts.flux, sample_id)
-        sd = load_file(str(f))
+        sd = ckpt.read_tensors(f, bad="not a readable prompt embedding file")
         if not {"prompt_embeds", "pooled_prompt_embeds"} <= set(sd):
             raise InputError(f, "needs 'prompt_embeds' and 'pooled_prompt_embeds'")
         return sd["prompt_embeds"], sd["pooled_prompt_embeds"]

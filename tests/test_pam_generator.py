@@ -279,3 +279,20 @@ def test_per_clip_flux_prompts_are_used_first_and_hashed(tiny_dir, sample, tmp_p
     g2 = PAMGenerator(checkpoint=copy, mode="full", steps=1, protocol="pam-bench")
     with pytest.raises(InputError, match="prompt_embeds: has no another/clip.safetensors"):
         g2.pipeline().flux_prompt("another/clip")
+
+
+def test_a_damaged_prompt_embedding_file_is_one_error_naming_it(tiny_dir, sample, tmp_path):
+    """A truncated or non-safetensors per-clip prompt file (Stage III or FLUX) is an InputError naming it."""
+    copy = tmp_path / "ck"
+    shutil.copytree(tiny_dir, copy)
+    bad_flux = copy / "flux" / "prompt_embeds" / f"{sample.id}.safetensors"
+    bad_flux.parent.mkdir(parents=True, exist_ok=True)
+    bad_flux.write_bytes((copy / "flux" / "prompt_embeds.safetensors").read_bytes()[:40])  # truncated
+    bad_cog = copy / "prompt_embeds" / f"{sample.id}.safetensors"
+    bad_cog.parent.mkdir(parents=True, exist_ok=True)
+    bad_cog.write_bytes(b"\x00" * 8 + b"not a header")
+    pipe = PAMGenerator(checkpoint=copy, mode="full", steps=1, protocol="pam-bench").pipeline()
+    for read, f in ((lambda: pipe.flux_prompt(sample.id), bad_flux), (lambda: pipe.prompt(sample.id), bad_cog)):
+        with pytest.raises(InputError, match="not a readable prompt embedding file") as e:
+            read()
+        assert str(f) in str(e.value) and "\n" not in str(e.value)
