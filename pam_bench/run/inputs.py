@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..errors import InputError
 from ..store import INPUTS_KEY, RunStore, read_payload
 from ..types import Dataset, Generator
 
@@ -39,18 +38,12 @@ class InputFingerprints:
         self.cache.save()
 
 
-def files_sha256(files, digest=None) -> str:
-    """One sha256 over the names and sha256s of ``files`` (``digest``: a file's sha256, by default
-    :func:`pam_bench.weights.sha256_file`); an unreadable file is an InputError naming it."""
-    from ..weights import sha256_file
-
-    digest = digest or sha256_file
+def files_sha256(files, digest) -> str:
+    """One sha256 over the names and sha256s (``digest(file)``, e.g. :meth:`HashCache.sha256
+    <pam_bench.weights.HashCache.sha256>`, which names an unreadable file in its InputError) of ``files``."""
     h = hashlib.sha256()
     for f in files:
-        try:
-            h.update(f"{Path(f).name}:{digest(f)}\n".encode())
-        except OSError as e:
-            raise InputError(f, f"cannot read ({e.strerror or e})") from None
+        h.update(f"{Path(f).name}:{digest(f)}\n".encode())
     return h.hexdigest()
 
 
