@@ -158,3 +158,26 @@ def test_frames_are_gathered_in_place_and_grow_past_a_wrong_count(tmp_path):
         sink.add(src[1, :48, :64])
     with pytest.raises(InputError, match="no decodable frames"):
         _Frames(tmp_path / "v.mp4", 5).video(15.0)
+
+
+@pytest.mark.parametrize("decoder, threads", PATHS)
+def test_a_container_without_a_frame_count_decodes_every_frame(tmp_path, decoder, threads):
+    """A Matroska file's header gives no frame count: the frame array starts small and grows, and every path
+    returns all 70 frames, identical to what was encoded (lossless RGB)."""
+    import av
+
+    src = np.stack([np.full((48, 64, 3), (3 * i) % 256, np.uint8) for i in range(70)])
+    src[:, 10:20, 5:9] = 200
+    f = tmp_path / "no_count.mkv"
+    with av.open(str(f), "w") as c:
+        st = c.add_stream("libx264rgb", rate=15)
+        st.width, st.height, st.pix_fmt, st.options = 64, 48, "rgb24", {"qp": "0"}  # lossless
+        for fr in src:
+            for p in st.encode(av.VideoFrame.from_ndarray(fr, format="rgb24")):
+                c.mux(p)
+        for p in st.encode():
+            c.mux(p)
+    with av.open(str(f)) as c:
+        assert c.streams.video[0].frames == 0  # the case under test: no count in the header
+    got = read_video(f, decoder=decoder, threads=threads).frames
+    assert got.shape == src.shape and np.array_equal(got, src)
