@@ -328,11 +328,16 @@ def flux_files(f: Path) -> list[Path]:
     return out + shared + (sorted(per_clip.rglob("*.safetensors")) if per_clip.is_dir() else [])
 
 
+def flux_per_clip_prompts(flux_dir: Path | None) -> bool:
+    """Whether a flux/ folder holds per-clip prompt embeddings (``flux/prompt_embeds/``)."""
+    return flux_dir is not None and (Path(flux_dir) / "prompt_embeds").is_dir()
+
+
 def flux_prompt_file(flux_dir: Path, clip_id: str | None) -> Path:
     """The FLUX prompt file of a clip: ``flux/prompt_embeds/<clip id>.safetensors`` (clip ids may contain '/'),
     else the shared ``flux/prompt_embeds.safetensors``; neither is an InputError naming where it looked."""
     per_clip, shared = flux_dir / "prompt_embeds", flux_dir / "prompt_embeds.safetensors"
-    if clip_id and per_clip.is_dir():
+    if clip_id and flux_per_clip_prompts(flux_dir):
         f = per_clip / f"{clip_id}.safetensors"
         if f.resolve().is_relative_to(per_clip.resolve()) and f.is_file():
             return f

@@ -203,9 +203,7 @@ class PAMGenerator(Generator):
     def _stage2_identity(self) -> dict[str, Any]:
         from .stage2_official import identity
 
-        per_clip = self._parts is not None and self._parts.flux is not None and \
-            (self._parts.flux / "prompt_embeds").is_dir()
-        out = identity(self.protocol, per_clip_prompts=per_clip)
+        out = identity(self.protocol, per_clip_prompts=ckpt.flux_per_clip_prompts(getattr(self._parts, "flux", None)))
         if self.stage2_picks is not None:
             out["seeds"] = {"picks": self.stage2_picks.identity()}
         return out

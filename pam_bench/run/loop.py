@@ -233,7 +233,7 @@ def _run_one(vid: str, sample: Sample, making: Generation, run: Run, inputs_sha2
     """One clip: its video (stored, or generated and conformed), then each missing payload."""
     video = _video(vid, sample, making, run)
     _measure(vid, sample, video, run.metrics, run, inputs_sha256)
-    (run.clock or StageClock()).clip_done()
+    run.clock.clip_done()
 
 
 def _video(vid: str, sample: Sample, making: Generation, run: Run) -> Video:
@@ -242,7 +242,7 @@ def _video(vid: str, sample: Sample, making: Generation, run: Run) -> Video:
     from ..video import conform
 
     gen, store = making.gen, run.store
-    clock = run.clock or StageClock()
+    clock = run.clock
     if gen.writes_videos and store.has_video(vid):
         with clock.stage("read stored video"):
             video = store.read_video(vid)
@@ -261,7 +261,7 @@ def _video(vid: str, sample: Sample, making: Generation, run: Run) -> Video:
 
 def _measure(vid: str, sample: Sample, video: Video, metrics, run: Run, inputs_sha256: str | None) -> None:
     """The payloads of ``metrics`` this clip lacks, each written as soon as it is measured."""
-    store, clock = run.store, run.clock or StageClock()
+    store, clock = run.store, run.clock
     for m in [m for m in metrics if not store.has_payload(m.key, vid)]:
         with clock.stage(m.name):
             payload = m.measure(sample, video)

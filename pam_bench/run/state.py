@@ -30,4 +30,4 @@ class Run:
     loader: Callable[[str], Sample] | None = None
     device: str = "cpu"
     recomputed: int = field(default=0)
-    clock: StageClock | None = None  # seconds per stage of the clips this process computes (results' timing)
+    clock: StageClock | None = None  # set by the evaluate loop: seconds per stage of the clips it computes
