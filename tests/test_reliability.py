@@ -291,6 +291,25 @@ def test_a_10000_frame_generated_file_is_refused_before_decoding(tmp_path):
     assert time.time() - t0 < 300
 
 
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe\x00", b"[1, 2]", b'{"KEY": 5}', b'{"KEY": "0000"}'])
+def test_a_damaged_or_hostile_hash_cache_is_rebuilt_not_trusted_blindly(tmp_path, monkeypatch, body):
+    """hash_cache.json that is not JSON, not UTF-8, not an object, or holds a non-string digest is rebuilt; an
+    entry for a file whose size or mtime changed is never used."""
+    import hashlib
+
+    from pam_bench import weights as W
+
+    monkeypatch.setenv("PAM_BENCH_HOME", str(tmp_path / "home"))
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"content")
+    st = f.stat()
+    W.hash_cache_path().parent.mkdir(parents=True, exist_ok=True)
+    stale = f"{f.resolve()}|{st.st_size + 1}|{st.st_mtime_ns}"  # another size: never this file's entry
+    W.hash_cache_path().write_bytes(body.replace(b"KEY", stale.encode()))
+    assert W.cached_sha256(f) == hashlib.sha256(b"content").hexdigest()
+    assert W.cached_sha256(f) == hashlib.sha256(b"content").hexdigest()  # now from the rebuilt cache
+
+
 def test_hash_cache_forgets_files_that_are_gone(tmp_path, monkeypatch):
     """The (path, size, mtime) sha256 cache drops the entries of deleted files when it is next written."""
     import hashlib
