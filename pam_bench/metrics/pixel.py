@@ -157,14 +157,14 @@ def psnr_frames(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, native:
 
     a, b = _same_shape(a, b)
     lib = nat.kernels() if native and a.dtype == b.dtype == np.uint8 else None
+    if lib is None:
+        import cv2
     sse = np.empty(a.shape[0], dtype=np.float64)
     for i, (x, y) in enumerate(zip(a, b)):
         x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
         if lib is not None:
             sse[i] = lib.pb_sse_u8(x.ctypes.data, y.ctypes.data, x.size)
         else:
-            import cv2
-
             d = cv2.absdiff(x, y).ravel().astype(np.float64)
             sse[i] = d @ d
     mse = sse / a[0].size
